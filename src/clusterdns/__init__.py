@@ -1,0 +1,3 @@
+"""clusterdns: Kubernetes cluster DNS and service discovery, configured with a Corefile."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,91 @@
+"""A server block at run time, and the zone mux that picks one per query."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import dns.rcode
+
+from clusterdns.core.plugin import BlockSettings, Plugin
+from clusterdns.core.request import Handler, Reply, Request
+from clusterdns.wire import Query, text_to_wire
+
+Observer = Callable[[Request, int, bytes, float, str], None]
+
+
+async def _end_of_chain(req: Request) -> Reply:
+    # CoreDNS: "no next plugin found" is SERVFAIL.
+    return Reply.error(dns.rcode.SERVFAIL)
+
+
+def build_chain(plugins: Sequence[Plugin]) -> Handler:
+    """Compose the plugins into one handler; each one's next_handler is the rest."""
+    handler: Handler = _end_of_chain
+    for plugin in reversed(plugins):
+        if plugin.in_chain:
+            handler = functools.partial(plugin.serve, next_handler=handler)
+    return handler
+
+
+class Block:
+    """One server block: its zones, port, plugins (in execution order) and chain."""
+
+    def __init__(
+        self,
+        *,
+        zones: tuple[str, ...],
+        port: int,
+        server_label: str,
+        plugins: list[Plugin],
+        settings: BlockSettings,
+        file: str,
+        line: int,
+    ) -> None:
+        self.zones = zones
+        self.port = port
+        self.server_label = server_label
+        self.plugins = plugins
+        self.settings = settings
+        self.file = file
+        self.line = line
+        self.chain = build_chain(plugins)
+        self.observers: list[Observer] = [p.observe for p in plugins if p.observes]
+
+    def plugin(self, name: str) -> Plugin | None:
+        for plugin in self.plugins:
+            if plugin.name == name:
+                return plugin
+        return None
+
+
+class ZoneMux:
+    """Longest-suffix match of the question name over the blocks sharing a listener."""
+
+    def __init__(self) -> None:
+        self._by_zone: dict[bytes, tuple[Block, str]] = {}
+
+    def add(self, zone: str, block: Block) -> Block | None:
+        """Register ``block`` for ``zone``; returns the block already there, if any."""
+        key = text_to_wire(zone)
+        existing = self._by_zone.get(key)
+        if existing is not None:
+            return existing[0]
+        self._by_zone[key] = (block, zone)
+        return None
+
+    def match(self, query: Query) -> tuple[Block, str] | None:
+        by_zone = self._by_zone
+        lower = query.qname_lower
+        for offset in query.label_offsets:
+            hit = by_zone.get(lower[offset:])
+            if hit is not None:
+                return hit
+        return None
+
+    @property
+    def blocks(self) -> list[Block]:
+        seen: dict[int, Block] = {}
+        for block, _ in self._by_zone.values():
+            seen[id(block)] = block
+        return list(seen.values())

@@ -1,0 +1,138 @@
+"""The plugin contract: what setup receives and what a plugin object offers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from clusterdns.core.request import Handler, Reply, Request
+from clusterdns.corefile import CorefileError, Directive, ServerBlock
+
+if TYPE_CHECKING:
+    from clusterdns.core.process import InstanceServices, Process
+
+
+class Plugin:
+    """Base class of every plugin.
+
+    ``serve`` may answer (return a Reply it built), pass on (``return await
+    next_handler(req)``), or wrap the rest of the chain (call next_handler and
+    look at or change what it returned). A plugin that only configures the
+    server (bind, health, ready, reload, ...) sets ``in_chain = False`` and is
+    left out of the query path entirely.
+    """
+
+    name: str = ""
+    in_chain: bool = True
+    # Plugins that watch finished replies (log, prometheus) set this and
+    # implement observe(); it runs after the reply is encoded.
+    observes: bool = False
+
+    def observe(self, req: Request, rcode: int, wire: bytes, duration: float, plugin: str) -> None:
+        """See one finished reply (its final bytes) and how long it took."""
+
+    async def serve(self, req: Request, next_handler: Handler) -> Reply:
+        return await next_handler(req)
+
+    async def start(self) -> None:
+        """Called once the whole configuration is set up, before it serves."""
+
+    async def stop(self) -> None:
+        """Called when the configuration is replaced or the server exits."""
+
+    def ready(self) -> bool | None:
+        """Readiness for the ``ready`` plugin: None means "I don't report"."""
+        return None
+
+
+@dataclass
+class BlockSettings:
+    """Per-server-block knobs that configuration plugins set during setup."""
+
+    bind_hosts: list[str] = field(default_factory=list)
+    bind_except: list[str] = field(default_factory=list)
+    max_udp_size: int = 4096
+    metrics: bool = False
+
+
+@dataclass
+class SetupContext:
+    """What a plugin's setup function may use. Plugins never import the server."""
+
+    block: ServerBlock
+    zones: tuple[str, ...]
+    port: int
+    server_label: str
+    settings: BlockSettings
+    process: Process
+    services: InstanceServices
+    config_path: str | None
+    _plugins: dict[str, Plugin] = field(default_factory=dict)
+
+    def plugin(self, name: str) -> Plugin | None:
+        """Another plugin of this server block (resolved after every setup ran)."""
+        return self._plugins.get(name)
+
+
+class SetupFunction(Protocol):
+    def __call__(self, directives: Sequence[Directive], ctx: SetupContext) -> Plugin: ...
+
+
+def only_once(directives: Sequence[Directive]) -> Directive:
+    """The single directive of a plugin that may appear once per server block."""
+    if len(directives) > 1:
+        second = directives[1]
+        raise second.error("this plugin can only be used once per server block")
+    return directives[0]
+
+
+def parse_duration(directive: Directive, text: str) -> float:
+    """Go-style durations as CoreDNS accepts them: 5s, 100ms, 1m30s, 2h."""
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    if text.isdigit():
+        # CoreDNS plugins such as cache and hosts take bare seconds.
+        return float(text)
+    total = 0.0
+    rest = text
+    if not rest:
+        raise directive.error(f"invalid duration {text!r}")
+    while rest:
+        number = ""
+        while rest and (rest[0].isdigit() or rest[0] == "."):
+            number, rest = number + rest[0], rest[1:]
+        unit = ""
+        while rest and not (rest[0].isdigit() or rest[0] == "."):
+            unit, rest = unit + rest[0], rest[1:]
+        if not number or unit not in units:
+            raise directive.error(f"invalid duration {text!r} (expected e.g. 5s, 100ms, 1m)")
+        total += float(number) * units[unit]
+    return total
+
+
+def parse_int(
+    directive: Directive, text: str, *, what: str, minimum: int = 0, maximum: int | None = None
+) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise directive.error(f"{what} must be an integer, got {text!r}") from None
+    if value < minimum or (maximum is not None and value > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise directive.error(f"{what} must be {bound}, got {value}")
+    return value
+
+
+ErrorFactory = Callable[[str], CorefileError]
+
+
+class PluginError(Exception):
+    """A plugin failed to answer (CoreDNS's "return rcode, err").
+
+    The server replies with ``rcode``; the ``errors`` plugin logs it.
+    """
+
+    def __init__(self, plugin: str, message: str, *, rcode: int = 2) -> None:
+        super().__init__(message)
+        self.plugin = plugin
+        self.rcode = rcode

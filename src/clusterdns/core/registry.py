@@ -1,0 +1,59 @@
+"""The one plugin order, as CoreDNS's plugin.cfg fixes it, and plugin lookup.
+
+The order a query meets the plugins is this list, never the order of lines
+in a Corefile.
+"""
+
+from __future__ import annotations
+
+import importlib
+from functools import cache
+from typing import Final
+
+from clusterdns.core.plugin import SetupFunction
+
+# CoreDNS's plugin.cfg order. Names we implement have a module in
+# clusterdns.plugins; the rest are recognised so the error can say so.
+COREDNS_ORDER: Final = (
+    "root", "metadata", "geoip", "cancel", "tls", "timeouts", "multisocket", "reload",
+    "nsid", "bufsize", "bind", "debug", "trace", "ready", "health", "pprof", "prometheus",
+    "errors", "log", "dnstap", "local", "dns64", "acl", "any", "chaos", "loadbalance",
+    "tsig", "cache", "rewrite", "header", "dnssec", "autopath", "minimal", "template",
+    "transfer", "hosts", "route53", "azure", "clouddns", "k8s_external", "kubernetes",
+    "file", "auto", "secondary", "etcd", "loop", "forward", "grpc", "erratic", "whoami",
+    "on", "sign", "view",
+)  # fmt: skip
+
+
+class UnknownDirective(Exception):
+    pass
+
+
+@cache
+def setup_function(name: str) -> SetupFunction | None:
+    """The setup function of plugin ``name``, or None if we do not implement it."""
+    if name not in COREDNS_ORDER:
+        return None
+    try:
+        module = importlib.import_module(f"clusterdns.plugins.{name}")
+    except ModuleNotFoundError as err:
+        if err.name and err.name.startswith(f"clusterdns.plugins.{name}"):
+            return None
+        raise
+    setup: SetupFunction = module.setup
+    return setup
+
+
+def order_of(name: str) -> int:
+    return COREDNS_ORDER.index(name)
+
+
+def implemented() -> list[str]:
+    """Plugins compiled in, in execution order."""
+    return [name for name in COREDNS_ORDER if setup_function(name) is not None]
+
+
+def unknown_directive_message(name: str) -> str:
+    if name in COREDNS_ORDER:
+        return f"unknown directive '{name}': a CoreDNS plugin that clusterdns does not implement"
+    return f"unknown directive '{name}'"

@@ -1,0 +1,361 @@
+"""UDP and TCP listeners, per-query dispatch, and atomic configuration swaps."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+import time
+from dataclasses import dataclass
+from typing import Final, cast
+
+import dns.message
+import dns.rcode
+
+from clusterdns.core.block import ZoneMux
+from clusterdns.core.instance import WILDCARD, Instance
+from clusterdns.core.plugin import PluginError
+from clusterdns.core.process import Process
+from clusterdns.core.request import Reply, Request, Transport
+from clusterdns.wire import DropQuery, FormError, Query, parse_query
+from clusterdns.wire.render import (
+    error_reply,
+    render_message,
+    render_template,
+    reply_limit,
+)
+
+log = logging.getLogger("clusterdns.server")
+
+FORMERR: Final = dns.rcode.FORMERR
+SERVFAIL: Final = dns.rcode.SERVFAIL
+NOTIMP: Final = dns.rcode.NOTIMP
+REFUSED: Final = dns.rcode.REFUSED
+BADVERS: Final = dns.rcode.BADVERS
+_LENGTH: Final = struct.Struct("!H")
+
+
+@dataclass
+class ServerOptions:
+    tcp_idle_timeout: float = 10.0
+    tcp_max_connections: int = 1000
+    udp_receive_buffer: int = 4 * 1024 * 1024
+    reuse_port: bool = False
+
+
+class Dispatcher:
+    """Turns raw query bytes into reply bytes for one listening address."""
+
+    def __init__(self, server: DnsServer, mux: ZoneMux) -> None:
+        self.server = server
+        self.mux = mux
+
+    def prepare(
+        self, data: bytes, transport: Transport, client: tuple[str, int]
+    ) -> bytes | Request | None:
+        """Everything decided without the chain: drops, FORMERR, NOTIMP, BADVERS, REFUSED."""
+        try:
+            query = parse_query(data)
+        except DropQuery:
+            return None
+        except FormError as err:
+            return error_reply(
+                data, FORMERR, question_end=err.question_end, edns_do=None, payload=0
+            )
+        edns = query.edns
+        if query.opcode != 0:
+            return error_reply(
+                data, NOTIMP, question_end=query.question_end,
+                edns_do=None if edns is None else edns.do, payload=4096,
+            )  # fmt: skip
+        if edns is not None and edns.version != 0:
+            return error_reply(
+                data, BADVERS, question_end=query.question_end, edns_do=edns.do, payload=4096
+            )
+        hit = self.mux.match(query)
+        if hit is None:
+            return error_reply(
+                data, REFUSED, question_end=query.question_end,
+                edns_do=None if edns is None else edns.do, payload=4096,
+            )  # fmt: skip
+        block, zone = hit
+        return Request(query, transport=transport, client=client, block=block, zone=zone)
+
+    async def resolve(self, req: Request) -> bytes:
+        block = req.block
+        started = time.perf_counter()
+        try:
+            reply = await block.chain(req)
+        except PluginError as err:
+            reply = Reply.error(err.rcode, plugin=err.plugin)
+        except FormError:
+            reply = Reply.error(FORMERR)
+        except Exception:
+            self.server.process.metrics.panics.inc()
+            log.exception("core: recovered from an exception serving %s %d", req.name, req.qtype)
+            reply = Reply.error(SERVFAIL)
+        wire = encode(req, reply)
+        if block.observers:
+            duration = time.perf_counter() - started
+            rcode = wire[3] & 0xF
+            for observer in block.observers:
+                observer(req, rcode, wire, duration, reply.plugin)
+        return wire
+
+
+def encode(req: Request, reply: Reply) -> bytes:
+    """Render a plugin's reply for this query and transport (EDNS, truncation, ID)."""
+    query: Query = req.query
+    max_udp = req.block.settings.max_udp_size
+    limit = reply_limit(query, tcp=req.transport == "tcp", max_udp=max_udp)
+    if reply.template is not None:
+        wire = render_template(reply.template, query, limit=limit, payload=max_udp)
+        if wire is not None:
+            return wire
+        return render_message(
+            dns.message.from_wire(reply.template.wire), query, limit=limit, payload=max_udp
+        )
+    if reply.message is not None:
+        return render_message(reply.message, query, limit=limit, payload=max_udp)
+    if reply.wire is not None:
+        wire = reply.wire
+        if len(wire) <= limit:
+            return query.data[:2] + wire[2:]
+        return render_message(dns.message.from_wire(wire), query, limit=limit, payload=max_udp)
+    edns = query.edns
+    return error_reply(
+        query.data, reply.rcode, question_end=query.question_end,
+        edns_do=None if edns is None else edns.do, payload=max_udp,
+    )  # fmt: skip
+
+
+class UdpListener(asyncio.DatagramProtocol):
+    def __init__(self, dispatcher: Dispatcher) -> None:
+        self.dispatcher = dispatcher
+        self.transport: asyncio.DatagramTransport | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's UDP transport does not subclass asyncio.DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        prepared = self.dispatcher.prepare(data, "udp", (addr[0], addr[1]))
+        if prepared is None:
+            return
+        if isinstance(prepared, bytes):
+            assert self.transport is not None
+            self.transport.sendto(prepared, addr)
+            return
+        task = asyncio.ensure_future(self._answer(prepared, addr))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _answer(self, req: Request, addr: tuple[str, int]) -> None:
+        wire = await self.dispatcher.resolve(req)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(wire, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("core: udp error: %s", exc)
+
+
+class TcpConnections:
+    """TCP with two-byte framing, pipelined queries, idle timeout and a connection cap."""
+
+    def __init__(self, server: DnsServer, dispatcher: Dispatcher) -> None:
+        self.server = server
+        self.dispatcher = dispatcher
+        self.active = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        options = self.server.options
+        if self.active >= options.tcp_max_connections:
+            writer.close()
+            return
+        self.active += 1
+        peer = writer.get_extra_info("peername") or ("", 0)
+        client = (str(peer[0]), int(peer[1]))
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                try:
+                    header = await asyncio.wait_for(reader.readexactly(2), options.tcp_idle_timeout)
+                    (length,) = _LENGTH.unpack(header)
+                    data = await asyncio.wait_for(
+                        reader.readexactly(length), options.tcp_idle_timeout
+                    )
+                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+                    break
+                prepared = self.dispatcher.prepare(data, "tcp", client)
+                if prepared is None:
+                    continue
+                if isinstance(prepared, bytes):
+                    writer.write(_LENGTH.pack(len(prepared)) + prepared)
+                    continue
+                # Pipelining: answer each query as soon as it is ready, in any order.
+                task = asyncio.ensure_future(self._answer(prepared, writer))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+            if pending:
+                await asyncio.wait(pending, timeout=options.tcp_idle_timeout)
+        finally:
+            self.active -= 1
+            writer.close()
+
+    async def _answer(self, req: Request, writer: asyncio.StreamWriter) -> None:
+        wire = await self.dispatcher.resolve(req)
+        if not writer.is_closing():
+            writer.write(_LENGTH.pack(len(wire)) + wire)
+
+
+class Listener:
+    """The UDP and TCP sockets of one (host, port)."""
+
+    def __init__(self, host: str, port: int, dispatcher: Dispatcher) -> None:
+        self.host = host
+        self.port = port
+        self.dispatcher = dispatcher
+        self.udp: list[tuple[asyncio.DatagramTransport, UdpListener]] = []
+        self.tcp: list[asyncio.AbstractServer] = []
+        self.tcp_connections = TcpConnections(dispatcher.server, dispatcher)
+        self.bound_port = port
+
+    async def open(self, options: ServerOptions) -> None:
+        hosts = ["0.0.0.0", "::"] if self.host == WILDCARD else [self.host]
+        loop = asyncio.get_running_loop()
+        try:
+            for host in hosts:
+                family = socket.AF_INET6 if ":" in host else socket.AF_INET
+                try:
+                    udp_sock = _udp_socket(host, self.bound_port, family, options)
+                except OSError as err:
+                    if self.host == WILDCARD and family == socket.AF_INET6:
+                        log.warning("core: no IPv6 listener on port %d: %s", self.bound_port, err)
+                        continue
+                    raise
+                self.bound_port = udp_sock.getsockname()[1]
+                transport, protocol = await loop.create_datagram_endpoint(
+                    lambda: UdpListener(self.dispatcher), sock=udp_sock
+                )
+                self.udp.append((transport, protocol))
+                tcp_sock = _tcp_socket(host, self.bound_port, family, options)
+                server = await asyncio.start_server(
+                    self.tcp_connections.handle, sock=tcp_sock, limit=70000
+                )
+                self.tcp.append(server)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        for transport, _ in self.udp:
+            transport.close()
+        for server in self.tcp:
+            server.close()
+        self.udp.clear()
+        self.tcp.clear()
+
+
+def _udp_socket(host: str, port: int, family: int, options: ServerOptions) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if options.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, options.udp_receive_buffer)
+        except OSError:
+            pass
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _tcp_socket(host: str, port: int, family: int, options: ServerOptions) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if options.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class DnsServer:
+    """Owns the listeners and the running Instance; swaps instances atomically."""
+
+    def __init__(self, process: Process, options: ServerOptions | None = None) -> None:
+        self.process = process
+        self.options = options or ServerOptions()
+        self.instance: Instance | None = None
+        self.listeners: dict[tuple[str, int], Listener] = {}
+        process.current = lambda: self.instance
+
+    def bound_port(self, host: str = WILDCARD, port: int = 0) -> int:
+        """The real port of a listener configured with port 0 (tests)."""
+        listener = self.listeners.get((host, port))
+        if listener is None:
+            raise KeyError(f"no listener for {host or '*'}:{port}")
+        return listener.bound_port
+
+    async def swap(self, new: Instance) -> None:
+        """Serve ``new`` in place of the running instance without dropping a query.
+
+        Sockets for addresses both configurations use are kept; new ones are
+        bound before anything changes, so a bind failure leaves the old
+        configuration serving (and re-raises).
+        """
+        await new.start()
+        opened: list[tuple[str, int]] = []
+        try:
+            for address, mux in new.muxes.items():
+                if address not in self.listeners:
+                    listener = Listener(address[0], address[1], Dispatcher(self, mux))
+                    await listener.open(self.options)
+                    self.listeners[address] = listener
+                    opened.append(address)
+            await self.process.http.apply(new.services.routes)
+        except BaseException:
+            for address in opened:
+                await self.listeners.pop(address).close()
+            await new.stop()
+            raise
+        # The swap itself: plain assignments, no await in between.
+        for address, mux in new.muxes.items():
+            self.listeners[address].dispatcher.mux = mux
+        old, self.instance = self.instance, new
+        for address in [a for a in self.listeners if a not in new.muxes]:
+            await self.listeners.pop(address).close()
+        if old is not None:
+            await old.stop()
+
+    async def stop(self) -> None:
+        for listener in self.listeners.values():
+            await listener.close()
+        pending = [
+            task
+            for listener in self.listeners.values()
+            for _, proto in listener.udp
+            for task in proto.tasks
+        ]
+        if pending:
+            await asyncio.wait(pending, timeout=2.0)
+        self.listeners.clear()
+        await self.process.http.close()
+        if self.instance is not None:
+            await self.instance.stop()
+            self.instance = None

@@ -1,0 +1,34 @@
+"""any: RFC 8482 minimal answer to qtype ANY."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import dns.name
+import dns.rdatatype
+import dns.rrset
+
+from clusterdns.core.plugin import Plugin, SetupContext, only_once
+from clusterdns.core.request import Handler, Reply, Request
+from clusterdns.corefile import Directive
+
+
+class Any(Plugin):
+    async def serve(self, req: Request, next_handler: Handler) -> Reply:
+        if req.qtype != dns.rdatatype.ANY:
+            return await next_handler(req)
+        response = req.make_response()
+        owner = dns.name.from_text(req.query.original_name)
+        response.answer = [
+            dns.rrset.from_text(
+                owner, 8482, req.qclass, dns.rdatatype.HINFO, '"ANY obsoleted" "See RFC 8482"'
+            )
+        ]
+        return Reply.of(response, plugin="any")
+
+
+def setup(directives: Sequence[Directive], ctx: SetupContext) -> Plugin:
+    directive = only_once(directives)
+    directive.expect_args(0, 0)
+    directive.no_block()
+    return Any()

@@ -1,0 +1,56 @@
+"""prometheus: /metrics with CoreDNS's metric names and labels."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from clusterdns.core.http import split_http_address
+from clusterdns.core.metrics import Metrics
+from clusterdns.core.plugin import Plugin, SetupContext, only_once
+from clusterdns.core.request import Request
+from clusterdns.corefile import Directive
+
+DEFAULT_ADDRESS = "localhost:9153"
+
+
+class Prometheus(Plugin):
+    in_chain = False
+    observes = True
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def observe(self, req: Request, rcode: int, wire: bytes, duration: float, plugin: str) -> None:
+        self.metrics.record(
+            server=req.block.server_label,
+            zone=req.zone,
+            proto=req.transport,
+            family=req.family,
+            qtype=req.qtype,
+            rcode=rcode,
+            plugin=plugin,
+            request_size=len(req.query.data),
+            response_size=len(wire),
+            duration=duration,
+        )
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        body = generate_latest(self.metrics.registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def setup(directives: Sequence[Directive], ctx: SetupContext) -> Plugin:
+    directive = only_once(directives)
+    directive.no_block()
+    args = directive.expect_args(0, 1)
+    try:
+        host, port = split_http_address(args[0] if args else DEFAULT_ADDRESS, default_port=9153)
+    except ValueError as err:
+        raise directive.error(str(err)) from None
+    ctx.settings.metrics = True
+    plugin = Prometheus(ctx.process.metrics)
+    ctx.services.add_route(host, port, "/metrics", plugin.handle)
+    return plugin

@@ -1,0 +1,105 @@
+"""KubeAPISource: mirror Services, endpoints, Pods and Namespaces from the API server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from ..model import ClusterModel, Kind
+from .client import KubeClient
+from .kubeconfig import ClusterConnection
+from .reflector import Backoff, Counters, resource_for, run_forever
+
+__all__ = ["ENDPOINTSLICE_GROUP_VERSION", "KubeAPISource"]
+
+log = logging.getLogger("clusterdns.sources.kube")
+
+ENDPOINTSLICE_GROUP_VERSION = "/apis/discovery.k8s.io/v1"
+
+
+class KubeAPISource(Counters):
+    """One reflector per kind, run concurrently into one model.
+
+    ``label_selector`` filters Services and their endpoints (EndpointSlices and Endpoints
+    carry their Service's labels); ``namespace_label_selector`` filters the Namespaces, so
+    with it (and Kind.NAMESPACES watched) ``model.namespace_exists()`` is False for the
+    namespaces it excludes. The counters (``watch_restarts``, ``relists``, ``errors``,
+    ``last_error``) add up over all reflectors.
+    """
+
+    def __init__(
+        self,
+        connection: ClusterConnection,
+        *,
+        kinds: set[Kind],
+        label_selector: str | None = None,
+        namespace_label_selector: str | None = None,
+        qps: float | None = None,
+        burst: int | None = None,
+        backoff_base: float = 0.2,
+        backoff_cap: float = 30.0,
+        watch_timeout: int | None = None,
+        inactivity_timeout: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.connection = connection
+        self.kinds = frozenset(kinds)
+        self.label_selector = label_selector
+        self.namespace_label_selector = namespace_label_selector
+        self.qps = qps
+        self.burst = burst
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.watch_timeout = watch_timeout
+        self.inactivity_timeout = inactivity_timeout
+        self.endpoints_kind: Kind | None = None  # decided by discovery
+
+    def _backoff(self) -> Backoff:
+        return Backoff(base=self.backoff_base, cap=self.backoff_cap)
+
+    async def run(self, model: ClusterModel) -> None:
+        """Run until cancelled. Errors are logged, counted and retried, never raised."""
+        async with KubeClient(self.connection, qps=self.qps, burst=self.burst) as client:
+            async with asyncio.TaskGroup() as group:
+                for kind in sorted(self.kinds):
+                    if kind is Kind.ENDPOINTSLICES:
+                        group.create_task(self._reflect_endpoints(client, model))
+                    elif not (kind is Kind.ENDPOINTS and Kind.ENDPOINTSLICES in self.kinds):
+                        group.create_task(self._reflect(client, model, kind))
+
+    async def _reflect(self, client: KubeClient, model: ClusterModel, kind: Kind) -> None:
+        if kind is Kind.NAMESPACES:
+            selector = self.namespace_label_selector
+        elif kind is Kind.PODS:
+            selector = None
+        else:
+            selector = self.label_selector
+        await run_forever(
+            client=client,
+            resource=resource_for(kind, label_selector=selector),
+            model=model,
+            counters=self,
+            backoff=self._backoff(),
+            timeout_seconds=self.watch_timeout,
+            inactivity_timeout=self.inactivity_timeout,
+        )
+
+    async def _reflect_endpoints(self, client: KubeClient, model: ClusterModel) -> None:
+        """EndpointSlices when the API has them, else legacy v1 Endpoints."""
+        backoff = self._backoff()
+        while self.endpoints_kind is None:
+            try:
+                found = await client.has_group_version(ENDPOINTSLICE_GROUP_VERSION)
+            except Exception as exc:
+                self.errors += 1
+                self.last_error = f"discovery: {type(exc).__name__}: {exc}"
+                delay = backoff.next_delay()
+                log.warning("kubernetes: api discovery failed (%s), retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            if found:
+                self.endpoints_kind = Kind.ENDPOINTSLICES
+            else:
+                log.info("kubernetes: no discovery.k8s.io/v1, watching v1 endpoints instead")
+                self.endpoints_kind = Kind.ENDPOINTS
+        await self._reflect(client, model, self.endpoints_kind)

@@ -1,0 +1,61 @@
+"""Conversions between wire-format names and dnspython-compatible text."""
+
+from __future__ import annotations
+
+_ESCAPED = frozenset(b'."$();@\\')
+
+
+def _label_to_text(label: bytes) -> str:
+    # Fast path: letters, digits, hyphen, underscore, and other plain printables.
+    if label.isascii() and label.isalnum():
+        return label.decode("ascii")
+    out: list[str] = []
+    for byte in label:
+        if byte in _ESCAPED:
+            out.append("\\" + chr(byte))
+        elif 0x20 < byte < 0x7F:
+            out.append(chr(byte))
+        else:
+            out.append(f"\\{byte:03d}")
+    return "".join(out)
+
+
+def name_to_text(wire: bytes) -> str:
+    """Render an uncompressed wire name as absolute text with a trailing dot."""
+    labels: list[str] = []
+    pos = 0
+    while True:
+        length = wire[pos]
+        if length == 0:
+            break
+        labels.append(_label_to_text(wire[pos + 1 : pos + 1 + length]))
+        pos += 1 + length
+    return ".".join(labels) + "." if labels else "."
+
+
+def text_to_wire(text: str) -> bytes:
+    """Encode absolute or relative text (treated as absolute) as an uncompressed wire name.
+
+    Only the plain LDH/underscore names that cluster records use are encoded by
+    hand; anything with escapes goes through dnspython.
+    """
+    if text in (".", ""):
+        return b"\x00"
+    stripped = text[:-1] if text.endswith(".") else text
+    if "\\" in stripped:
+        import dns.name
+
+        encoded = dns.name.from_text(text).to_wire()
+        assert encoded is not None
+        return encoded
+    out = bytearray()
+    for label in stripped.split("."):
+        raw = label.encode("ascii")
+        if not 0 < len(raw) < 64:
+            raise ValueError(f"bad label {label!r} in name {text!r}")
+        out.append(len(raw))
+        out += raw
+    out.append(0)
+    if len(out) > 255:
+        raise ValueError(f"name too long: {text!r}")
+    return bytes(out)
