@@ -95,6 +95,7 @@ def test_addresses_keep_their_key_token() -> None:
         pytest.param("10.0.0.0/x", "invalid CIDR", id="non-numeric mask"),
         pytest.param("a/b.org", "invalid CIDR", id="slash in a name"),
         pytest.param("a:b:53", "invalid character ':'", id="colon left in zone"),
+        pytest.param("a\ud800.org", "invalid character", id="lone surrogate"),
     ],
 )
 def test_bad_keys(key: str, fragment: str) -> None:

@@ -266,9 +266,7 @@ class KubeAPIServer:
             meta["creationTimestamp"] = old["metadata"]["creationTimestamp"]
         else:
             meta.setdefault("uid", str(uuid.uuid4()))
-            meta.setdefault(
-                "creationTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            )
+            meta.setdefault("creationTimestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
         meta["resourceVersion"] = self._next_rv()
         self._objects[info.plural][key] = obj
         self._record(info.plural, event, obj)
@@ -301,14 +299,22 @@ class KubeAPIServer:
         if time.monotonic() < self._fail_until:
             code = self._fail_status
             return web.json_response(status(code, "InternalError", "injected failure"), status=code)
-        if self.token is not None and request.headers.get("Authorization") != f"Bearer {self.token}":
+        if (
+            self.token is not None
+            and request.headers.get("Authorization") != f"Bearer {self.token}"
+        ):
             return web.json_response(status(401, "Unauthorized", "Unauthorized"), status=401)
         response: web.StreamResponse = await handler(request)
         return response
 
     async def _version(self, request: web.Request) -> web.Response:
         return web.json_response(
-            {"major": "1", "minor": "30", "gitVersion": "v1.30.0-clusterdns-test", "platform": "linux/amd64"}
+            {
+                "major": "1",
+                "minor": "30",
+                "gitVersion": "v1.30.0-clusterdns-test",
+                "platform": "linux/amd64",
+            }
         )
 
     async def _api_versions(self, request: web.Request) -> web.Response:
@@ -356,12 +362,21 @@ class KubeAPIServer:
         ]
         gv = f"{group}/{version}" if group else version
         return web.json_response(
-            {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
+            {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": gv,
+                "resources": resources,
+            }
         )
 
     def _not_found(self, request: web.Request) -> web.Response:
         return web.json_response(
-            status(404, "NotFound", f"the server could not find the requested resource ({request.path})"),
+            status(
+                404,
+                "NotFound",
+                f"the server could not find the requested resource ({request.path})",
+            ),
             status=404,
         )
 
@@ -406,7 +421,9 @@ class KubeAPIServer:
         self.list_requests[request.path] += 1
         return self._list(request, info, namespace)
 
-    def _list(self, request: web.Request, info: ResourceInfo, namespace: str | None) -> web.Response:
+    def _list(
+        self, request: web.Request, info: ResourceInfo, namespace: str | None
+    ) -> web.Response:
         items = self._items(info.plural, namespace, request.query.get("labelSelector", ""))
         rv, start = self._rv, 0
         token = request.query.get("continue")
@@ -439,7 +456,9 @@ class KubeAPIServer:
         self, request: web.Request, info: ResourceInfo, namespace: str | None
     ) -> web.StreamResponse:
         query = request.query
-        watch = _Watch(info.plural, namespace, parse_selector(query.get("labelSelector", "")), request)
+        watch = _Watch(
+            info.plural, namespace, parse_selector(query.get("labelSelector", "")), request
+        )
         bookmarks = query.get("allowWatchBookmarks") in ("1", "true")
         timeout = float(query.get("timeoutSeconds") or 1800)
         # Decide what to replay and subscribe in one synchronous step: no event is lost.
@@ -447,7 +466,10 @@ class KubeAPIServer:
         backlog: list[tuple[str, Obj]]
         expired = False
         if requested in ("", "0"):
-            backlog = [("ADDED", obj) for obj in self._items(info.plural, namespace, query.get("labelSelector", ""))]
+            backlog = [
+                ("ADDED", obj)
+                for obj in self._items(info.plural, namespace, query.get("labelSelector", ""))
+            ]
         elif int(requested) < self._oldest_rv:
             expired, backlog = True, []
         else:
@@ -527,7 +549,10 @@ def service(
     labels: dict[str, str] | None = None,
     publish_not_ready: bool = False,
 ) -> Obj:
-    spec: Obj = {"type": type, "ports": [{"name": n, "port": p, "protocol": pr} for n, p, pr in ports]}
+    spec: Obj = {
+        "type": type,
+        "ports": [{"name": n, "port": p, "protocol": pr} for n, p, pr in ports],
+    }
     if cluster_ip is not None:
         spec["clusterIP"] = cluster_ip
     if cluster_ips is not None:
@@ -538,7 +563,12 @@ def service(
         spec["selector"] = selector
     if publish_not_ready:
         spec["publishNotReadyAddresses"] = True
-    return {"kind": "Service", "apiVersion": "v1", "metadata": _meta(name, namespace, labels), "spec": spec}
+    return {
+        "kind": "Service",
+        "apiVersion": "v1",
+        "metadata": _meta(name, namespace, labels),
+        "spec": spec,
+    }
 
 
 def endpoint_slice(
@@ -585,7 +615,12 @@ def endpoints(
         subset["addresses"] = [{"ip": ip} for ip in ready]
     if not_ready:
         subset["notReadyAddresses"] = [{"ip": ip} for ip in not_ready]
-    return {"kind": "Endpoints", "apiVersion": "v1", "metadata": _meta(name, namespace, None), "subsets": [subset]}
+    return {
+        "kind": "Endpoints",
+        "apiVersion": "v1",
+        "metadata": _meta(name, namespace, None),
+        "subsets": [subset],
+    }
 
 
 def pod(
@@ -600,9 +635,19 @@ def pod(
     if ip is not None:
         status_["podIP"] = ip
         status_["podIPs"] = [{"ip": ip}]
-    return {"kind": "Pod", "apiVersion": "v1", "metadata": _meta(name, namespace, labels), "spec": {"containers": [{"name": "main", "image": "busybox"}]}, "status": status_}
+    return {
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "metadata": _meta(name, namespace, labels),
+        "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+        "status": status_,
+    }
 
 
 def namespace(name: str, labels: dict[str, str] | None = None) -> Obj:
-    return {"kind": "Namespace", "apiVersion": "v1", "metadata": _meta(name, None, labels), "status": {"phase": "Active"}}
-
+    return {
+        "kind": "Namespace",
+        "apiVersion": "v1",
+        "metadata": _meta(name, None, labels),
+        "status": {"phase": "Active"},
+    }

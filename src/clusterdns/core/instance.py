@@ -76,7 +76,9 @@ def _setup_block(
     by_name: dict[str, list[Directive]] = defaultdict(list)
     for directive in server_block.directives:
         if registry.setup_function(directive.name) is None:
-            raise directive.error(registry.unknown_directive_message(directive.name))
+            raise CorefileError(
+                directive.file, directive.line, registry.unknown_directive_message(directive.name)
+            )
         by_name[directive.name].append(directive)
     settings = BlockSettings()
     ctx = SetupContext(
@@ -136,7 +138,10 @@ def build_instance(
                     address.key.line,
                     f"{address.scheme}:// servers are not supported by clusterdns (only dns://)",
                 )
-            port = dns_port if dns_port is not None else (address.port or DEFAULT_DNS_PORT)
+            if dns_port is not None:
+                port = dns_port
+            else:
+                port = address.port if address.port is not None else DEFAULT_DNS_PORT
             if address.zone not in by_port[port]:
                 by_port[port].append(address.zone)
         for port, zones in by_port.items():

@@ -303,6 +303,9 @@ class DnsServer:
         self.options = options or ServerOptions()
         self.instance: Instance | None = None
         self.listeners: dict[tuple[str, int], Listener] = {}
+        # Port 0 (tests) means "any free port", but one port for every
+        # listener that asked for it, so all addresses answer on the same one.
+        self._port_zero: int = 0
         process.current = lambda: self.instance
 
     def bound_port(self, host: str = WILDCARD, port: int = 0) -> int:
@@ -325,7 +328,11 @@ class DnsServer:
             for address, mux in new.muxes.items():
                 if address not in self.listeners:
                     listener = Listener(address[0], address[1], Dispatcher(self, mux))
+                    if address[1] == 0:
+                        listener.bound_port = self._port_zero
                     await listener.open(self.options)
+                    if address[1] == 0:
+                        self._port_zero = listener.bound_port
                     self.listeners[address] = listener
                     opened.append(address)
             await self.process.http.apply(new.services.routes)

@@ -69,7 +69,7 @@ def _normalize_zone(host: str, fail: Callable[[str], CorefileError]) -> str:
     if host == ".":
         return "."
     for char in host:
-        if char in _BAD_ZONE_CHARS or ord(char) <= 32 or ord(char) == 127:
+        if char in _BAD_ZONE_CHARS or ord(char) <= 32 or ord(char) == 127 or _surrogate(char):
             hint = " ('{' and '}' must be separated by spaces)" if char in "{}" else ""
             raise fail(f"invalid character {char!r} in zone {host!r}{hint}")
     zone = host.lower()
@@ -87,6 +87,11 @@ def _normalize_zone(host: str, fail: Callable[[str], CorefileError]) -> str:
     if wire_length > 255:
         raise fail(f"zone is longer than 255 octets ({wire_length})")
     return zone
+
+
+def _surrogate(char: str) -> bool:
+    # Lone surrogates can reach us from a str built in memory; they cannot be encoded.
+    return 0xD800 <= ord(char) <= 0xDFFF
 
 
 def _reverse_zones(host: str, fail: Callable[[str], CorefileError]) -> list[str]:

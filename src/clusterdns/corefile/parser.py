@@ -150,7 +150,7 @@ class _Parser:
             f"unexpected end of file, expected '}}' to close block opened at line {opener.line}{where}",
         )
 
-    def _expect_line_end(self, close: RawToken) -> None:
+    def _expect_line_end(self) -> None:
         nxt = self._peek()
         if nxt is not None and not nxt.bol and not nxt.is_close():
             raise self._err(nxt, f"unexpected {nxt.text!r} after '}}': expected a new line")
@@ -234,7 +234,7 @@ class _Parser:
             elif tok.is_close():
                 depth -= 1
                 if depth == 0:
-                    self._expect_line_end(tok)
+                    self._expect_line_end()
                     break
             body.append(tok)
         self._snippets[name] = tuple(body)
@@ -253,7 +253,7 @@ class _Parser:
             if tok.is_close():
                 if opener is None:
                     raise self._err(tok, "unexpected '}': no block is open")
-                self._expect_line_end(tok)
+                self._expect_line_end()
                 return directives
             if tok.is_open():
                 raise self._err(tok, "unexpected '{': expected a directive name before '{'")

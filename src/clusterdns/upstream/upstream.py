@@ -56,9 +56,12 @@ class Upstream:
     ) -> None:
         self.address = address
         # Numeric only: no DNS lookup here, and IPv6 zone ids become the right scope id.
-        family, _, _, _, sockaddr = socket.getaddrinfo(
-            address.host, address.port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST
-        )[0]
+        try:
+            family, _, _, _, sockaddr = socket.getaddrinfo(
+                address.host, address.port, type=socket.SOCK_DGRAM, flags=socket.AI_NUMERICHOST
+            )[0]
+        except socket.gaierror as exc:  # e.g. an IPv6 zone naming no interface here
+            raise ValueError(f"upstream {address}: {exc}") from None
         self._family = family
         self._sockaddr = sockaddr
         self._tls_context: ssl.SSLContext | None = None

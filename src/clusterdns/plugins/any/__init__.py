@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import dns.name
+import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
@@ -21,7 +22,11 @@ class Any(Plugin):
         owner = dns.name.from_text(req.query.original_name)
         response.answer = [
             dns.rrset.from_text(
-                owner, 8482, req.qclass, dns.rdatatype.HINFO, '"ANY obsoleted" "See RFC 8482"'
+                owner,
+                8482,
+                dns.rdataclass.RdataClass.make(req.qclass),
+                dns.rdatatype.HINFO,
+                '"ANY obsoleted" "See RFC 8482"',
             )
         ]
         return Reply.of(response, plugin="any")

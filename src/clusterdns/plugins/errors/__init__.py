@@ -43,9 +43,7 @@ class Errors(Plugin):
             return Reply.error(err.rcode, plugin=err.plugin)
 
     def report(self, req: Request, err: PluginError) -> None:
-        text = (
-            f"{err.rcode} {req.name} {dns.rdatatype.to_text(req.qtype)}: plugin/{err.plugin}: {err}"
-        )
+        text = f"{err.rcode} {req.name} {dns.rdatatype.to_text(dns.rdatatype.RdataType.make(req.qtype))}: plugin/{err.plugin}: {err}"
         for pattern in self.patterns:
             if pattern.regex.search(text):
                 if pattern.count == 0:

@@ -6,6 +6,7 @@ import logging
 import re
 import sys
 from collections.abc import Callable, Sequence
+from typing import TextIO
 
 import dns.rdataclass
 import dns.rdatatype
@@ -52,8 +53,8 @@ _FIELDS: dict[str, Field] = {
     "remote": lambda r, c, w, d: r.client[0],
     "port": lambda r, c, w, d: str(r.client[1]),
     ">id": lambda r, c, w, d: str(r.query.id),
-    "type": lambda r, c, w, d: dns.rdatatype.to_text(r.qtype),
-    "class": lambda r, c, w, d: dns.rdataclass.to_text(r.qclass),
+    "type": lambda r, c, w, d: dns.rdatatype.to_text(dns.rdatatype.RdataType.make(r.qtype)),
+    "class": lambda r, c, w, d: dns.rdataclass.to_text(dns.rdataclass.RdataClass.make(r.qclass)),
     "name": lambda r, c, w, d: r.query.original_name,
     "proto": lambda r, c, w, d: r.transport,
     "size": lambda r, c, w, d: str(len(r.query.data)),
@@ -107,7 +108,7 @@ class Log(Plugin):
     in_chain = False
     observes = True
 
-    def __init__(self, rules: list[_Rule], stream: object = None) -> None:
+    def __init__(self, rules: list[_Rule], stream: TextIO | None = None) -> None:
         self.rules = rules
         self.stream = stream
 
@@ -120,7 +121,7 @@ class Log(Plugin):
                 return
             line = "[INFO] " + rule.render(req, rcode, wire, duration)
             out = self.stream if self.stream is not None else sys.stdout
-            print(line, file=out, flush=False)  # type: ignore[call-overload]
+            print(line, file=out)
             return
 
 

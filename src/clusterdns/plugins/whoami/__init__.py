@@ -20,9 +20,10 @@ class Whoami(Plugin):
         qname = dns.name.from_text(req.query.original_name)
         host, port = req.client
         rdtype = dns.rdatatype.AAAA if ":" in host else dns.rdatatype.A
-        address = dns.rrset.from_text(qname, 0, req.qclass, rdtype, host)
+        rdclass = dns.rdataclass.RdataClass.make(req.qclass)
+        address = dns.rrset.from_text(qname, 0, rdclass, rdtype, host)
         srv_owner = dns.name.Name((b"_" + req.transport.encode(), *qname.labels))
-        srv = dns.rrset.from_text(srv_owner, 0, req.qclass, dns.rdatatype.SRV, f"0 0 {port} .")
+        srv = dns.rrset.from_text(srv_owner, 0, rdclass, dns.rdatatype.SRV, f"0 0 {port} .")
         response.additional = [address, srv]
         return Reply.of(response, plugin="whoami")
 

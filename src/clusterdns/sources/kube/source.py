@@ -59,13 +59,15 @@ class KubeAPISource(Counters):
 
     async def run(self, model: ClusterModel) -> None:
         """Run until cancelled. Errors are logged, counted and retried, never raised."""
-        async with KubeClient(self.connection, qps=self.qps, burst=self.burst) as client:
-            async with asyncio.TaskGroup() as group:
-                for kind in sorted(self.kinds):
-                    if kind is Kind.ENDPOINTSLICES:
-                        group.create_task(self._reflect_endpoints(client, model))
-                    elif not (kind is Kind.ENDPOINTS and Kind.ENDPOINTSLICES in self.kinds):
-                        group.create_task(self._reflect(client, model, kind))
+        async with (
+            KubeClient(self.connection, qps=self.qps, burst=self.burst) as client,
+            asyncio.TaskGroup() as group,
+        ):
+            for kind in sorted(self.kinds):
+                if kind is Kind.ENDPOINTSLICES:
+                    group.create_task(self._reflect_endpoints(client, model))
+                elif not (kind is Kind.ENDPOINTS and Kind.ENDPOINTSLICES in self.kinds):
+                    group.create_task(self._reflect(client, model, kind))
 
     async def _reflect(self, client: KubeClient, model: ClusterModel, kind: Kind) -> None:
         if kind is Kind.NAMESPACES:

@@ -1,0 +1,196 @@
+"""API JSON → slim record conversions, table-driven."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+
+from clusterdns.sources.convert import (
+    canonical_ip,
+    to_endpoints,
+    to_namespace,
+    to_pod,
+    to_service,
+    to_slice_endpoints,
+)
+from clusterdns.sources.kube import objects as api
+from clusterdns.sources.records import Endpoint, Namespace, Pod, Service, ServicePort
+from tests.helpers.kubeapi import endpoint_slice, endpoints, namespace, pod, service
+
+
+def decode(obj: dict[str, Any], type_: type[Any]) -> Any:
+    """Through real JSON bytes, as the API client gets them."""
+    return msgspec.json.decode(msgspec.json.encode(obj), type=type_)
+
+
+HTTP = (ServicePort("http", 80, "TCP"),)
+
+SERVICE_CASES = [
+    pytest.param(
+        service("web", cluster_ip="10.96.0.20"),
+        Service("default", "web", "ClusterIP", ("10.96.0.20",), False, None, HTTP, False, (), None),
+        id="clusterIP only",
+    ),
+    pytest.param(
+        service("web", cluster_ip="None", selector={"app": "web"}),
+        Service("default", "web", "ClusterIP", (), True, None, HTTP, False, (), (("app", "web"),)),
+        id="clusterIP None → headless",
+    ),
+    pytest.param(
+        service(
+            "dual",
+            cluster_ip="10.96.0.21",
+            cluster_ips=["10.96.0.21", "fd00:10:96:0:0::15"],
+            labels={"b": "2", "a": "1"},
+        ),
+        Service(
+            "default",
+            "dual",
+            "ClusterIP",
+            ("10.96.0.21", "fd00:10:96::15"),
+            False,
+            None,
+            HTTP,
+            False,
+            (("a", "1"), ("b", "2")),
+            None,
+        ),
+        id="dual-stack clusterIPs, canonical IPv6, sorted labels",
+    ),
+    pytest.param(
+        service("search", type="ExternalName", external_name="www.example.com.", ports=()),
+        Service("default", "search", "ExternalName", (), False, "www.example.com", (), False, (), None),
+        id="ExternalName",
+    ),
+    pytest.param(
+        service("dns", "kube-system", cluster_ip="10.96.0.10", ports=[("dns", 53, "UDP")], publish_not_ready=True),
+        Service(
+            "kube-system",
+            "dns",
+            "ClusterIP",
+            ("10.96.0.10",),
+            False,
+            None,
+            (ServicePort("dns", 53, "UDP"),),
+            True,
+            (),
+            None,
+        ),
+        id="publishNotReadyAddresses, UDP port",
+    ),
+    pytest.param(
+        {"metadata": {"name": "bare", "namespace": "x"}, "spec": {"ports": [{"port": 8080}]}},
+        Service("x", "bare", "ClusterIP", (), False, None, (ServicePort("", 8080, "TCP"),), False, (), None),
+        id="defaults: unnamed TCP port, no clusterIP, empty selector → None",
+    ),
+]
+
+
+@pytest.mark.parametrize(("obj", "expected"), SERVICE_CASES)
+def test_to_service(obj: dict[str, Any], expected: Service) -> None:
+    assert to_service(decode(obj, api.Service)) == expected
+
+
+def _ep(ip: str, ready: bool = True, hostname: str | None = None, ports: tuple[ServicePort, ...] = HTTP) -> Endpoint:
+    return Endpoint((ip,), ready, hostname, None, None, ports)
+
+
+SLICE_CASES = [
+    pytest.param(
+        endpoint_slice("web-a", "web", addresses=[("10.0.0.1", True), ("10.0.0.2", False), ("10.0.0.3", None)]),
+        ("web", (_ep("10.0.0.1"), _ep("10.0.0.2", ready=False), _ep("10.0.0.3"))),
+        id="ready true/false/nil (nil → ready)",
+    ),
+    pytest.param(
+        endpoint_slice("web-6", "web", address_type="IPv6", addresses=["fd00:0:0::1"], hostnames={"fd00:0:0::1": "web-0"}),
+        ("web", (_ep("fd00::1", hostname="web-0"),)),
+        id="IPv6 canonical, hostname",
+    ),
+    pytest.param(
+        endpoint_slice("ext", "ext", address_type="FQDN", addresses=["db.example.com"]),
+        ("ext", ()),
+        id="FQDN slice → no endpoints",
+    ),
+    pytest.param(
+        {"metadata": {"name": "orphan", "namespace": "default"}, "endpoints": [{"addresses": ["10.0.0.9"]}]},
+        (None, (Endpoint(("10.0.0.9",), True, None, None, None, ()),)),
+        id="no service-name label, no ports",
+    ),
+]
+
+
+@pytest.mark.parametrize(("obj", "expected"), SLICE_CASES)
+def test_to_slice_endpoints(obj: dict[str, Any], expected: tuple[str | None, tuple[Endpoint, ...]]) -> None:
+    assert to_slice_endpoints(decode(obj, api.EndpointSlice)) == expected
+
+
+def test_slice_target_ref_and_node() -> None:
+    obj = endpoint_slice("web-a", "web", addresses=["10.0.0.1"])
+    obj["endpoints"][0].update(nodeName="node-1", targetRef={"kind": "Pod", "name": "web-0", "namespace": "default"})
+    _, (ep,) = to_slice_endpoints(decode(obj, api.EndpointSlice))
+    assert (ep.node_name, ep.pod_name) == ("node-1", "web-0")
+    obj["endpoints"][0]["targetRef"]["kind"] = "Node"
+    _, (ep,) = to_slice_endpoints(decode(obj, api.EndpointSlice))
+    assert ep.pod_name is None
+
+
+def test_legacy_endpoints_not_ready_addresses() -> None:
+    obj = endpoints("web", ready=["10.0.0.1"], not_ready=["10.0.0.2"], ports=[("http", 8080, "TCP")])
+    ports = (ServicePort("http", 8080, "TCP"),)
+    assert to_endpoints(decode(obj, api.Endpoints)) == (
+        _ep("10.0.0.1", ports=ports),
+        _ep("10.0.0.2", ready=False, ports=ports),
+    )
+
+
+POD_CASES = [
+    pytest.param(pod("a", ip="10.244.0.5"), Pod("default", "a", ("10.244.0.5",), True), id="ready"),
+    pytest.param(pod("a", ip="10.244.0.5", ready=False), Pod("default", "a", ("10.244.0.5",), False), id="not ready"),
+    pytest.param(pod("a"), Pod("default", "a", (), True), id="no IP yet"),
+    pytest.param(
+        {"metadata": {"name": "a", "namespace": "n"}, "status": {"phase": "Running", "podIP": "10.1.1.1"}},
+        Pod("n", "a", ("10.1.1.1",), True),
+        id="Running without conditions → ready",
+    ),
+    pytest.param(
+        {"metadata": {"name": "a", "namespace": "n"}, "status": {"phase": "Succeeded", "podIP": "10.1.1.1"}},
+        Pod("n", "a", (), False),
+        id="finished pod owns no IP",
+    ),
+    pytest.param(
+        {
+            "metadata": {"name": "a", "namespace": "n"},
+            "status": {"podIP": "10.1.1.1", "podIPs": [{"ip": "10.1.1.1"}, {"ip": "fd00::0:1"}]},
+        },
+        Pod("n", "a", ("10.1.1.1", "fd00::1"), False),
+        id="dual-stack podIPs",
+    ),
+]
+
+
+@pytest.mark.parametrize(("obj", "expected"), POD_CASES)
+def test_to_pod(obj: dict[str, Any], expected: Pod) -> None:
+    assert to_pod(decode(obj, api.Pod)) == expected
+
+
+def test_to_namespace() -> None:
+    assert to_namespace(decode(namespace("shared", {"team": "x"}), api.Namespace)) == Namespace(
+        "shared", (("team", "x"),)
+    )
+
+
+def test_strings_are_interned() -> None:
+    a = to_service(decode(service("web", "some-namespace", cluster_ip="10.96.0.20"), api.Service))
+    b = to_pod(decode(pod("p", "some-namespace", ip="10.96.0.20"), api.Pod))
+    assert a.namespace is b.namespace
+    assert a.cluster_ips[0] is b.ips[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("::1", "::1"), ("0:0::1", "::1"), ("10.0.0.1", "10.0.0.1"), ("FD00::A", "fd00::a"), ("nope", None)],
+)
+def test_canonical_ip(text: str, expected: str | None) -> None:
+    assert canonical_ip(text) == expected
