@@ -61,11 +61,19 @@ SERVICE_CASES = [
     ),
     pytest.param(
         service("search", type="ExternalName", external_name="www.example.com.", ports=()),
-        Service("default", "search", "ExternalName", (), False, "www.example.com", (), False, (), None),
+        Service(
+            "default", "search", "ExternalName", (), False, "www.example.com", (), False, (), None
+        ),
         id="ExternalName",
     ),
     pytest.param(
-        service("dns", "kube-system", cluster_ip="10.96.0.10", ports=[("dns", 53, "UDP")], publish_not_ready=True),
+        service(
+            "dns",
+            "kube-system",
+            cluster_ip="10.96.0.10",
+            ports=[("dns", 53, "UDP")],
+            publish_not_ready=True,
+        ),
         Service(
             "kube-system",
             "dns",
@@ -82,7 +90,18 @@ SERVICE_CASES = [
     ),
     pytest.param(
         {"metadata": {"name": "bare", "namespace": "x"}, "spec": {"ports": [{"port": 8080}]}},
-        Service("x", "bare", "ClusterIP", (), False, None, (ServicePort("", 8080, "TCP"),), False, (), None),
+        Service(
+            "x",
+            "bare",
+            "ClusterIP",
+            (),
+            False,
+            None,
+            (ServicePort("", 8080, "TCP"),),
+            False,
+            (),
+            None,
+        ),
         id="defaults: unnamed TCP port, no clusterIP, empty selector → None",
     ),
 ]
@@ -93,18 +112,28 @@ def test_to_service(obj: dict[str, Any], expected: Service) -> None:
     assert to_service(decode(obj, api.Service)) == expected
 
 
-def _ep(ip: str, ready: bool = True, hostname: str | None = None, ports: tuple[ServicePort, ...] = HTTP) -> Endpoint:
+def _ep(
+    ip: str, ready: bool = True, hostname: str | None = None, ports: tuple[ServicePort, ...] = HTTP
+) -> Endpoint:
     return Endpoint((ip,), ready, hostname, None, None, ports)
 
 
 SLICE_CASES = [
     pytest.param(
-        endpoint_slice("web-a", "web", addresses=[("10.0.0.1", True), ("10.0.0.2", False), ("10.0.0.3", None)]),
+        endpoint_slice(
+            "web-a", "web", addresses=[("10.0.0.1", True), ("10.0.0.2", False), ("10.0.0.3", None)]
+        ),
         ("web", (_ep("10.0.0.1"), _ep("10.0.0.2", ready=False), _ep("10.0.0.3"))),
         id="ready true/false/nil (nil → ready)",
     ),
     pytest.param(
-        endpoint_slice("web-6", "web", address_type="IPv6", addresses=["fd00:0:0::1"], hostnames={"fd00:0:0::1": "web-0"}),
+        endpoint_slice(
+            "web-6",
+            "web",
+            address_type="IPv6",
+            addresses=["fd00:0:0::1"],
+            hostnames={"fd00:0:0::1": "web-0"},
+        ),
         ("web", (_ep("fd00::1", hostname="web-0"),)),
         id="IPv6 canonical, hostname",
     ),
@@ -114,7 +143,10 @@ SLICE_CASES = [
         id="FQDN slice → no endpoints",
     ),
     pytest.param(
-        {"metadata": {"name": "orphan", "namespace": "default"}, "endpoints": [{"addresses": ["10.0.0.9"]}]},
+        {
+            "metadata": {"name": "orphan", "namespace": "default"},
+            "endpoints": [{"addresses": ["10.0.0.9"]}],
+        },
         (None, (Endpoint(("10.0.0.9",), True, None, None, None, ()),)),
         id="no service-name label, no ports",
     ),
@@ -122,13 +154,17 @@ SLICE_CASES = [
 
 
 @pytest.mark.parametrize(("obj", "expected"), SLICE_CASES)
-def test_to_slice_endpoints(obj: dict[str, Any], expected: tuple[str | None, tuple[Endpoint, ...]]) -> None:
+def test_to_slice_endpoints(
+    obj: dict[str, Any], expected: tuple[str | None, tuple[Endpoint, ...]]
+) -> None:
     assert to_slice_endpoints(decode(obj, api.EndpointSlice)) == expected
 
 
 def test_slice_target_ref_and_node() -> None:
     obj = endpoint_slice("web-a", "web", addresses=["10.0.0.1"])
-    obj["endpoints"][0].update(nodeName="node-1", targetRef={"kind": "Pod", "name": "web-0", "namespace": "default"})
+    obj["endpoints"][0].update(
+        nodeName="node-1", targetRef={"kind": "Pod", "name": "web-0", "namespace": "default"}
+    )
     _, (ep,) = to_slice_endpoints(decode(obj, api.EndpointSlice))
     assert (ep.node_name, ep.pod_name) == ("node-1", "web-0")
     obj["endpoints"][0]["targetRef"]["kind"] = "Node"
@@ -137,7 +173,9 @@ def test_slice_target_ref_and_node() -> None:
 
 
 def test_legacy_endpoints_not_ready_addresses() -> None:
-    obj = endpoints("web", ready=["10.0.0.1"], not_ready=["10.0.0.2"], ports=[("http", 8080, "TCP")])
+    obj = endpoints(
+        "web", ready=["10.0.0.1"], not_ready=["10.0.0.2"], ports=[("http", 8080, "TCP")]
+    )
     ports = (ServicePort("http", 8080, "TCP"),)
     assert to_endpoints(decode(obj, api.Endpoints)) == (
         _ep("10.0.0.1", ports=ports),
@@ -147,15 +185,25 @@ def test_legacy_endpoints_not_ready_addresses() -> None:
 
 POD_CASES = [
     pytest.param(pod("a", ip="10.244.0.5"), Pod("default", "a", ("10.244.0.5",), True), id="ready"),
-    pytest.param(pod("a", ip="10.244.0.5", ready=False), Pod("default", "a", ("10.244.0.5",), False), id="not ready"),
+    pytest.param(
+        pod("a", ip="10.244.0.5", ready=False),
+        Pod("default", "a", ("10.244.0.5",), False),
+        id="not ready",
+    ),
     pytest.param(pod("a"), Pod("default", "a", (), True), id="no IP yet"),
     pytest.param(
-        {"metadata": {"name": "a", "namespace": "n"}, "status": {"phase": "Running", "podIP": "10.1.1.1"}},
+        {
+            "metadata": {"name": "a", "namespace": "n"},
+            "status": {"phase": "Running", "podIP": "10.1.1.1"},
+        },
         Pod("n", "a", ("10.1.1.1",), True),
         id="Running without conditions → ready",
     ),
     pytest.param(
-        {"metadata": {"name": "a", "namespace": "n"}, "status": {"phase": "Succeeded", "podIP": "10.1.1.1"}},
+        {
+            "metadata": {"name": "a", "namespace": "n"},
+            "status": {"phase": "Succeeded", "podIP": "10.1.1.1"},
+        },
         Pod("n", "a", (), False),
         id="finished pod owns no IP",
     ),
@@ -190,7 +238,13 @@ def test_strings_are_interned() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("::1", "::1"), ("0:0::1", "::1"), ("10.0.0.1", "10.0.0.1"), ("FD00::A", "fd00::a"), ("nope", None)],
+    [
+        ("::1", "::1"),
+        ("0:0::1", "::1"),
+        ("10.0.0.1", "10.0.0.1"),
+        ("FD00::A", "fd00::a"),
+        ("nope", None),
+    ],
 )
 def test_canonical_ip(text: str, expected: str | None) -> None:
     assert canonical_ip(text) == expected

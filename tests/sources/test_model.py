@@ -94,8 +94,14 @@ def test_endpoints_merge_dedupe_and_order(model: ClusterModel) -> None:
     model.replace_all(
         Kind.ENDPOINTSLICES,
         [
-            obj(Kind.ENDPOINTSLICES, endpoint_slice("web-b", "web", addresses=["10.0.0.3", ("10.0.0.1", True)])),
-            obj(Kind.ENDPOINTSLICES, endpoint_slice("web-a", "web", addresses=[("10.0.0.1", False), "10.0.0.2"])),
+            obj(
+                Kind.ENDPOINTSLICES,
+                endpoint_slice("web-b", "web", addresses=["10.0.0.3", ("10.0.0.1", True)]),
+            ),
+            obj(
+                Kind.ENDPOINTSLICES,
+                endpoint_slice("web-a", "web", addresses=[("10.0.0.1", False), "10.0.0.2"]),
+            ),
             obj(Kind.ENDPOINTSLICES, endpoint_slice("other", "other", addresses=["10.0.0.9"])),
         ],
     )
@@ -130,7 +136,9 @@ def test_ip_owners(model: ClusterModel) -> None:
                     hostnames={"10.0.0.1": "web-0"},
                 ),
             ),
-            obj(Kind.ENDPOINTSLICES, endpoint_slice("pub-a", "pub", addresses=[("10.0.0.4", False)])),
+            obj(
+                Kind.ENDPOINTSLICES, endpoint_slice("pub-a", "pub", addresses=[("10.0.0.4", False)])
+            ),
             obj(Kind.ENDPOINTSLICES, endpoint_slice("ghost-a", "ghost", addresses=["10.0.0.5"])),
         ],
     )
@@ -171,7 +179,9 @@ def test_resource_version_only_update_is_skipped(model: ClusterModel) -> None:
 
 def test_change_contents(model: ClusterModel) -> None:
     rec = Recorder(model)
-    model.apply(Kind.SERVICES, "ADDED", obj(Kind.SERVICES, service("web", "shop", cluster_ip="None")))
+    model.apply(
+        Kind.SERVICES, "ADDED", obj(Kind.SERVICES, service("web", "shop", cluster_ip="None"))
+    )
     assert rec.changes[-1] == Change(
         services=frozenset({("shop", "web")}), namespaces=frozenset({"shop"}), pod_ips=frozenset()
     )
@@ -208,7 +218,10 @@ def test_pods_by_ip() -> None:
     rec = Recorder(model)
     model.replace_all(
         Kind.PODS,
-        [obj(Kind.PODS, pod("a", ip="10.244.0.5")), obj(Kind.PODS, pod("b", "other", ip="10.244.0.5"))],
+        [
+            obj(Kind.PODS, pod("a", ip="10.244.0.5")),
+            obj(Kind.PODS, pod("b", "other", ip="10.244.0.5")),
+        ],
     )
     assert [p.name for p in model.pods_by_ip("10.244.0.5")] == ["a", "b"]
     model.apply(Kind.PODS, "MODIFIED", obj(Kind.PODS, pod("a", ip="10.244.0.6")))
@@ -222,7 +235,10 @@ def test_pods_by_ip() -> None:
 def test_legacy_endpoints() -> None:
     model = ClusterModel(kinds={Kind.SERVICES, Kind.ENDPOINTS})
     model.replace_all(Kind.SERVICES, [obj(Kind.SERVICES, service("web", cluster_ip="None"))])
-    model.replace_all(Kind.ENDPOINTS, [obj(Kind.ENDPOINTS, endpoints("web", ready=["10.0.0.1"], not_ready=["10.0.0.2"]))])
+    model.replace_all(
+        Kind.ENDPOINTS,
+        [obj(Kind.ENDPOINTS, endpoints("web", ready=["10.0.0.1"], not_ready=["10.0.0.2"]))],
+    )
     assert [(e.addresses, e.ready) for e in model.endpoints("default", "web")] == [
         (("10.0.0.1",), True),
         (("10.0.0.2",), False),

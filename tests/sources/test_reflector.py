@@ -130,9 +130,7 @@ async def test_server_errors_back_off_and_keep_the_model(
             kubeapi.create(service("recovered", cluster_ip="10.96.0.60"))
             await eventually(lambda: model.service("default", "recovered") is not None, timeout=5)
         assert model.service("default", "web") is not None
-        assert any(
-            r.getMessage().startswith("kubernetes: lost connection") for r in caplog.records
-        )
+        assert any(r.getMessage().startswith("kubernetes: lost connection") for r in caplog.records)
         assert any("re-established" in r.getMessage() for r in caplog.records)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import dns.rcode
 
-from clusterdns.core.plugin import BlockSettings, Plugin
+from clusterdns.core.plugin import BlockSettings, FastHook, Plugin
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.wire import Query, text_to_wire
 
@@ -26,6 +26,18 @@ def build_chain(plugins: Sequence[Plugin]) -> Handler:
         if plugin.in_chain:
             handler = functools.partial(plugin.serve, next_handler=handler)
     return handler
+
+
+def fast_hooks(plugins: Sequence[Plugin]) -> tuple[tuple[str, FastHook], ...]:
+    """The fast hooks of the chain, in order, up to the first plugin without one."""
+    hooks: list[tuple[str, FastHook]] = []
+    for plugin in plugins:
+        if not plugin.in_chain:
+            continue
+        if plugin.fast is None:
+            break
+        hooks.append((plugin.name, plugin.fast))
+    return tuple(hooks)
 
 
 class Block:
@@ -51,6 +63,7 @@ class Block:
         self.line = line
         self.chain = build_chain(plugins)
         self.observers: list[Observer] = [p.observe for p in plugins if p.observes]
+        self.fast_hooks = fast_hooks(plugins)
 
     def plugin(self, name: str) -> Plugin | None:
         for plugin in self.plugins:

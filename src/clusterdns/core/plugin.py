@@ -4,13 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.corefile import CorefileError, Directive, ServerBlock
+from clusterdns.wire import AnswerTemplate, Query
 
 if TYPE_CHECKING:
     from clusterdns.core.process import InstanceServices, Process
+
+
+class SlowType:
+    """Sentinel a fast hook returns to send a query down the ordinary chain."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SLOW"
+
+
+SLOW: Final = SlowType()
+FastHook = Callable[[Query], "AnswerTemplate | bytes | SlowType | None"]
 
 
 class Plugin:
@@ -44,6 +58,14 @@ class Plugin:
     def ready(self) -> bool | None:
         """Readiness for the ``ready`` plugin: None means "I don't report"."""
         return None
+
+    # The fast path. A plugin that can decide synchronously, from precomputed
+    # data, defines ``fast(query)`` returning None ("not mine, ask the next
+    # plugin"), SLOW ("use the ordinary chain"), an AnswerTemplate, or finished
+    # reply bytes (ID and case already patched). A plugin without ``fast``
+    # counts as SLOW, so the fast path is always an optimisation of the chain
+    # and never a different answer.
+    fast: Callable[[Query], AnswerTemplate | bytes | SlowType | None] | None = None
 
 
 @dataclass

@@ -40,7 +40,7 @@ def setup_function(name: str) -> SetupFunction | None:
         if err.name and err.name.startswith(f"clusterdns.plugins.{name}"):
             return None
         raise
-    setup: SetupFunction = module.setup
+    setup: SetupFunction | None = getattr(module, "setup", None)
     return setup
 
 

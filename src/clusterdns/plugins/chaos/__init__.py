@@ -10,9 +10,10 @@ import dns.rdatatype
 import dns.rrset
 
 from clusterdns import __version__
-from clusterdns.core.plugin import Plugin, SetupContext, only_once
+from clusterdns.core.plugin import SLOW, Plugin, SetupContext, SlowType, only_once
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.corefile import Directive
+from clusterdns.wire import Query
 
 VERSION_NAMES = ("version.bind.", "version.server.")
 AUTHOR_NAMES = ("authors.bind.",)
@@ -32,6 +33,9 @@ class Chaos(Plugin):
             self.answers[name] = authors
         for name in HOSTNAME_NAMES:
             self.answers[name] = [hostname]
+
+    def fast(self, query: Query) -> SlowType | None:
+        return SLOW if query.qclass == dns.rdataclass.CH else None
 
     async def serve(self, req: Request, next_handler: Handler) -> Reply:
         if req.qclass != dns.rdataclass.CH or req.qtype != dns.rdatatype.TXT:

@@ -13,6 +13,7 @@ import dns.rdatatype
 from clusterdns.core.plugin import Plugin, PluginError, SetupContext, only_once, parse_duration
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.corefile import Directive
+from clusterdns.wire import Query
 
 log = logging.getLogger("clusterdns.errors")
 
@@ -34,6 +35,10 @@ class Errors(Plugin):
         self.patterns = patterns
         self.stacktrace = stacktrace
         self._flusher: asyncio.Task[None] | None = None
+
+    def fast(self, query: Query) -> None:
+        # Precomputed answers cannot fail, so there is nothing to log.
+        return None
 
     async def serve(self, req: Request, next_handler: Handler) -> Reply:
         try:

@@ -31,7 +31,6 @@ __all__ = [
     "Counters",
     "ReflectorState",
     "Resource",
-    "WatchClosedEarly",
     "list_then_watch",
     "resource_for",
     "run_forever",
@@ -69,7 +68,7 @@ _DECODERS: dict[Kind, tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]
 }
 
 WATCH_TIMEOUT_RANGE = (270, 330)  # seconds, randomized so reflectors do not reconnect together
-MIN_WATCH_SECONDS = 1.0  # an empty watch ending sooner is treated as an error (no hot loop)
+MIN_WATCH_SECONDS = 1.0  # an empty watch ending sooner is paced to this (no hot loop)
 
 
 @dataclass(frozen=True)
@@ -125,10 +124,6 @@ class Backoff:
         self.attempt = 0
 
 
-class WatchClosedEarly(Exception):
-    """The server ended a watch at once without any event: back off, don't spin."""
-
-
 async def watch_once(
     *,
     client: KubeClient,
@@ -137,11 +132,13 @@ async def watch_once(
     state: ReflectorState,
     timeout_seconds: int | None = None,
     inactivity_timeout: float | None = None,
+    on_progress: Callable[[], None] = lambda: None,
 ) -> int:
     """One HTTP watch from ``state.resource_version``; returns the number of events seen.
 
     Events are applied as they arrive and ``state.resource_version`` follows them, bookmarks
-    included, so a dropped connection resumes exactly where it stopped.
+    included, so a dropped connection resumes exactly where it stopped. ``on_progress`` is
+    called at the first event: the connection works.
     """
     assert state.resource_version is not None
     if timeout_seconds is None:
@@ -160,6 +157,8 @@ async def watch_once(
     )
     async for event in events:
         count += 1
+        if count == 1:
+            on_progress()
         if event.type in ("ADDED", "MODIFIED", "DELETED"):
             assert event.object is not None
             model.apply(resource.kind, event.type, event.object)  # type: ignore[arg-type]
@@ -186,6 +185,7 @@ async def list_then_watch(
     timeout_seconds: int | None = None,
     inactivity_timeout: float | None = None,
     clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> None:
     """List (unless resuming), then watch until an error; 410 Gone relists.
 
@@ -219,16 +219,17 @@ async def list_then_watch(
                     state=state,
                     timeout_seconds=timeout_seconds,
                     inactivity_timeout=inactivity_timeout,
+                    on_progress=on_progress,
                 )
             except ResourceGone:
                 # 410 Gone is normal here: our resourceVersion was compacted away.
                 log.info("kubernetes: %s watch expired (410 gone), relisting", resource.kind)
                 state.resource_version = None
                 break
-            if seen:
-                on_progress()
-            elif clock() - started < MIN_WATCH_SECONDS:
-                raise WatchClosedEarly(f"{resource.kind} watch ended at once without events")
+            if not seen and (elapsed := clock() - started) < MIN_WATCH_SECONDS:
+                # Ended at once with nothing, not even a bookmark (a proxy closing streams,
+                # or a drop just after connecting): pace the next try instead of spinning.
+                await sleep(MIN_WATCH_SECONDS - elapsed)
         else:
             return
 
