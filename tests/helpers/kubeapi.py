@@ -129,11 +129,14 @@ class KubeAPIServer:
         bookmark_interval: float = 0.5,
         disable_endpointslices: bool = False,
         token: str | None = None,
+        expired_as_http_410: bool = False,
     ) -> None:
         self.history_size = history_size
         self.bookmark_interval = bookmark_interval
         self.disable_endpointslices = disable_endpointslices
         self.token = token  # when set, require "Authorization: Bearer <token>"
+        # Too old a watch resourceVersion: an HTTP 410 instead of an ERROR event in a 200.
+        self.expired_as_http_410 = expired_as_http_410
         self.port = 0
         self.requests: collections.Counter[str] = collections.Counter()  # path → count
         self.watch_requests: collections.Counter[str] = collections.Counter()
@@ -476,6 +479,9 @@ class KubeAPIServer:
                 for rv, plural, event, obj in self._history
                 if rv > int(requested) and watch.wants(plural, obj)
             ]
+        if expired and self.expired_as_http_410:
+            message = f"too old resource version: {requested} ({self._oldest_rv})"
+            return web.json_response(status(410, "Gone", message), status=410)
         if not expired:
             self._watches.append(watch)
 

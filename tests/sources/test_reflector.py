@@ -232,8 +232,10 @@ async def test_watch_once_follows_bookmarks(kubeapi: KubeAPIServer) -> None:
     assert model.generation == 0
 
 
-async def test_watch_once_too_old_raises_gone(kubeapi: KubeAPIServer) -> None:
+@pytest.mark.parametrize("as_http", [False, True], ids=["ERROR event 410", "HTTP 410"])
+async def test_watch_once_too_old_raises_gone(kubeapi: KubeAPIServer, as_http: bool) -> None:
     seed(kubeapi)
+    kubeapi.expired_as_http_410 = as_http
     kubeapi.compact()
     state = ReflectorState(resource_version="1")
     async with KubeClient(from_endpoint(kubeapi.url)) as client:

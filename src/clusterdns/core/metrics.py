@@ -6,6 +6,7 @@ import sys
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterator
+from threading import Lock, get_ident
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -46,8 +47,10 @@ class Metrics:
         # The per-query metrics are plain integers in a custom collector:
         # prometheus_client's labelled Counter/Histogram cost ~5 us per query
         # for the five of them, more than the whole fast path.
-        self.dns = DnsStats()
+        self.dns = DnsStatsCollector()
         r.register(self.dns)
+        self._by_thread: dict[int, DnsStats] = {}
+        self._lock = Lock()
         self.panics = Counter(
             "coredns_panics", "A metrics that counts the number of panics.", registry=r
         )
@@ -93,12 +96,24 @@ class Metrics:
         response_size: int,
         duration: float,
     ) -> None:
-        self.dns.record(
+        # One DnsStats per thread (the UDP receive threads record too), so
+        # increments never race; they are summed at scrape time.
+        stats = self._by_thread.get(get_ident())
+        if stats is None:
+            stats = self._thread_stats()
+        stats.record(
             (server, zone, proto, family, qtype, rcode, plugin),
             request_size,
             response_size,
             duration,
         )
+
+    def _thread_stats(self) -> DnsStats:
+        with self._lock:
+            stats = DnsStats()
+            self._by_thread[get_ident()] = stats
+            self.dns.parts.append(stats)
+            return stats
 
 
 class _Row:
@@ -129,8 +144,8 @@ RowKey = tuple[
 ]  # server, zone, proto, family, qtype, rcode, plugin
 
 
-class DnsStats(Collector):
-    """coredns_dns_* request metrics, aggregated at scrape time."""
+class DnsStats:
+    """coredns_dns_* request metrics of one thread, by full label combination."""
 
     def __init__(self) -> None:
         self.rows: dict[RowKey, _Row] = {}
@@ -165,8 +180,21 @@ class DnsStats(Collector):
                 for i, n in enumerate(theirs):
                     mine[i] += n
 
+
+class DnsStatsCollector(Collector):
+    """Sums the per-thread DnsStats into CoreDNS's metric families at scrape time."""
+
+    def __init__(self) -> None:
+        self.parts: list[DnsStats] = []
+
     def describe(self) -> Iterator[Metric]:
         return iter(())
+
+    def rows(self) -> dict[RowKey, _Row]:
+        total = DnsStats()
+        for part in list(self.parts):
+            total.merge(dict(part.rows))
+        return total.rows
 
     def collect(self) -> Iterator[Metric]:
         requests: dict[tuple[str, ...], int] = defaultdict(int)
@@ -174,7 +202,7 @@ class DnsStats(Collector):
         durations: dict[tuple[str, ...], _Hist] = {}
         request_sizes: dict[tuple[str, ...], _Hist] = {}
         response_sizes: dict[tuple[str, ...], _Hist] = {}
-        for (server, zone, proto, fam, qtype, rcode, plugin), row in list(self.rows.items()):
+        for (server, zone, proto, fam, qtype, rcode, plugin), row in self.rows().items():
             tname = type_label(qtype)
             requests[(server, zone, "", proto, str(fam), tname)] += row.count
             responses[(server, zone, "", rcode_label(rcode), plugin)] += row.count

@@ -13,9 +13,7 @@ def ip_label(ip: str) -> str:
     return ip.replace(".", "-") if "." in ip else ip.replace(":", "-")
 
 
-def endpoint_label(
-    ip: str, hostname: str | None, pod_name: str | None, *, pod_names: bool
-) -> str:
+def endpoint_label(ip: str, hostname: str | None, pod_name: str | None, *, pod_names: bool) -> str:
     """The first label of an endpoint's name: its hostname, else (``endpoint_pod_names``) the
     Pod's name, else derived from the IP."""
     if hostname:
@@ -57,9 +55,7 @@ def ip_from_reverse(name: str) -> str | None:
         return ".".join(reversed(labels))
     if name.endswith("." + IP6_ARPA):
         nibbles = name[: -len(IP6_ARPA) - 1].split(".")
-        if len(nibbles) != 32 or not all(
-            len(n) == 1 and n in "0123456789abcdef" for n in nibbles
-        ):
+        if len(nibbles) != 32 or not all(len(n) == 1 and n in "0123456789abcdef" for n in nibbles):
             return None
         digits = "".join(reversed(nibbles))
         groups = ":".join(digits[i : i + 4] for i in range(0, 32, 4))
@@ -68,7 +64,7 @@ def ip_from_reverse(name: str) -> str | None:
 
 
 def is_reverse(zone: str) -> bool:
-    return zone == IN_ADDR_ARPA or zone == IP6_ARPA or zone.endswith(("." + IN_ADDR_ARPA, "." + IP6_ARPA))
+    return zone in (IN_ADDR_ARPA, IP6_ARPA) or zone.endswith(("." + IN_ADDR_ARPA, "." + IP6_ARPA))
 
 
 def in_zone(name: str, zone: str) -> bool:

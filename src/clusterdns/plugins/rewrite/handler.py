@@ -7,7 +7,10 @@ import logging
 import dns.message
 import dns.name
 import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
 import dns.rrset
+from dns.rdata import Rdata
 
 from clusterdns.core.plugin import Plugin
 from clusterdns.core.request import Handler, Reply, Request
@@ -18,7 +21,6 @@ from clusterdns.plugins.rewrite.rules import (
     ResponseRule,
     RewriteState,
     Rule,
-    rename,
     valid_name,
 )
 from clusterdns.wire import FormError, parse_query
@@ -95,7 +97,11 @@ def restore(message: dns.message.Message, req: Request, rules: list[ResponseRule
     """Put the client's question back and undo the rewrite in the records (our own copy)."""
     query = req.query
     message.question = [
-        dns.rrset.RRset(dns.name.from_text(query.original_name), query.qclass, query.qtype)
+        dns.rrset.RRset(
+            dns.name.from_text(query.original_name),
+            dns.rdataclass.RdataClass.make(query.qclass),
+            dns.rdatatype.RdataType.make(query.qtype),
+        )
     ]
     if not rules:
         return
@@ -106,49 +112,34 @@ def restore(message: dns.message.Message, req: Request, rules: list[ResponseRule
 
 def _rewrite_rrset(rrset: dns.rrset.RRset, rules: list[ResponseRule]) -> dns.rrset.RRset:
     owner = rrset.name.to_text()
-    new_owner: str | None = None
-    ttl: int | None = None
+    ttl = rrset.ttl
     for rule in rules:
-        changed = rule.owner(new_owner or owner)
-        if changed is not None:
-            new_owner = changed
-        new_ttl = rule.ttl(ttl if ttl is not None else rrset.ttl)
+        changed = rule.owner(owner)
+        if changed is not None and valid_name(changed) is not None:
+            owner = changed
+        new_ttl = rule.ttl(ttl)
         if new_ttl is not None:
             ttl = new_ttl
-    result = rrset
-    if new_owner is not None and valid_name(new_owner) is not None:
-        result = rename(rrset, new_owner)
-    if ttl is not None:
-        if result is rrset:
-            result = rename(rrset, owner)
-        result.update_ttl(ttl)
-        result.ttl = ttl
+    rdatas = list(rrset)
     field = TARGET_FIELDS.get(rrset.rdtype)
     if field is not None:
-        result = _rewrite_targets(result, field, rules, fresh=result is not rrset)
-    return result
-
-
-def _rewrite_targets(
-    rrset: dns.rrset.RRset, field: str, rules: list[ResponseRule], *, fresh: bool
-) -> dns.rrset.RRset:
-    rdatas = []
-    changed_any = False
-    for rdata in rrset:
-        target = getattr(rdata, field).to_text()
-        new_target: str | None = None
-        for rule in rules:
-            changed = rule.target(new_target or target)
-            if changed is not None:
-                new_target = changed
-        if new_target is not None and valid_name(new_target) is not None:
-            rdata = rdata.replace(**{field: dns.name.from_text(new_target)})
-            changed_any = True
-        rdatas.append(rdata)
-    if not changed_any:
+        rdatas = [_rewrite_target(rdata, field, rules) for rdata in rdatas]
+    if owner == rrset.name.to_text() and ttl == rrset.ttl and rdatas == list(rrset):
         return rrset
-    result = rrset if fresh else rename(rrset, rrset.name.to_text())
-    result.clear()
+    result = dns.rrset.RRset(dns.name.from_text(owner), rrset.rdclass, rrset.rdtype, rrset.covers)
     for rdata in rdatas:
         result.add(rdata)
+    result.ttl = ttl
     return result
+
+
+def _rewrite_target(rdata: Rdata, field: str, rules: list[ResponseRule]) -> Rdata:
+    target = getattr(rdata, field).to_text()
+    changed_any = False
+    for rule in rules:
+        changed = rule.target(target)
+        if changed is not None and valid_name(changed) is not None:
+            target, changed_any = changed, True
+    if not changed_any:
+        return rdata
+    return rdata.replace(**{field: dns.name.from_text(target)})

@@ -382,14 +382,6 @@ def valid_name(name: str) -> bytes | None:
     return wire
 
 
-def rename(rrset: dns.rrset.RRset, owner: str) -> dns.rrset.RRset:
-    renamed = dns.rrset.RRset(dns.name.from_text(owner), rrset.rdclass, rrset.rdtype, rrset.covers)
-    renamed.update_ttl(rrset.ttl)
-    for rdata in rrset:
-        renamed.add(rdata)
-    return renamed
-
-
 # Record types whose rdata holds the name ``answer value`` rewrites, and its field.
 TARGET_FIELDS = {
     dns.rdatatype.CNAME: "target",

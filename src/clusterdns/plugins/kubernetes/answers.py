@@ -1,0 +1,565 @@
+"""The answer table: every name the cluster defines, with its replies encoded once per change.
+
+Services are turned into names (``svc.ns.svc.zone``, ``_port._proto.svc...``, endpoint
+names) when a model :class:`Change` arrives, and the replies for the usual types are
+encoded as :class:`AnswerTemplate` right away. Everything else that is fully determined
+(NODATA, NXDOMAIN, pod names, PTR) is computed on first use and memoised until the next
+change. :meth:`AnswerTable.outcome` is the one place that decides an answer; the templates
+and the dnspython path both render what it returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.ANY.CNAME
+import dns.rdtypes.ANY.NS
+import dns.rdtypes.ANY.PTR
+import dns.rdtypes.ANY.SOA
+import dns.rdtypes.ANY.TXT
+import dns.rdtypes.IN.A
+import dns.rdtypes.IN.AAAA
+import dns.rdtypes.IN.SRV
+import dns.rrset
+
+from clusterdns.plugins.kubernetes.config import KubernetesConfig, PodMode
+from clusterdns.plugins.kubernetes.names import (
+    endpoint_label,
+    in_zone,
+    ip_from_reverse,
+    ip_label,
+    is_reverse,
+    pod_label_ip,
+)
+from clusterdns.sources.model import Change, ClusterModel, Service
+from clusterdns.wire import AnswerTemplate, Query, text_to_wire
+
+log = logging.getLogger("clusterdns.plugins.kubernetes")
+
+IN: Final = dns.rdataclass.IN
+A: Final = dns.rdatatype.A
+AAAA: Final = dns.rdatatype.AAAA
+CNAME: Final = dns.rdatatype.CNAME
+NS: Final = dns.rdatatype.NS
+PTR: Final = dns.rdatatype.PTR
+SOA: Final = dns.rdatatype.SOA
+SRV: Final = dns.rdatatype.SRV
+TXT: Final = dns.rdatatype.TXT
+NOERROR: Final = dns.rcode.NOERROR
+NXDOMAIN: Final = dns.rcode.NXDOMAIN
+SERVFAIL: Final = dns.rcode.SERVFAIL
+
+DNS_SCHEMA_VERSION: Final = "1.1.0"
+DNS_VERSION_TTL: Final = 28800  # as CoreDNS (and the spec's example)
+DNS_SERVICE: Final = ("kube-system", "kube-dns")  # whose ClusterIP ns.dns.<zone> answers
+EAGER_TYPES: Final = (A, AAAA, SRV, CNAME, TXT, SOA, NS)
+MEMO_LIMIT: Final = 20000
+CNAME_DEPTH: Final = 8
+_FLAGS: Final = dns.flags.QR | dns.flags.AA
+
+ServiceKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One address behind a name (CoreDNS's msg.Service): an IP, a port (-1 for none) and the
+    name an SRV record for it points to."""
+
+    ip: str
+    port: int
+    target: str
+
+
+@dataclass(slots=True)
+class NameData:
+    """What one existing name holds. A name with nothing is an empty non-terminal (NODATA)."""
+
+    items: tuple[Item, ...] = ()
+    cname: str | None = None
+    txt: str | None = None
+    ptrs: tuple[str, ...] = ()
+    apex: bool = False
+
+
+EMPTY: Final = NameData()
+
+
+@dataclass(slots=True)
+class Outcome:
+    rcode: int
+    answer: list[dns.rrset.RRset] = field(default_factory=list)
+    authority: list[dns.rrset.RRset] = field(default_factory=list)
+    additional: list[dns.rrset.RRset] = field(default_factory=list)
+
+
+def join(label: str, zone: str) -> str:
+    return f"{label}." if zone == "." else f"{label}.{zone}"
+
+
+def _name(text: str) -> dns.name.Name:
+    return dns.name.from_text(text)
+
+
+def _rdata(cls: Any, *args: Any) -> dns.rdata.Rdata:
+    """Construct rdata directly (dnspython's constructors are untyped)."""
+    rdata: dns.rdata.Rdata = cls(*args)
+    return rdata
+
+
+def encode(name: str, qtype: int, outcome: Outcome) -> AnswerTemplate:
+    """The template of ``outcome`` as the reply to (name, qtype), question in lower case."""
+    return AnswerTemplate.from_message(build_message(_name(name), qtype, outcome))
+
+
+def build_message(qname: dns.name.Name, qtype: int, outcome: Outcome) -> dns.message.Message:
+    message = dns.message.Message(id=0)
+    message.flags = _FLAGS
+    message.set_rcode(dns.rcode.Rcode.make(outcome.rcode))
+    message.question = [dns.rrset.RRset(qname, IN, dns.rdatatype.RdataType.make(qtype))]
+    message.answer = list(outcome.answer)
+    message.authority = list(outcome.authority)
+    message.additional = list(outcome.additional)
+    return message
+
+
+class AnswerTable:
+    """Names and encoded replies for one ``kubernetes`` block. See the module docstring."""
+
+    def __init__(
+        self, config: KubernetesConfig, model: ClusterModel, *, own_addresses: Sequence[str]
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.own_addresses = tuple(own_addresses)
+        self.zones = tuple(sorted(config.zones, key=len, reverse=True))
+        self.zone_wires = frozenset(text_to_wire(z) for z in config.zones)
+        self.names: dict[str, NameData] = {}
+        self.owned: dict[ServiceKey, tuple[str, ...]] = {}
+        self.owned_in_ns: dict[str, set[ServiceKey]] = {}
+        self.templates: dict[tuple[bytes, int], AnswerTemplate] = {}
+        self.memo: dict[tuple[bytes, int], AnswerTemplate] = {}
+        self.cname_names: set[str] = set()  # ExternalName names whose target is ours
+        self.generation = 0
+        self.serial = int(time.time())
+        self.ttl = config.ttl
+
+    # --- updates ---------------------------------------------------------------------------
+
+    def rebuild(self) -> None:
+        """Build every name from the model (start, and a Change with ``full``)."""
+        self.names.clear()
+        self.owned.clear()
+        self.owned_in_ns.clear()
+        self.templates.clear()
+        self.cname_names.clear()
+        self._build_apex()
+        for svc in list(self.model.services()):
+            self._build_service((svc.namespace, svc.name))
+        self._refresh_dependents()
+        self._changed()
+
+    def apply(self, change: Change) -> None:
+        """Rebuild only what ``change`` touched."""
+        if change.full:
+            self.rebuild()
+            return
+        self.memo.clear()  # again in _changed; here so no stale negative outlives the update
+        keys = set(change.services)
+        for ns in change.namespaces:
+            keys.update((svc.namespace, svc.name) for svc in self.model.services_in(ns))
+            keys.update(self.owned_in_ns.get(ns, ()))
+        for key in keys:
+            self._build_service(key)
+        if DNS_SERVICE in keys:
+            self._build_apex()
+        self._refresh_dependents()
+        self._changed()
+
+    def _changed(self) -> None:
+        self.memo.clear()
+        self.generation += 1
+        self.serial = max(self.serial, int(time.time()))
+        # The SOA answer carries the serial.
+        for zone in self.config.zones:
+            self._encode_name(zone, self.names[zone])
+
+    def _build_apex(self) -> None:
+        ns_items = self._ns_items
+        for zone in self.config.zones:
+            names: dict[str, NameData] = {zone: NameData(apex=True), join("dns", zone): EMPTY}
+            ns_name = join("ns.dns", zone)
+            names[ns_name] = NameData(items=tuple(Item(ip, -1, ns_name) for ip in ns_items()))
+            if not is_reverse(zone):
+                names[join("svc", zone)] = EMPTY
+                names[join("pod", zone)] = EMPTY
+                names[join("dns-version", zone)] = NameData(txt=DNS_SCHEMA_VERSION)
+            for name, data in names.items():
+                self._set_name(name, data)
+
+    def _ns_items(self) -> list[str]:
+        svc = self.model.service(*DNS_SERVICE)
+        if svc is not None and svc.cluster_ips:
+            return list(svc.cluster_ips)
+        return list(self.own_addresses)
+
+    def _build_service(self, key: ServiceKey) -> None:
+        for name in self.owned.pop(key, ()):
+            self._drop_name(name)
+        self.owned_in_ns.get(key[0], set()).discard(key)
+        svc = self.model.service(*key)
+        if svc is None or not self.service_visible(svc):
+            return
+        built: dict[str, NameData] = {}
+        for zone in self.config.forward_zones:
+            built.update(self._service_names(svc, zone))
+        if not built:
+            return
+        for name, data in built.items():
+            self._set_name(name, data)
+        self.owned[key] = tuple(built)
+        self.owned_in_ns.setdefault(key[0], set()).add(key)
+
+    def _service_names(self, svc: Service, zone: str) -> dict[str, NameData]:
+        config = self.config
+        base = join(f"{svc.name}.{svc.namespace}.svc".lower(), zone)
+        if svc.type == "ExternalName":
+            if not svc.external_name:
+                return {}
+            return {base: NameData(cname=svc.external_name.lower().rstrip(".") + ".")}
+        endpoints = [] if config.noendpoints else self.model.endpoints(svc.namespace, svc.name)
+        served = [ep for ep in endpoints if ep.ready or svc.publish_not_ready]
+        if config.ignore_empty_service and not svc.headless and not served:
+            return {}
+        names: dict[str, list[Item]] = {}
+        ents: set[str] = set()
+
+        def add(name: str, item: Item) -> None:
+            names.setdefault(name, []).append(item)
+
+        def port_name(port_name: str, protocol: str) -> str:
+            proto = f"_{protocol.lower()}.{base}"
+            ents.add(proto)
+            return f"_{port_name.lower()}.{proto}"
+
+        for ep in served:
+            for ip in ep.addresses:
+                label = endpoint_label(
+                    ip, ep.hostname, ep.pod_name, pod_names=config.endpoint_pod_names
+                )
+                ep_name = f"{label}.{base}"
+                for port in ep.ports or (None,):
+                    number = port.port if port is not None else -1
+                    add(ep_name, Item(ip, number, ep_name))
+                    if svc.headless:
+                        add(base, Item(ip, number, ep_name))
+                        if port is not None and port.name:
+                            add(port_name(port.name, port.protocol), Item(ip, number, ep_name))
+        if not svc.headless:
+            for port in svc.ports or (None,):
+                number = port.port if port is not None else -1
+                for ip in svc.cluster_ips:
+                    add(base, Item(ip, number, base))
+                    if port is not None and port.name:
+                        add(port_name(port.name, port.protocol), Item(ip, number, base))
+        result = {name: NameData(items=tuple(items)) for name, items in names.items()}
+        if base in result:
+            for ent in ents:
+                result.setdefault(ent, EMPTY)
+        else:
+            # Headless without endpoints: the spec says NXDOMAIN, so nothing below exists.
+            result = {}
+        return result
+
+    def _set_name(self, name: str, data: NameData) -> None:
+        self._drop_name(name)
+        self.names[name] = data
+        if data.cname is not None and self.zone_for(data.cname) is not None:
+            self.cname_names.add(name)
+        self._encode_name(name, data)
+
+    def _drop_name(self, name: str) -> None:
+        if self.names.pop(name, None) is None:
+            return
+        self.cname_names.discard(name)
+        wire = text_to_wire(name)
+        for qtype in EAGER_TYPES:
+            self.templates.pop((wire, qtype), None)
+
+    def _encode_name(self, name: str, data: NameData) -> None:
+        wire = text_to_wire(name)
+        zone = self.zone_for(name)
+        assert zone is not None
+        for qtype in self._eager_types(data):
+            outcome = self._positive(name, data, qtype, zone)
+            if outcome.answer:
+                self.templates[(wire, qtype)] = encode(name, qtype, outcome)
+            else:
+                self.templates.pop((wire, qtype), None)
+
+    @staticmethod
+    def _eager_types(data: NameData) -> Iterable[int]:
+        if data.cname is not None:
+            return (A, AAAA, CNAME)
+        if data.apex:
+            return (SOA, NS)
+        if data.txt is not None:
+            return (TXT,)
+        if data.ptrs:
+            return (PTR,)
+        if data.items:
+            return (A, AAAA, SRV)
+        return ()
+
+    def _refresh_dependents(self) -> None:
+        """ExternalName answers that include records of our own names."""
+        for name in list(self.cname_names):
+            self._encode_name(name, self.names[name])
+
+    # --- visibility ------------------------------------------------------------------------
+
+    def namespace_visible(self, namespace: str) -> bool:
+        config = self.config
+        if config.namespaces and namespace not in config.namespaces:
+            return False
+        if not self.model.namespace_exists(namespace):
+            return False
+        if config.namespace_labels is not None:
+            ns = self.model.namespace(namespace)
+            return ns is not None and config.namespace_labels.matches(ns.labels)
+        return True
+
+    def service_visible(self, svc: Service) -> bool:
+        if self.config.labels is not None and not self.config.labels.matches(svc.labels):
+            return False
+        return self.namespace_visible(svc.namespace)
+
+    # --- answers ---------------------------------------------------------------------------
+
+    def zone_for(self, name: str) -> str | None:
+        for zone in self.zones:
+            if in_zone(name, zone):
+                return zone
+        return None
+
+    def ours(self, query: Query) -> bool:
+        lower = query.qname_lower
+        zones = self.zone_wires
+        return any(lower[offset:] in zones for offset in query.label_offsets)
+
+    def lookup(self, query: Query) -> AnswerTemplate | None:
+        """The encoded reply to ``query`` when it is fully determined, else None."""
+        key = (query.qname_lower, query.qtype)
+        template = self.templates.get(key)
+        if template is not None:
+            return template
+        template = self.memo.get(key)
+        if template is not None:
+            return template
+        if query.qclass != IN:
+            return None
+        outcome = self.outcome(query.name, query.qtype)
+        if outcome is None:
+            return None
+        template = encode(query.name, query.qtype, outcome)
+        if outcome.rcode != SERVFAIL:
+            if len(self.memo) >= MEMO_LIMIT:
+                self.memo.clear()
+            self.memo[key] = template
+        return template
+
+    def outcome(self, name: str, qtype: int) -> Outcome | None:
+        """The answer to (name, qtype); None when it is not ours or falls through."""
+        zone = self.zone_for(name)
+        if zone is None:
+            return None
+        data = self.names.get(name)
+        if data is None:
+            data = self._dynamic(name, zone)
+        if data is not None:
+            return self._positive(name, data, qtype, zone)
+        if self.config.fallthrough.through(name):
+            return None
+        # CoreDNS: before the first sync a missing name is not proof of absence.
+        rcode = NXDOMAIN if self.model.synced else SERVFAIL
+        return Outcome(rcode, authority=[self.soa(zone)])
+
+    def _positive(self, name: str, data: NameData, qtype: int, zone: str) -> Outcome:
+        answer, additional = self._records(name, data, qtype, zone, 0)
+        if not answer:
+            return Outcome(NOERROR, authority=[self.soa(zone)])
+        return Outcome(NOERROR, answer=answer, additional=additional)
+
+    def _records(
+        self, name: str, data: NameData, qtype: int, zone: str, depth: int
+    ) -> tuple[list[dns.rrset.RRset], list[dns.rrset.RRset]]:
+        owner = _name(name)
+        ttl = self.ttl
+        if data.cname is not None:
+            rrset = dns.rrset.RRset(owner, IN, CNAME)
+            rrset.update_ttl(ttl)
+            rrset.add(_rdata(dns.rdtypes.ANY.CNAME.CNAME, IN, CNAME, _name(data.cname)))
+            answer = [rrset]
+            additional: list[dns.rrset.RRset] = []
+            target = self.names.get(data.cname)
+            if qtype != CNAME and target is not None and depth < CNAME_DEPTH:
+                more, extra = self._records(data.cname, target, qtype, zone, depth + 1)
+                answer += more
+                additional += extra
+            return answer, additional
+        if data.apex:
+            if qtype == SOA:
+                return [self.soa(zone)], []
+            if qtype == NS:
+                ns_name = join("ns.dns", zone)
+                rrset = dns.rrset.RRset(owner, IN, NS)
+                rrset.update_ttl(ttl)
+                rrset.add(_rdata(dns.rdtypes.ANY.NS.NS, IN, NS, _name(ns_name)))
+                ns_data = self.names.get(ns_name, EMPTY)
+                return [rrset], self._addresses(ns_name, ns_data.items, A) + self._addresses(
+                    ns_name, ns_data.items, AAAA
+                )
+            return [], []
+        if data.txt is not None:
+            if qtype != TXT:
+                return [], []
+            rrset = dns.rrset.RRset(owner, IN, TXT)
+            rrset.update_ttl(DNS_VERSION_TTL)
+            rrset.add(_rdata(dns.rdtypes.ANY.TXT.TXT, IN, TXT, [data.txt.encode()]))
+            return [rrset], []
+        if data.ptrs:
+            if qtype != PTR:
+                return [], []
+            rrset = dns.rrset.RRset(owner, IN, PTR)
+            rrset.update_ttl(ttl)
+            for ptr in data.ptrs:
+                rrset.add(_rdata(dns.rdtypes.ANY.PTR.PTR, IN, PTR, _name(ptr)))
+            return [rrset], []
+        if qtype in (A, AAAA):
+            return self._addresses(name, data.items, qtype), []
+        if qtype == SRV:
+            return self._srv(owner, data.items)
+        return [], []
+
+    def _addresses(self, name: str, items: Iterable[Item], qtype: int) -> list[dns.rrset.RRset]:
+        v6 = qtype == AAAA
+        rrset = dns.rrset.RRset(_name(name), IN, dns.rdatatype.RdataType.make(qtype))
+        rrset.update_ttl(self.ttl)
+        for item in items:
+            if (":" in item.ip) == v6:
+                if v6:
+                    rrset.add(_rdata(dns.rdtypes.IN.AAAA.AAAA, IN, AAAA, item.ip))
+                else:
+                    rrset.add(_rdata(dns.rdtypes.IN.A.A, IN, A, item.ip))
+        return [rrset] if rrset else []
+
+    def _srv(
+        self, owner: dns.name.Name, items: Sequence[Item]
+    ) -> tuple[list[dns.rrset.RRset], list[dns.rrset.RRset]]:
+        with_port = [item for item in items if item.port >= 0]
+        if not with_port:
+            return [], []
+        # CoreDNS: equal priority 0, weight 100 split over every record before de-duplication.
+        weight = 100 // len(with_port)
+        rrset = dns.rrset.RRset(owner, IN, SRV)
+        rrset.update_ttl(self.ttl)
+        by_target: dict[str, list[Item]] = {}
+        for item in with_port:
+            rrset.add(
+                _rdata(dns.rdtypes.IN.SRV.SRV, IN, SRV, 0, weight, item.port, _name(item.target))
+            )
+            by_target.setdefault(item.target, []).append(item)
+        additional: list[dns.rrset.RRset] = []
+        for target, target_items in by_target.items():
+            additional += self._addresses(target, target_items, A)
+            additional += self._addresses(target, target_items, AAAA)
+        return [rrset], additional
+
+    def soa(self, zone: str) -> dns.rrset.RRset:
+        rrset = dns.rrset.RRset(_name(zone), IN, SOA)
+        rrset.update_ttl(min(self.ttl, 300))
+        mname, rname = _name(join("ns.dns", zone)), _name(join("hostmaster", zone))
+        # CoreDNS's refresh, retry and expire; minimum is the records' TTL.
+        rrset.add(
+            _rdata(
+                dns.rdtypes.ANY.SOA.SOA,
+                IN,
+                SOA,
+                mname,
+                rname,
+                self.serial,
+                7200,
+                1800,
+                86400,
+                self.ttl,
+            )
+        )
+        return rrset
+
+    # --- names decided at query time ----------------------------------------------------------
+
+    def _dynamic(self, name: str, zone: str) -> NameData | None:
+        """Names not in the table that may still exist: namespaces, pods, reverse names."""
+        if is_reverse(zone):
+            ip = ip_from_reverse(name)
+            if ip is None:
+                return None
+            targets = self._ptr_targets(ip)
+            return NameData(ptrs=targets) if targets else None
+        relative = name[: -len(zone)] if zone != "." else name
+        labels = relative.rstrip(".").split(".")
+        if len(labels) == 2 and labels[1] == "svc":
+            return EMPTY if self.namespace_visible(labels[0]) else None
+        if labels[-1] != "pod" or self.config.pods is PodMode.DISABLED:
+            return None
+        if len(labels) == 2:
+            return EMPTY if self.namespace_visible(labels[0]) else None
+        if len(labels) != 3 or not self.namespace_visible(labels[1]):
+            return None
+        ip = pod_label_ip(labels[0])
+        if ip is None:
+            return None
+        if self.config.pods is PodMode.VERIFIED and not any(
+            pod.namespace == labels[1] for pod in self.model.pods_by_ip(ip)
+        ):
+            return None
+        return NameData(items=(Item(ip, -1, name),))
+
+    def _ptr_targets(self, ip: str) -> tuple[str, ...]:
+        """PTR targets for an IP: the Services owning it as ClusterIP, else its endpoints."""
+        zone = self.config.primary_zone
+        cluster: list[str] = []
+        endpoints: list[str] = []
+        for owner in self.model.ip_owners(ip):
+            key = (owner.namespace, owner.service)
+            if key not in self.owned:  # filtered out, or no names (ignore empty_service)
+                continue
+            svc = self.model.service(*key)
+            if svc is None:
+                continue
+            base = join(f"{svc.name}.{svc.namespace}.svc".lower(), zone)
+            if ip in svc.cluster_ips:
+                cluster.append(base)
+            elif not self.config.noendpoints:
+                label = self._endpoint_label_for(svc, ip, owner.hostname)
+                endpoints.append(f"{label}.{base}")
+        return tuple(cluster or endpoints)
+
+    def _endpoint_label_for(self, svc: Service, ip: str, hostname: str | None) -> str:
+        if hostname:
+            return hostname.lower()
+        if self.config.endpoint_pod_names:
+            for ep in self.model.endpoints(svc.namespace, svc.name):
+                if ip in ep.addresses and ep.pod_name:
+                    return ep.pod_name.lower()
+        return ip_label(ip)

@@ -1,0 +1,172 @@
+"""The ``kubernetes`` plugin at run time: its source, its answer table, and the query path."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Protocol
+
+import dns.message
+import dns.rcode
+
+from clusterdns.core.plugin import SLOW, Plugin, SlowType
+from clusterdns.core.request import Handler, Reply, Request
+from clusterdns.plugins.kubernetes.answers import AnswerTable, Outcome
+from clusterdns.plugins.kubernetes.config import KubernetesConfig
+from clusterdns.sources.model import Change, ClusterModel
+from clusterdns.wire import AnswerTemplate, Query
+
+log = logging.getLogger("clusterdns.plugins.kubernetes")
+
+PLUGIN = "kubernetes"
+
+
+class Source(Protocol):
+    async def run(self, model: ClusterModel) -> None: ...
+
+
+class Kubernetes(Plugin):
+    """Serves the cluster's names from an :class:`AnswerTable` kept current by ``source``."""
+
+    def __init__(
+        self,
+        config: KubernetesConfig,
+        model: ClusterModel,
+        source: Source,
+        *,
+        own_addresses: tuple[str, ...] = ("127.0.0.1",),
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.source = source
+        self.table = AnswerTable(config, model, own_addresses=own_addresses)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._deadline = 0.0
+        model.subscribe(self._on_change)
+
+    @property
+    def generation(self) -> int:
+        """Bumped whenever any answer may have changed (the cache plugin watches this)."""
+        return self.table.generation
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._deadline = time.monotonic() + self.config.startup_timeout
+        self.table.rebuild()
+        self._tasks = [
+            asyncio.ensure_future(self._run_source()),
+            asyncio.ensure_future(self._announce_sync()),
+        ]
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("kubernetes: source failed while stopping")
+
+    def ready(self) -> bool | None:
+        return self.model.synced
+
+    async def _run_source(self) -> None:
+        try:
+            await self.source.run(self.model)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Sources retry on their own; reaching here is a bug. Keep serving what we have.
+            log.exception("kubernetes: source stopped")
+
+    async def _announce_sync(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        if not await self.model.wait_synced(self.config.startup_timeout):
+            log.warning(
+                "kubernetes: starting server with unsynced kubernetes api after %gs",
+                self.config.startup_timeout,
+            )
+            await self.model.wait_synced()
+        # Answers that were SERVFAIL before the sync are now NXDOMAIN: let caches know.
+        self.table.apply(Change(frozenset(), frozenset(), frozenset(), full=False))
+        log.info(
+            "kubernetes: synced with the cluster in %.3fs, %d names",
+            loop.time() - started,
+            len(self.table.names),
+        )
+
+    def _on_change(self, change: Change) -> None:
+        self.table.apply(change)
+        log.debug(
+            "kubernetes: applied change (%d services, %d namespaces, %d pod ips), generation %d",
+            len(change.services),
+            len(change.namespaces),
+            len(change.pod_ips),
+            self.table.generation,
+        )
+
+    # --- queries ---------------------------------------------------------------------------
+
+    def _waiting(self) -> bool:
+        """Before the first sync and within ``startup_timeout`` of start: hold queries."""
+        return not self.model.synced and time.monotonic() < self._deadline
+
+    def fast(self, query: Query) -> AnswerTemplate | SlowType | None:
+        """The core's fast path; may run in a UDP thread, so it only reads.
+
+        A stored template when there is one, None for names outside our zones, and SLOW
+        (the chain, on the event loop) for everything else: first sight of a name, waiting
+        for the first sync, fall through.
+        """
+        table = self.table
+        key = (query.qname_lower, query.qtype)
+        template = table.templates.get(key) or table.memo.get(key)
+        if template is not None and (self.model.synced or not self._waiting()):
+            return template
+        if not table.ours(query):
+            return None
+        return SLOW
+
+    def lookup(self, query: Query) -> AnswerTemplate | None:
+        """The stored reply to ``query`` when it is fully determined, else None.
+
+        Builds and memoises replies on first use, so call it from the event loop. None
+        also while waiting for the first sync within ``startup_timeout``.
+        """
+        if self._waiting():
+            return None
+        return self.table.lookup(query)
+
+    def outcome(self, name: str, qtype: int) -> Outcome | None:
+        """What the dnspython path answers (None: not ours, or falls through)."""
+        return self.table.outcome(name, qtype)
+
+    def answer_message(self, req: Request, outcome: Outcome) -> dns.message.Message:
+        response = req.make_response()
+        response.set_rcode(dns.rcode.Rcode.make(outcome.rcode))
+        response.answer = list(outcome.answer)
+        response.authority = list(outcome.authority)
+        response.additional = list(outcome.additional)
+        return response
+
+    async def serve(self, req: Request, next_handler: Handler) -> Reply:
+        query = req.query
+        if not self.table.ours(query):
+            return await next_handler(req)
+        if not self.model.synced:
+            remaining = self._deadline - time.monotonic()
+            if remaining > 0:
+                await self.model.wait_synced(remaining)
+        template = self.lookup(query)
+        if template is not None:
+            return Reply.of_template(template, plugin=PLUGIN)
+        outcome = self.table.outcome(req.name, query.qtype)
+        if outcome is None:
+            return await next_handler(req)
+        return Reply.of(self.answer_message(req, outcome), plugin=PLUGIN)

@@ -1,0 +1,157 @@
+"""loadbalance: round-robin the address records of every answer."""
+
+from __future__ import annotations
+
+import itertools
+import struct
+from collections.abc import Sequence
+from typing import Final
+
+import dns.message
+import dns.rdatatype
+import dns.rrset
+
+from clusterdns.core.plugin import Plugin, SetupContext, only_once
+from clusterdns.core.request import Handler, Reply, Request
+from clusterdns.corefile import Directive
+from clusterdns.wire import AnswerTemplate
+
+_HEADER: Final = struct.Struct("!HHHHHH")
+_RR_FIXED: Final = struct.Struct("!HHIH")
+TYPE_A: Final = 1
+TYPE_MX: Final = 15
+TYPE_AAAA: Final = 28
+TYPE_AXFR: Final = 252
+TYPE_IXFR: Final = 251
+ROTATED: Final = frozenset((dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.MX))
+
+
+class _NeedsDecoding(Exception):
+    """The wire layout is not one slicing can rotate safely: use dnspython."""
+
+
+def _skip_name(data: bytes, pos: int) -> int:
+    end = len(data)
+    while True:
+        if pos >= end:
+            raise _NeedsDecoding
+        length = data[pos]
+        if length == 0:
+            return pos + 1
+        if length & 0xC0 == 0xC0:
+            return pos + 2
+        if length & 0xC0:
+            raise _NeedsDecoding
+        pos += 1 + length
+
+
+def rotate_wire(wire: bytes, shift: int) -> bytes | None:
+    """Rotate every run of same-owner A/AAAA records by ``shift``, by slicing bytes.
+
+    Records of a run have identical owner bytes and fixed-size data, so every record
+    keeps its offset and compression pointers stay valid. Returns None when nothing
+    needs to move; raises _NeedsDecoding for layouts slicing cannot handle (MX sets,
+    address records of one name that are not contiguous).
+    """
+    if len(wire) < 12:
+        raise _NeedsDecoding
+    _, _, qdcount, an, ns, ar = _HEADER.unpack_from(wire)
+    pos = 12
+    for _ in range(qdcount):
+        pos = _skip_name(wire, pos) + 4
+    records: list[tuple[int, int, int, int, bytes]] = []  # start, end, section, type, owner
+    for index in range(an + ns + ar):
+        section = 0 if index < an else 1 if index < an + ns else 2
+        start = pos
+        name_end = _skip_name(wire, pos)
+        if name_end + 10 > len(wire):
+            raise _NeedsDecoding
+        rtype, _, _, rdlength = _RR_FIXED.unpack_from(wire, name_end)
+        pos = name_end + 10 + rdlength
+        if pos > len(wire):
+            raise _NeedsDecoding
+        records.append((start, pos, section, rtype, wire[start:name_end]))
+    runs: list[tuple[int, int]] = []  # [first, last) indexes into records
+    seen: set[tuple[int, int, bytes]] = set()
+    index = 0
+    while index < len(records):
+        _, _, section, rtype, owner = records[index]
+        last = index + 1
+        if rtype in (TYPE_A, TYPE_AAAA):
+            while last < len(records) and records[last][2:] == (section, rtype, owner):
+                last += 1
+            if (section, rtype, owner) in seen:
+                raise _NeedsDecoding  # the same set split in two places
+            seen.add((section, rtype, owner))
+            if last - index > 1:
+                runs.append((index, last))
+        elif rtype == TYPE_MX and last < len(records) and records[last][3] == TYPE_MX:
+            raise _NeedsDecoding  # MX data holds names other records may point into
+        index = last
+    if not runs:
+        return None
+    out = bytearray(wire)
+    for first, last in runs:
+        chunk = [wire[records[i][0] : records[i][1]] for i in range(first, last)]
+        k = shift % len(chunk)
+        out[records[first][0] : records[last - 1][1]] = b"".join(chunk[k:] + chunk[:k])
+    return bytes(out)
+
+
+def _question_end(wire: bytes) -> int:
+    return _skip_name(wire, 12) + 4
+
+
+def rotate_message(message: dns.message.Message, shift: int) -> dns.message.Message:
+    """Rotate A, AAAA and MX sets of a private message copy in place, CNAMEs left first."""
+    for section in (message.answer, message.authority, message.additional):
+        for position, rrset in enumerate(section):
+            if rrset.rdtype not in ROTATED or len(rrset) < 2:
+                continue
+            items = list(rrset)
+            k = shift % len(items)
+            rotated = dns.rrset.RRset(rrset.name, rrset.rdclass, rrset.rdtype)
+            rotated.update_ttl(rrset.ttl)
+            for rdata in items[k:] + items[:k]:
+                rotated.add(rdata)
+            section[position] = rotated
+    return message
+
+
+class LoadBalance(Plugin):
+    def __init__(self) -> None:
+        self._turn = itertools.count(1)
+
+    async def serve(self, req: Request, next_handler: Handler) -> Reply:
+        reply = await next_handler(req)
+        if reply.rcode != 0 or not reply.written or req.qtype in (TYPE_AXFR, TYPE_IXFR):
+            return reply
+        shift = next(self._turn)
+        try:
+            if reply.template is not None:
+                wire = rotate_wire(reply.template.wire, shift)
+                if wire is None:
+                    return reply
+                return Reply.of_template(
+                    AnswerTemplate(wire, _question_end(wire)), plugin=reply.plugin
+                )
+            if reply.wire is not None:
+                wire = rotate_wire(reply.wire, shift)
+                return reply if wire is None else Reply.of_wire(wire, plugin=reply.plugin)
+        except _NeedsDecoding:
+            pass
+        message = reply.to_message()  # a private copy: never edit what next returned
+        if message is None:
+            return reply
+        rotate_message(message, shift)
+        return Reply(reply.rcode, plugin=reply.plugin, message=message)
+
+
+def setup(directives: Sequence[Directive], ctx: SetupContext) -> Plugin:
+    directive = only_once(directives)
+    args = directive.expect_args(0, 1)
+    if args and args[0] != "round_robin":
+        raise directive.error(f"unknown policy: {args[0]} (clusterdns supports round_robin)")
+    for item in directive.block_items():
+        raise item.error(f"unknown property '{item.name}'")
+    return LoadBalance()
