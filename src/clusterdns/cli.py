@@ -49,23 +49,52 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from clusterdns.core.server import ServerOptions
 
     configure_logging(args.log_level)
+    if args.workers > 1:
+        from clusterdns.core.workers import supervise
+
+        argv = [a for a in (sys.argv[1:] if argv_override is None else argv_override)]
+        return supervise(_without_workers(argv), args.workers)
     config_path = args.conf
     if config_path is None and os.path.exists("Corefile"):
         config_path = "Corefile"
     text = None if config_path else default_corefile()
     if config_path is None:
-        logging.getLogger("clusterdns").info("core: no Corefile given, serving the built-in default")
+        logging.getLogger("clusterdns").info(
+            "core: no Corefile given, serving the built-in default"
+        )
     app = App(
         config_path=config_path,
         default_text=text,
         dns_port=args.dns_port,
-        options=ServerOptions(reuse_port=args.reuse_port),
+        options=ServerOptions(
+            reuse_port=args.reuse_port or bool(os.environ.get("CLUSTERDNS_WORKER_DIR")),
+            udp_mode=args.udp_mode,
+        ),
     )
     loop = _new_loop(args.loop)
     try:
         return loop.run_until_complete(app.run())
     finally:
         loop.close()
+
+
+argv_override: list[str] | None = None
+
+
+def _without_workers(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--workers":
+            skip = True
+            continue
+        if arg.startswith("--workers="):
+            continue
+        out.append(arg)
+    return out
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -84,10 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the DNS server (like coredns -conf)")
-    serve.add_argument("--conf", "-conf", help="Corefile to load (default ./Corefile, else the built-in one)")
-    serve.add_argument("--dns-port", "-dns.port", type=int, help="override the port of every server block")
+    serve.add_argument(
+        "--conf", "-conf", help="Corefile to load (default ./Corefile, else the built-in one)"
+    )
+    serve.add_argument(
+        "--dns-port", "-dns.port", type=int, help="override the port of every server block"
+    )
     serve.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
     serve.add_argument("--reuse-port", action="store_true", help="set SO_REUSEPORT on DNS sockets")
+    serve.add_argument(
+        "--workers", type=int, default=1, help="N server processes sharing the port (SO_REUSEPORT)"
+    )
+    serve.add_argument(
+        "--udp-mode", choices=("thread", "loop"), default="thread",
+        help="UDP receive loop: a dedicated thread (default, faster) or the event loop",
+    )  # fmt: skip
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(func=cmd_serve)
 
@@ -97,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global argv_override
+    argv_override = argv
     args = build_parser().parse_args(argv)
     result: int = args.func(args)
     return result

@@ -39,7 +39,8 @@ def split_http_address(text: str, *, default_port: int) -> tuple[str, int]:
 class HttpEndpoints:
     """Routes by (host, port, path); one aiohttp low-level server per address."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, reuse_port: bool = False) -> None:
+        self.reuse_port = reuse_port
         self._routes: dict[tuple[str, int], dict[str, RouteHandler]] = {}
         self._servers: dict[tuple[str, int], asyncio.AbstractServer] = {}
         self._bound: dict[tuple[str, int], int] = {}
@@ -78,7 +79,11 @@ class HttpEndpoints:
             return await handler(request)
 
         server = await asyncio.get_running_loop().create_server(
-            web.Server(handle), host or None, port, reuse_address=True
+            web.Server(handle),
+            host or None,
+            port,
+            reuse_address=True,
+            reuse_port=self.reuse_port or None,
         )
         self._servers[address] = server
         sockets = server.sockets

@@ -11,6 +11,7 @@ import signal
 from clusterdns.core.instance import Instance, build_instance
 from clusterdns.core.process import Process
 from clusterdns.core.server import DnsServer, ServerOptions
+from clusterdns.core.workers import WorkerGroup
 from clusterdns.corefile import Corefile, CorefileError, load, parse
 
 log = logging.getLogger("clusterdns.core")
@@ -32,6 +33,10 @@ class App:
         self.default_text = default_text
         self.dns_port = dns_port
         self.process = process or Process()
+        if self.process.workers is None:
+            self.process.workers = WorkerGroup.from_environment()
+        if self.process.workers is not None:
+            self.process.http.reuse_port = True
         self.server = DnsServer(self.process, options)
         self.process.request_reload = self.request_reload
         self._stopping = asyncio.Event()
@@ -60,6 +65,15 @@ class App:
         await self.server.swap(self._build(corefile))
         self._record_version(corefile)
         self._poller = asyncio.ensure_future(self._poll_reload())
+        workers = self.process.workers
+        if workers is not None:
+            workers.start(
+                lambda: workers.publish(self.process.metrics.registry, self.process_not_ready())
+            )
+
+    def process_not_ready(self) -> list[str] | None:
+        instance = self.server.instance
+        return None if instance is None else instance.not_ready()
 
     async def reload(self) -> bool:
         """Re-read the Corefile and swap it in; on any error keep the old one serving."""
@@ -128,6 +142,8 @@ class App:
             await asyncio.sleep(lameduck)
         if self._poller is not None:
             self._poller.cancel()
+        if self.process.workers is not None:
+            self.process.workers.stop()
         await self.server.stop()
 
     def install_signal_handlers(self) -> None:

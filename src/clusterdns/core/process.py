@@ -8,8 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry
+
 from clusterdns.core.http import HttpEndpoints, RouteHandler
 from clusterdns.core.metrics import Metrics
+from clusterdns.core.workers import MergedCollector, WorkerGroup
 
 if TYPE_CHECKING:
     from clusterdns.core.instance import Instance
@@ -17,12 +20,32 @@ if TYPE_CHECKING:
 
 @dataclass
 class Process:
-    http: HttpEndpoints = field(default_factory=HttpEndpoints)
+    http: HttpEndpoints = field(default_factory=lambda: HttpEndpoints())
     metrics: Metrics = field(default_factory=Metrics)
     hostname: str = field(default_factory=socket.gethostname)
     # Set by the server so plugins can reach it without importing it.
     current: Callable[[], Instance | None] = lambda: None
     request_reload: Callable[[], None] = lambda: None
+    # Set when running as one of --workers N (see core/workers.py).
+    workers: WorkerGroup | None = None
+
+    def not_ready(self) -> list[str] | None:
+        """Plugins not ready yet (in every worker), or None while starting."""
+        instance = self.current()
+        if instance is None:
+            return None
+        mine = instance.not_ready()
+        if self.workers is not None:
+            return self.workers.not_ready(mine)
+        return mine
+
+    def metrics_registry(self) -> CollectorRegistry:
+        """What /metrics exposes: this process's metrics, or all workers' summed."""
+        if self.workers is None:
+            return self.metrics.registry
+        merged = CollectorRegistry(auto_describe=False)
+        merged.register(MergedCollector(self.metrics.registry, self.workers))
+        return merged
 
 
 @dataclass

@@ -8,8 +8,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from clusterdns.core.http import split_http_address
-from clusterdns.core.metrics import Metrics
 from clusterdns.core.plugin import Plugin, SetupContext, only_once
+from clusterdns.core.process import Process
 from clusterdns.core.request import Request
 from clusterdns.corefile import Directive
 
@@ -20,8 +20,9 @@ class Prometheus(Plugin):
     in_chain = False
     observes = True
 
-    def __init__(self, metrics: Metrics) -> None:
-        self.metrics = metrics
+    def __init__(self, process: Process) -> None:
+        self.process = process
+        self.metrics = process.metrics
 
     def observe(self, req: Request, rcode: int, wire: bytes, duration: float, plugin: str) -> None:
         self.metrics.record(
@@ -38,7 +39,7 @@ class Prometheus(Plugin):
         )
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        body = generate_latest(self.metrics.registry)
+        body = generate_latest(self.process.metrics_registry())
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
@@ -51,6 +52,6 @@ def setup(directives: Sequence[Directive], ctx: SetupContext) -> Plugin:
     except ValueError as err:
         raise directive.error(str(err)) from None
     ctx.settings.metrics = True
-    plugin = Prometheus(ctx.process.metrics)
+    plugin = Prometheus(ctx.process)
     ctx.services.add_route(host, port, "/metrics", plugin.handle)
     return plugin

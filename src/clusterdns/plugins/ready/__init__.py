@@ -21,10 +21,9 @@ class Ready(Plugin):
         self.process = process
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
-        instance = self.process.current()
-        if instance is None:
+        waiting = self.process.not_ready()
+        if waiting is None:
             return web.Response(status=503, text="starting")
-        waiting = instance.not_ready()
         if waiting:
             return web.Response(status=503, text=", ".join(waiting))
         return web.Response(text="OK")

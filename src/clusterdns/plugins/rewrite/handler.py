@@ -105,6 +105,8 @@ def restore(message: dns.message.Message, req: Request, rules: list[ResponseRule
     ]
     if not rules:
         return
+    # Undo the last rewrite first: a chain of continue rules unwinds in reverse.
+    rules = rules[::-1]
     message.answer = [_rewrite_rrset(rrset, rules) for rrset in message.answer]
     message.authority = [_rewrite_rrset(rrset, rules) for rrset in message.authority]
     message.additional = [_rewrite_rrset(rrset, rules) for rrset in message.additional]

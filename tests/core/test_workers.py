@@ -1,0 +1,67 @@
+"""--workers N: one port, N processes, metrics and readiness summed across them."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import dns.message
+import dns.query
+
+from tests.core.test_lifecycle import _wait_udp, free_port, http_get
+
+
+def _txt_requests(metrics_port: int) -> float:
+    body = http_get(f"http://127.0.0.1:{metrics_port}/metrics")[1]
+    pattern = r'^coredns_dns_requests_total\{[^}]*type="TXT"[^}]*\} (\S+)$'
+    return sum(float(v) for v in re.findall(pattern, body, re.M))
+
+
+def test_workers_share_the_port_sum_metrics_and_survive_a_worker_death(tmp_path: pathlib.Path) -> None:
+    port, metrics, ready = free_port(), free_port(), free_port()
+    path = tmp_path / "Corefile"
+    path.write_text(
+        f".:{port} {{\n  bind 127.0.0.1\n  prometheus 127.0.0.1:{metrics}\n  ready 127.0.0.1:{ready}\n  chaos v\n}}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clusterdns.cli", "serve", "--conf", str(path), "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _wait_udp(port)
+        deadline = time.monotonic() + 10
+        while http_get(f"http://127.0.0.1:{ready}/ready")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert http_get(f"http://127.0.0.1:{ready}/ready") == (200, "OK")
+        query = dns.message.make_query("version.bind.", "TXT", "CH")
+        time.sleep(1.2)
+        before = _txt_requests(metrics)
+        sent = 300
+        for _ in range(sent):
+            # A new socket (source port) per query spreads them over the workers.
+            assert dns.query.udp(query, "127.0.0.1", port=port, timeout=2).rcode() == 0
+        time.sleep(1.2)  # snapshots are published twice a second
+        for _ in range(4):  # whichever worker answers the scrape, the sum is the same
+            assert _txt_requests(metrics) - before == sent
+        # Kill one worker: the other keeps answering and the supervisor restarts it.
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 2
+        subprocess.run(["kill", "-9", children[0]], check=True)
+        for _ in range(50):
+            assert dns.query.udp(query, "127.0.0.1", port=port, timeout=2).rcode() == 0
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            now = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+            if len(now) == 2 and children[0] not in now:
+                break
+            time.sleep(0.1)
+        assert len(now) == 2 and children[0] not in now
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        proc.kill()
+        proc.communicate()
