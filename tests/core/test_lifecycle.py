@@ -76,13 +76,31 @@ async def test_reload_swaps_config_without_dropping_queries(tmp_path: pathlib.Pa
 @pytest.mark.parametrize(
     ("bad_text", "message"),
     [
-        pytest.param(".:0 {\n  bind 127.0.0.1\n  chaos broken\n", "expected '}' to close block opened at line 1", id="unclosed block"),
-        pytest.param(".:0 {\n  bind 127.0.0.1\n  frobnicate\n}\n", "Corefile:3: unknown directive 'frobnicate'", id="unknown directive"),
-        pytest.param(".:0 {\n  bind 127.0.0.1\n  dnssec\n}\n", "a CoreDNS plugin that clusterdns does not implement", id="CoreDNS plugin not implemented"),
-        pytest.param(".:0 {\n  bind 127.0.0.1\n  reload 1s\n}\n", "Corefile:3: reload: interval value must be greater or equal to 2s", id="bad option"),
+        pytest.param(
+            ".:0 {\n  bind 127.0.0.1\n  chaos broken\n",
+            "expected '}' to close block opened at line 1",
+            id="unclosed block",
+        ),
+        pytest.param(
+            ".:0 {\n  bind 127.0.0.1\n  frobnicate\n}\n",
+            "Corefile:3: unknown directive 'frobnicate'",
+            id="unknown directive",
+        ),
+        pytest.param(
+            ".:0 {\n  bind 127.0.0.1\n  dnssec\n}\n",
+            "a CoreDNS plugin that clusterdns does not implement",
+            id="CoreDNS plugin not implemented",
+        ),
+        pytest.param(
+            ".:0 {\n  bind 127.0.0.1\n  reload 1s\n}\n",
+            "Corefile:3: reload: interval value must be greater or equal to 2s",
+            id="bad option",
+        ),
     ],
 )
-async def test_bad_reload_keeps_old_config(tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture, bad_text: str, message: str) -> None:
+async def test_bad_reload_keeps_old_config(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture, bad_text: str, message: str
+) -> None:
     async with serve(corefile("old"), tmp_path) as srv:
         failed_before = srv.app.process.metrics.reload_failed._value.get()
         srv.path.write_text(bad_text)
@@ -97,7 +115,9 @@ async def test_reload_that_cannot_bind_keeps_old_config(tmp_path: pathlib.Path) 
         taken.bind(("127.0.0.1", 0))
         busy = taken.getsockname()[1]
         async with serve(corefile("old"), tmp_path) as srv:
-            srv.path.write_text(corefile("old") + f".:{busy} {{\n  bind 127.0.0.1\n  chaos other\n}}\n")
+            srv.path.write_text(
+                corefile("old") + f".:{busy} {{\n  bind 127.0.0.1\n  chaos other\n}}\n"
+            )
             assert await srv.app.reload() is False
             assert await version(srv.port()) == "old"
 
@@ -162,7 +182,9 @@ def _version_sync(port: int) -> str:
 def test_sigterm_lameduck_keeps_answering_then_exits_zero(tmp_path: pathlib.Path) -> None:
     port, health = free_port(), free_port()
     path = tmp_path / "Corefile"
-    path.write_text(f".:{port} {{\n  bind 127.0.0.1\n  health 127.0.0.1:{health} {{\n    lameduck 1s\n  }}\n  chaos v\n}}\n")
+    path.write_text(
+        f".:{port} {{\n  bind 127.0.0.1\n  health 127.0.0.1:{health} {{\n    lameduck 1s\n  }}\n  chaos v\n}}\n"
+    )
     proc = _spawn(path)
     try:
         _wait_udp(port)
@@ -208,8 +230,18 @@ def test_sighup_reloads_and_bad_corefile_at_start_names_the_line(tmp_path: pathl
 
 
 def test_plugins_and_version_commands() -> None:
-    out = subprocess.run([sys.executable, "-m", "clusterdns.cli", "plugins"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "clusterdns.cli", "plugins"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     names = out.stdout.split()
     assert names.index("errors") < names.index("log") < names.index("chaos") < names.index("whoami")
-    version = subprocess.run([sys.executable, "-m", "clusterdns.cli", "--version"], capture_output=True, text=True, check=True)
+    version = subprocess.run(
+        [sys.executable, "-m", "clusterdns.cli", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert version.stdout.startswith("clusterdns ")

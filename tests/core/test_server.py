@@ -34,8 +34,16 @@ example.org:0 {{
 """
 
 
-async def ask(port: int, name: str, rdtype: str = "A", *, tcp: bool = False, host: str = "127.0.0.1",
-              rdclass: str = "IN", **kwargs: object) -> dns.message.Message:
+async def ask(
+    port: int,
+    name: str,
+    rdtype: str = "A",
+    *,
+    tcp: bool = False,
+    host: str = "127.0.0.1",
+    rdclass: str = "IN",
+    **kwargs: object,
+) -> dns.message.Message:
     query = dns.message.make_query(name, rdtype, rdclass, **kwargs)  # type: ignore[arg-type]
     if tcp:
         return await dns.asyncquery.tcp(query, host, port=port, timeout=3)
@@ -75,7 +83,9 @@ async def test_question_case_echoed(tmp_path: pathlib.Path) -> None:
         pytest.param(None, True, False, id="TCP → whole answer"),
     ],
 )
-async def test_edns_sizes_and_truncation(tmp_path: pathlib.Path, payload: int | None, tcp: bool, truncated: bool) -> None:
+async def test_edns_sizes_and_truncation(
+    tmp_path: pathlib.Path, payload: int | None, tcp: bool, truncated: bool
+) -> None:
     async with serve(BASIC, tmp_path) as srv:
         query = dns.message.make_query("authors.bind.", "TXT", "CH")
         if payload is not None:
@@ -104,10 +114,25 @@ async def test_dig_retries_truncated_answer_over_tcp(tmp_path: pathlib.Path) -> 
     async with serve(BASIC, tmp_path) as srv:
         out = await asyncio.to_thread(
             subprocess.run,
-            ["dig", "@127.0.0.1", "-p", str(srv.port()), "CH", "TXT", "authors.bind", "+noedns", "+short"],
-            capture_output=True, text=True, timeout=10,
+            [
+                "dig",
+                "@127.0.0.1",
+                "-p",
+                str(srv.port()),
+                "CH",
+                "TXT",
+                "authors.bind",
+                "+noedns",
+                "+short",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
-        assert "Truncated, retrying in TCP mode" in out.stdout or out.stdout.count("author-number") == 60
+        assert (
+            "Truncated, retrying in TCP mode" in out.stdout
+            or out.stdout.count("author-number") == 60
+        )
         assert out.stdout.count("author-number") == 60
 
 
@@ -135,7 +160,9 @@ async def test_rcodes_refused_notimp_formerr_badvers_and_drop(tmp_path: pathlib.
         reply = dns.message.from_wire(await _udp_raw(port, notify.to_wire()))
         assert reply.rcode() == dns.rcode.NOTIMP and reply.opcode() == dns.opcode.UPDATE
 
-        two_questions = struct.pack("!HHHHHH", 0x1234, 0x0100, 2, 0, 0, 0) + b"\x00\x00\x01\x00\x01" * 2
+        two_questions = (
+            struct.pack("!HHHHHH", 0x1234, 0x0100, 2, 0, 0, 0) + b"\x00\x00\x01\x00\x01" * 2
+        )
         formerr = dns.message.from_wire(await _udp_raw(port, two_questions))
         assert formerr.id == 0x1234 and formerr.rcode() == dns.rcode.FORMERR
 

@@ -362,8 +362,11 @@ class ManifestsSource:
         objects = self.build()
         for kind in (Kind.NAMESPACES, Kind.SERVICES, Kind.ENDPOINTSLICES, Kind.ENDPOINTS):
             model.replace_all(kind, objects[kind])
-        if Kind.PODS in self.kinds:
-            model.replace_all(Kind.PODS, objects[Kind.PODS])
+        kinds = self.kinds | model.kinds  # autopath may have asked the model for POD_IPS
+        if Kind.PODS in kinds:
+            model.replace_all(Kind.PODS, objects[Kind.PODS])  # the POD_IPS index as well
+        elif Kind.POD_IPS in kinds:
+            model.replace_all(Kind.POD_IPS, objects[Kind.PODS])
 
     def _allocate_cluster_ips(
         self, services: list[api.Service], messages: list[str]

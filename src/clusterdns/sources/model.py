@@ -20,8 +20,16 @@ from typing import Literal, TypeAlias
 
 import msgspec
 
-from .convert import to_endpoints, to_namespace, to_pod, to_service, to_slice_endpoints
+from .convert import (
+    canonical_ip,
+    to_endpoints,
+    to_namespace,
+    to_pod,
+    to_service,
+    to_slice_endpoints,
+)
 from .kube import objects as api
+from .podips import PodIPIndex
 from .records import Endpoint, IpOwner, Namespace, Pod, Service, ServicePort
 
 __all__ = [
@@ -49,11 +57,20 @@ class Kind(enum.StrEnum):
     ENDPOINTS = "endpoints"  # legacy v1 Endpoints, used when EndpointSlices are unavailable
     PODS = "pods"
     NAMESPACES = "namespaces"
+    # The same Pod watch, kept only as a Pod IP → namespace index (autopath @kubernetes);
+    # watching PODS maintains it too, so a source never runs two Pod watches.
+    POD_IPS = "pod_ips"
 
 
 # Either endpoints kind satisfies the other's sync requirement: the API source falls back
 # from EndpointSlices to v1 Endpoints when the discovery group is missing.
 _ENDPOINT_KINDS = frozenset({Kind.ENDPOINTSLICES, Kind.ENDPOINTS})
+# Kinds whose listing also satisfies another's sync requirement.
+_ALSO_SYNCS: dict[Kind, frozenset[Kind]] = {
+    Kind.ENDPOINTSLICES: _ENDPOINT_KINDS,
+    Kind.ENDPOINTS: _ENDPOINT_KINDS,
+    Kind.PODS: frozenset({Kind.PODS, Kind.POD_IPS}),
+}
 
 
 @dataclass(frozen=True)
@@ -106,8 +123,22 @@ class ClusterModel:
         self._namespaces: dict[str, Namespace] = {}
         self._owned_ips: dict[ServiceKey, tuple[tuple[str, IpOwner], ...]] = {}
         self._ip_owners: dict[str, tuple[IpOwner, ...]] = {}
+        self._pod_ips = PodIPIndex()  # maintained only when POD_IPS is required
         if not self.kinds:
             self._set_synced()
+
+    def require(self, kind: Kind) -> None:
+        """Also require ``kind`` (a plugin asking for more than the owner's setup chose).
+
+        Call it before any source runs: sources watch ``source.kinds | model.kinds``
+        when they start, and sync now waits for ``kind`` too.
+        """
+        if kind in self.kinds:
+            return
+        self.kinds = self.kinds | {kind}
+        if self.synced and kind not in self._synced_kinds:
+            self.synced = False
+            self.synced_event.clear()
 
     # --- sync and notification -----------------------------------------------------------
 
@@ -125,8 +156,7 @@ class ClusterModel:
 
     def _mark_synced(self, kind: Kind) -> None:
         self._synced_kinds.add(kind)
-        if kind in _ENDPOINT_KINDS:
-            self._synced_kinds |= _ENDPOINT_KINDS
+        self._synced_kinds |= _ALSO_SYNCS.get(kind, frozenset())
         if not self.synced and self.kinds <= self._synced_kinds:
             self._set_synced()
 
@@ -159,6 +189,13 @@ class ClusterModel:
         Only the differences are applied, so a relist that finds nothing new bumps no
         generation and notifies nobody.
         """
+        if kind is Kind.POD_IPS or (kind is Kind.PODS and Kind.POD_IPS in self.kinds):
+            objects = list(objects)
+            self._pod_ips.replace_all(objects)  # type: ignore[arg-type]
+            if kind is Kind.POD_IPS:
+                # Nothing the DNS plugin precomputes depends on it: no generation, no notice.
+                self._mark_synced(kind)
+                return
         pending = _Pending()
         fresh = dict(self._convert(kind, obj) for obj in objects)
         for key in [k for k in self._keys(kind) if k not in fresh]:
@@ -171,6 +208,11 @@ class ClusterModel:
     def apply(self, kind: Kind, event: EventType, obj: object) -> None:
         """Apply one watch event. An update equal to the stored record (only the
         resourceVersion changed) bumps no generation and notifies nobody."""
+        if kind is Kind.POD_IPS or (kind is Kind.PODS and Kind.POD_IPS in self.kinds):
+            assert isinstance(obj, api.Pod), obj
+            self._pod_ips.apply(obj, deleted=event == "DELETED")
+            if kind is Kind.POD_IPS:
+                return
         key, record = self._convert(kind, obj)
         pending = _Pending()
         self._put(kind, key, None if event == "DELETED" else record, pending)
@@ -373,6 +415,23 @@ class ClusterModel:
 
     def pods_by_ip(self, ip: str) -> tuple[Pod, ...]:
         return self._pods_by_ip.get(ip, ())
+
+    def pod_namespace(self, ip: str) -> str | None:
+        """The namespace of the Pod whose IP is ``ip`` (any valid text form), or None.
+
+        With POD_IPS required: the slim index, which follows the current owner of a reused
+        IP and leaves out host-network, terminating and finished Pods (see
+        :mod:`clusterdns.sources.podips`). With only PODS: the namespace the Pods at ``ip``
+        agree on (None when they disagree), as ``pods verified`` knows them. Else None.
+        """
+        if Kind.POD_IPS in self.kinds:
+            return self._pod_ips.namespace_of(ip)
+        if Kind.PODS not in self.kinds:
+            return None
+        canonical = canonical_ip(ip)
+        pods = self._pods_by_ip.get(canonical, ()) if canonical is not None else ()
+        namespaces = {p.namespace for p in pods}
+        return namespaces.pop() if len(namespaces) == 1 else None
 
     def ip_owners(self, ip: str) -> tuple[IpOwner, ...]:
         """Reverse index for PTR: ClusterIPs, then ready (or published) endpoint addresses.

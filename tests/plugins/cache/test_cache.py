@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from clusterdns.core.block import Block
-from clusterdns.core.plugin import BlockSettings, Plugin, PluginError
+from clusterdns.core.plugin import SLOW, BlockSettings, Plugin, PluginError
 from clusterdns.core.request import Reply, Request
 from clusterdns.plugins.cache import Cache, CacheConfig
 from clusterdns.plugins.cache.metrics import metrics_for
@@ -73,9 +73,12 @@ def rcode_reply(rcode: int, *, soa_ttl: int = 3600, minimum: int = 60) -> Answer
         if rcode in (dns.rcode.NXDOMAIN, dns.rcode.NOERROR):
             response.authority.append(
                 dns.rrset.from_text(
-                    "example.org.", soa_ttl, "IN", "SOA",
+                    "example.org.",
+                    soa_ttl,
+                    "IN",
+                    "SOA",
                     f"ns.example.org. admin.example.org. 1 7200 3600 1209600 {minimum}",
-                )  # fmt: skip
+                )
             )
         return Reply.of_wire(response.to_wire(), plugin="forward")
 
@@ -103,7 +106,9 @@ def request(
     )  # fmt: skip
 
 
-async def ask(cache: Cache, block: Block, upstream: Upstream, name: str, **kw: object) -> dns.message.Message:
+async def ask(
+    cache: Cache, block: Block, upstream: Upstream, name: str, **kw: object
+) -> dns.message.Message:
     req = request(block, name, **kw)  # type: ignore[arg-type]
     reply = await cache.serve(req, upstream)
     assert reply.wire is not None
@@ -194,10 +199,16 @@ async def test_nodata_is_a_denial() -> None:
 
 @pytest.mark.parametrize(
     ("config", "calls_within", "calls_after"),
-    [(CacheConfig(), 1, 2), (CacheConfig(servfail_ttl=0), 2, 3), (CacheConfig(servfail_ttl=30), 1, 1)],
+    [
+        (CacheConfig(), 1, 2),
+        (CacheConfig(servfail_ttl=0), 2, 3),
+        (CacheConfig(servfail_ttl=30), 1, 1),
+    ],
     ids=["servfail 5s default", "servfail 0 → not cached", "servfail 30s"],
 )
-async def test_servfail_is_cached_briefly(config: CacheConfig, calls_within: int, calls_after: int) -> None:
+async def test_servfail_is_cached_briefly(
+    config: CacheConfig, calls_within: int, calls_after: int
+) -> None:
     cache, block, clock = make_cache(config)
     upstream = Upstream(rcode_reply(dns.rcode.SERVFAIL))
     await ask(cache, block, upstream, "broken.example.")
@@ -291,7 +302,9 @@ async def test_template_and_message_replies_are_cached() -> None:
 
     def message(query: dns.message.Message) -> Reply:
         response = dns.message.make_response(query)
-        response.answer.append(dns.rrset.from_text(query.question[0].name, 5, "IN", "A", "10.0.0.2"))
+        response.answer.append(
+            dns.rrset.from_text(query.question[0].name, 5, "IN", "A", "10.0.0.2")
+        )
         return Reply.of(response, plugin="hosts")
 
     cache, block, _ = make_cache()
@@ -313,7 +326,11 @@ async def test_lookup_is_the_synchronous_fast_path() -> None:
     wire = cache.lookup(request(block, "Example.Org.", qid=9).query)
     assert wire is not None
     reply = dns.message.from_wire(wire)
-    assert (reply.id, reply.question[0].name.to_text(), reply.answer[0].ttl) == (9, "Example.Org.", 40)
+    assert (reply.id, reply.question[0].name.to_text(), reply.answer[0].ttl) == (
+        9,
+        "Example.Org.",
+        40,
+    )
 
 
 async def test_serve_stale_answers_with_ttl_zero_and_refreshes() -> None:
@@ -438,3 +455,44 @@ def test_metrics_register_once_per_registry() -> None:
     registry = CollectorRegistry()
     assert metrics_for(registry) is metrics_for(registry)
     assert metrics_for(CollectorRegistry()) is not metrics_for(registry)
+
+
+async def test_fast_hook_serves_fresh_hits_only() -> None:
+    cache, block, clock = make_cache(CacheConfig(zones=("example.org.",)))
+    upstream = Upstream(a_reply("192.0.2.1", ttl=60))
+    assert cache.fast(request(block, "www.example.com.").query) is None  # not our zone
+    assert cache.fast(request(block, "www.example.org.").query) is SLOW  # block not seen yet
+    await cache.serve(request(block, "www.example.org."), upstream)
+    assert cache.fast(request(block, "other.example.org.").query) is SLOW  # miss
+    clock.now += 10
+    wire = cache.fast(request(block, "WWW.example.org.", qid=77).query)
+    assert isinstance(wire, bytes)
+    reply = dns.message.from_wire(wire)
+    assert (reply.id, reply.question[0].name.to_text(), reply.answer[0].ttl) == (
+        77,
+        "WWW.example.org.",
+        50,
+    )
+    clock.now += 60
+    assert cache.fast(request(block, "www.example.org.").query) is SLOW  # expired
+
+
+async def test_fast_hook_leaves_oversized_udp_replies_to_the_chain() -> None:
+    many = [f"192.0.2.{i}" for i in range(1, 60)]
+    cache, block, _ = make_cache()
+    upstream = Upstream(a_reply(*many))
+    await cache.serve(request(block, "big.example.", edns=True), upstream)
+    await cache.serve(request(block, "big.example.", edns=False), upstream)
+    assert isinstance(cache.fast(request(block, "big.example.", edns=True).query), bytes)
+    assert cache.fast(request(block, "big.example.", edns=False).query) is SLOW  # > 512 bytes
+
+
+async def test_generation_change_is_seen_by_the_fast_hook() -> None:
+    records = RecordPlugin(("cluster.local.",))
+    cache, block, _ = make_cache(None, records)
+    await cache.serve(
+        request(block, "svc.cluster.local."), Upstream(rcode_reply(dns.rcode.NXDOMAIN))
+    )
+    assert isinstance(cache.fast(request(block, "svc.cluster.local.").query), bytes)
+    records.generation += 1
+    assert cache.fast(request(block, "svc.cluster.local.").query) is SLOW

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import dns.message
+import dns.asyncquery
 import dns.rcode
 import pytest
 
@@ -50,7 +50,10 @@ async def test_forwarded_name_is_cached_with_decreasing_ttl(upstream: Responder)
         clock.now += 15
         third = await query(server.port, "EXAMPLE.ORG.", "A")
     assert [r.answer[0].ttl for r in (first, second, third)] == [60, 45, 30]
-    assert [r.question[0].name.to_text() for r in (second, third)] == ["Example.Org.", "EXAMPLE.ORG."]
+    assert [r.question[0].name.to_text() for r in (second, third)] == [
+        "Example.Org.",
+        "EXAMPLE.ORG.",
+    ]
     assert third.answer[0][0].to_text() == DEFAULT_ADDRESS
     assert upstream.count() == 1
 
@@ -64,8 +67,6 @@ async def test_concurrent_clients_each_get_their_own_id(upstream: Responder) -> 
             message = make_query(name, "A")
             message.id = qid
             messages.append(message)
-        import dns.asyncquery
-
         replies = await asyncio.gather(
             *(dns.asyncquery.udp(m, "127.0.0.1", port=server.port, timeout=2) for m in messages)
         )
@@ -83,11 +84,18 @@ async def test_serve_stale_while_upstream_is_down(upstream: Responder) -> None:
         _, clock = cache_of(server)
         fresh = await query(server.port, "example.org.", "A")
         assert fresh.answer[0][0].to_text() == DEFAULT_ADDRESS
-        upstream.mode = "refused"  # replies, but the stale refresh must not replace the entry
+        upstream.mode = "timeout"  # down: the background refresh gets nothing
         clock.now += 120
+        for _ in range(2):
+            stale = await asyncio.wait_for(query(server.port, "example.org.", "A"), 0.5)
+            assert stale.rcode() == dns.rcode.NOERROR
+            assert stale.answer[0].ttl == 0
+            assert stale.answer[0][0].to_text() == DEFAULT_ADDRESS
+        upstream.mode = "refused"  # up again but refusing: an error never replaces the entry
+        clock.now += 1
+        await query(server.port, "example.org.", "A")
+        await asyncio.sleep(0.1)
         stale = await query(server.port, "example.org.", "A")
-        assert stale.rcode() == dns.rcode.NOERROR
-        assert stale.answer[0].ttl == 0
         assert stale.answer[0][0].to_text() == DEFAULT_ADDRESS
 
 
@@ -101,7 +109,9 @@ async def test_denial_from_upstream_cached(upstream: Responder) -> None:
     assert upstream.count() == 1
 
 
-async def test_hosts_change_is_visible_at_once_behind_cache(tmp_path: Path, upstream: Responder) -> None:
+async def test_hosts_change_is_visible_at_once_behind_cache(
+    tmp_path: Path, upstream: Responder
+) -> None:
     """NXDOMAIN cached (from upstream, via hosts fallthrough); the name then appears in the
     hosts file: the next query resolves it, without waiting for the negative TTL."""
     upstream.mode = "nxdomain"
@@ -135,7 +145,32 @@ async def test_cache_metrics(upstream: Responder) -> None:
         labels = {"server": "dns://:0", "zones": ".", "view": ""}
         assert registry.get_sample_value("coredns_cache_requests_total", labels) == 3
         assert registry.get_sample_value("coredns_cache_misses_total", labels) == 1
-        assert registry.get_sample_value("coredns_cache_hits_total", {**labels, "type": "success"}) == 2
-        assert registry.get_sample_value("coredns_cache_entries", {**labels, "type": "success"}) == 1
+        assert (
+            registry.get_sample_value("coredns_cache_hits_total", {**labels, "type": "success"})
+            == 2
+        )
+        assert (
+            registry.get_sample_value("coredns_cache_entries", {**labels, "type": "success"}) == 1
+        )
 
 
+async def test_hits_take_the_core_fast_path(upstream: Responder) -> None:
+    corefile = f". {{\n cache\n forward . 127.0.0.1:{upstream.port}\n}}\n"
+    async with running_server(corefile) as server:
+        plugin, _ = cache_of(server)
+        block = server.app.instance.blocks[0]  # type: ignore[union-attr]
+        assert [name for name, _ in block.fast_hooks] == ["cache"]
+        calls = 0
+        original = plugin.fast
+
+        def counting(query):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            return original(query)
+
+        block.fast_hooks = (("cache", counting),)
+        await query(server.port, "example.org.", "A")
+        reply = await query(server.port, "example.org.", "A")
+    assert calls == 2
+    assert reply.answer[0][0].to_text() == DEFAULT_ADDRESS
+    assert upstream.count() == 1

@@ -16,6 +16,9 @@ from clusterdns.plugins.forward import Forward
 from tests.helpers.dnsclient import make_query, query
 from tests.helpers.responder import DEFAULT_ADDRESS, Mode, Responder
 from tests.helpers.server import RunningServer, running_server
+from tests.upstream.conftest import TLS_SERVERNAME, TLSFiles, tls_files
+
+__all__ = ["tls_files"]  # the session fixture, shared with the upstream tests
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -171,9 +174,12 @@ async def test_health_check_marks_down_then_up_and_all_down_fails_fast(
         assert sample(server, "coredns_forward_healthcheck_failures_total", {"to": to}) >= 1
 
 
-async def test_max_fails_zero_never_marks_down(upstream: Responder) -> None:
+@pytest.mark.parametrize("option", ["max_fails 0", "health_check 0s"])
+async def test_without_health_checks_upstreams_are_never_marked_down(
+    upstream: Responder, option: str
+) -> None:
     upstream.mode = "timeout"
-    corefile = f". {{\n forward . 127.0.0.1:{upstream.port} {{\n max_fails 0\n }}\n}}\n"
+    corefile = f". {{\n forward . 127.0.0.1:{upstream.port} {{\n {option}\n }}\n}}\n"
     async with running_server(corefile) as server:
         plugin = fast(server, deadline=0.6, try_timeout=0.2)
         reply = await query(server.port, "example.org.", "A", timeout=3)
@@ -361,3 +367,15 @@ async def test_upstream_reply_keeps_the_client_id(upstream: Responder) -> None:
         message.id = 4242
         reply = await dns.asyncquery.udp(message, "127.0.0.1", port=server.port, timeout=2)
     assert reply.id == 4242
+
+
+async def test_forwards_over_tls(tls_files: TLSFiles) -> None:
+    async with Responder(tls_context=tls_files.server_context()) as tls_upstream:
+        corefile = (
+            f". {{\n forward . tls://127.0.0.1:{tls_upstream.port} {{\n"
+            f" tls {tls_files.cert}\n tls_servername {TLS_SERVERNAME}\n }}\n}}\n"
+        )
+        async with running_server(corefile) as server:
+            reply = await query(server.port, "example.org.", "A")
+    assert answers(reply) == [DEFAULT_ADDRESS]
+    assert tls_upstream.counts() == {"tls": 1}

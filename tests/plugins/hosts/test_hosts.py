@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import dns.flags
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
@@ -51,7 +52,9 @@ other.test nr.test {
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[RunningServer]:
     (tmp_path / "example.hosts").write_text(HOSTS_FILE)
-    async with running_server(COREFILE.replace("example.hosts", str(tmp_path / "example.hosts")), tmp_path=tmp_path) as running:
+    async with running_server(
+        COREFILE.replace("example.hosts", str(tmp_path / "example.hosts")), tmp_path=tmp_path
+    ) as running:
         yield running
 
 
@@ -162,7 +165,9 @@ async def test_reload_on_change(tmp_path: Path) -> None:
 async def test_reload_zero_disables_polling(tmp_path: Path) -> None:
     hosts = tmp_path / "hosts"
     hosts.write_text("10.0.0.1 a.test\n")
-    async with running_server(f"test {{\n    hosts {hosts} {{\n        reload 0\n    }}\n}}\n") as server:
+    async with running_server(
+        f"test {{\n    hosts {hosts} {{\n        reload 0\n    }}\n}}\n"
+    ) as server:
         plugin = server.plugin("hosts")
         assert isinstance(plugin, Hosts)
         assert plugin._poller is None

@@ -19,7 +19,9 @@ from tests.helpers.kubeapi import endpoint_slice, namespace, pod, service
 Obj = dict[str, Any]
 ZONE = "cluster.local."
 SOA = "cluster.local. 5 IN SOA ns.dns.cluster.local. hostmaster.cluster.local. 0 7200 1800 86400 5"
-SOA_IN_ADDR = "in-addr.arpa. 5 IN SOA ns.dns.in-addr.arpa. hostmaster.in-addr.arpa. 0 7200 1800 86400 5"
+SOA_IN_ADDR = (
+    "in-addr.arpa. 5 IN SOA ns.dns.in-addr.arpa. hostmaster.in-addr.arpa. 0 7200 1800 86400 5"
+)
 HTTP = (("http", 80, "TCP"),)
 
 
@@ -41,14 +43,19 @@ def objects() -> list[Obj]:
         ),
         service("hdls1", "testns", cluster_ip="None", ports=HTTP),
         endpoint_slice(
-            "hdls1-v4", "hdls1", "testns",
+            "hdls1-v4",
+            "hdls1",
+            "testns",
             addresses=["172.0.0.2", "172.0.0.3", "172.0.0.4", "172.0.0.5", ("172.0.0.6", False)],
             hostnames={"172.0.0.4": "dup-name", "172.0.0.5": "dup-name"},
-        ),  # fmt: skip
+        ),
         endpoint_slice(
-            "hdls1-v6", "hdls1", "testns",
-            addresses=["5678:abcd::1", "5678:abcd::2"], address_type="IPv6",
-        ),  # fmt: skip
+            "hdls1-v6",
+            "hdls1",
+            "testns",
+            addresses=["5678:abcd::1", "5678:abcd::2"],
+            address_type="IPv6",
+        ),
         service("hdlsprtls", "testns", cluster_ip="None", ports=()),
         endpoint_slice("hdlsprtls-a", "hdlsprtls", "testns", addresses=["172.0.0.20"], ports=()),
         service("pnr", "testns", cluster_ip="None", ports=HTTP, publish_not_ready=True),
@@ -56,9 +63,11 @@ def objects() -> list[Obj]:
         service("hdlsempty", "testns", cluster_ip="None", ports=HTTP),
         service("external", "testns", type="ExternalName", external_name="ext.interwebs.test"),
         service(
-            "external-to-service", "testns",
-            type="ExternalName", external_name="svc1.testns.svc.cluster.local",
-        ),  # fmt: skip
+            "external-to-service",
+            "testns",
+            type="ExternalName",
+            external_name="svc1.testns.svc.cluster.local",
+        ),
         service("svc2", "other", cluster_ip="10.0.0.2", ports=HTTP, labels={"app": "two"}),
         pod("foo", "testns", ip="10.240.0.1"),
     ]
@@ -102,10 +111,20 @@ ROWS = [
     # 2.3 ClusterIP Services
     row("svc1" + S, "A", "NOERROR", f"svc1{S} 5 IN A 10.0.0.1"),
     row("svc1" + S, "AAAA", "NOERROR"),
-    row("svc1" + S, "SRV", "NOERROR", f"svc1{S} 5 IN SRV 0 100 80 svc1{S}",
-        additional=(f"svc1{S} 5 IN A 10.0.0.1",)),  # fmt: skip
-    row("_http._tcp.svc1" + S, "SRV", "NOERROR", f"_http._tcp.svc1{S} 5 IN SRV 0 100 80 svc1{S}",
-        additional=(f"svc1{S} 5 IN A 10.0.0.1",)),  # fmt: skip
+    row(
+        "svc1" + S,
+        "SRV",
+        "NOERROR",
+        f"svc1{S} 5 IN SRV 0 100 80 svc1{S}",
+        additional=(f"svc1{S} 5 IN A 10.0.0.1",),
+    ),
+    row(
+        "_http._tcp.svc1" + S,
+        "SRV",
+        "NOERROR",
+        f"_http._tcp.svc1{S} 5 IN SRV 0 100 80 svc1{S}",
+        additional=(f"svc1{S} 5 IN A 10.0.0.1",),
+    ),
     row("_http._udp.svc1" + S, "SRV", "NXDOMAIN"),
     row("_tcp.svc1" + S, "SRV", "NOERROR"),  # empty non-terminal
     row("ep1a.svc1" + S, "A", "NOERROR", f"ep1a.svc1{S} 5 IN A 172.0.0.1"),
@@ -114,29 +133,54 @@ ROWS = [
     row("svc6" + S, "A", "NOERROR"),
     row("svc-dual-stack" + S, "A", "NOERROR", f"svc-dual-stack{S} 5 IN A 10.0.0.3"),
     row("svc-dual-stack" + S, "AAAA", "NOERROR", f"svc-dual-stack{S} 5 IN AAAA 10::3"),
-    row("svc-dual-stack" + S, "SRV", "NOERROR", f"svc-dual-stack{S} 5 IN SRV 0 50 80 svc-dual-stack{S}",
-        additional=(f"svc-dual-stack{S} 5 IN A 10.0.0.3", f"svc-dual-stack{S} 5 IN AAAA 10::3")),  # fmt: skip
+    row(
+        "svc-dual-stack" + S,
+        "SRV",
+        "NOERROR",
+        f"svc-dual-stack{S} 5 IN SRV 0 50 80 svc-dual-stack{S}",
+        additional=(f"svc-dual-stack{S} 5 IN A 10.0.0.3", f"svc-dual-stack{S} 5 IN AAAA 10::3"),
+    ),
     row("svc1" + S, "TXT", "NOERROR"),
     row("svc1" + S, "SOA", "NOERROR"),
     # 2.4 headless Services
     row("hdls1" + S, "A", "NOERROR", *(f"hdls1{S} 5 IN A 172.0.0.{i}" for i in (2, 3, 4, 5))),
-    row("hdls1" + S, "AAAA", "NOERROR",
-        f"hdls1{S} 5 IN AAAA 5678:abcd::1", f"hdls1{S} 5 IN AAAA 5678:abcd::2"),  # fmt: skip
+    row(
+        "hdls1" + S,
+        "AAAA",
+        "NOERROR",
+        f"hdls1{S} 5 IN AAAA 5678:abcd::1",
+        f"hdls1{S} 5 IN AAAA 5678:abcd::2",
+    ),
     row("172-0-0-2.hdls1" + S, "A", "NOERROR", f"172-0-0-2.hdls1{S} 5 IN A 172.0.0.2"),
     row("172-0-0-6.hdls1" + S, "A", "NXDOMAIN"),  # not ready
-    row("dup-name.hdls1" + S, "A", "NOERROR",
-        f"dup-name.hdls1{S} 5 IN A 172.0.0.4", f"dup-name.hdls1{S} 5 IN A 172.0.0.5"),  # fmt: skip
-    row("5678-abcd--1.hdls1" + S, "AAAA", "NOERROR", f"5678-abcd--1.hdls1{S} 5 IN AAAA 5678:abcd::1"),
+    row(
+        "dup-name.hdls1" + S,
+        "A",
+        "NOERROR",
+        f"dup-name.hdls1{S} 5 IN A 172.0.0.4",
+        f"dup-name.hdls1{S} 5 IN A 172.0.0.5",
+    ),
+    row(
+        "5678-abcd--1.hdls1" + S, "AAAA", "NOERROR", f"5678-abcd--1.hdls1{S} 5 IN AAAA 5678:abcd::1"
+    ),
     row("5678-abcd--1.hdls1" + S, "A", "NOERROR"),
-    row("_http._tcp.hdls1" + S, "SRV", "NOERROR",
-        *(f"_http._tcp.hdls1{S} 5 IN SRV 0 16 80 {t}.hdls1{S}"
-          for t in ("172-0-0-2", "172-0-0-3", "dup-name", "5678-abcd--1", "5678-abcd--2")),
+    row(
+        "_http._tcp.hdls1" + S,
+        "SRV",
+        "NOERROR",
+        *(
+            f"_http._tcp.hdls1{S} 5 IN SRV 0 16 80 {t}.hdls1{S}"
+            for t in ("172-0-0-2", "172-0-0-3", "dup-name", "5678-abcd--1", "5678-abcd--2")
+        ),
         additional=(
-            f"172-0-0-2.hdls1{S} 5 IN A 172.0.0.2", f"172-0-0-3.hdls1{S} 5 IN A 172.0.0.3",
-            f"dup-name.hdls1{S} 5 IN A 172.0.0.4", f"dup-name.hdls1{S} 5 IN A 172.0.0.5",
+            f"172-0-0-2.hdls1{S} 5 IN A 172.0.0.2",
+            f"172-0-0-3.hdls1{S} 5 IN A 172.0.0.3",
+            f"dup-name.hdls1{S} 5 IN A 172.0.0.4",
+            f"dup-name.hdls1{S} 5 IN A 172.0.0.5",
             f"5678-abcd--1.hdls1{S} 5 IN AAAA 5678:abcd::1",
             f"5678-abcd--2.hdls1{S} 5 IN AAAA 5678:abcd::2",
-        )),  # fmt: skip
+        ),
+    ),
     row("bogusendpoint.hdls1" + S, "A", "NXDOMAIN"),
     row("hdlsprtls" + S, "A", "NOERROR", f"hdlsprtls{S} 5 IN A 172.0.0.20"),
     row("hdlsprtls" + S, "SRV", "NOERROR"),
@@ -146,8 +190,13 @@ ROWS = [
     # 2.5 ExternalName
     row("external" + S, "CNAME", "NOERROR", f"external{S} 5 IN CNAME ext.interwebs.test."),
     row("external" + S, "A", "NOERROR", f"external{S} 5 IN CNAME ext.interwebs.test."),
-    row("external-to-service" + S, "A", "NOERROR",
-        f"external-to-service{S} 5 IN CNAME svc1{S}", f"svc1{S} 5 IN A 10.0.0.1"),  # fmt: skip
+    row(
+        "external-to-service" + S,
+        "A",
+        "NOERROR",
+        f"external-to-service{S} 5 IN CNAME svc1{S}",
+        f"svc1{S} 5 IN A 10.0.0.1",
+    ),
     row("endpoint.external" + S, "CNAME", "NXDOMAIN"),
     # names that do not exist, and those that exist without records
     row("svc0" + S, "A", "NXDOMAIN"),
@@ -160,37 +209,75 @@ ROWS = [
     row("foo.cluster.local.", "NS", "NXDOMAIN"),
     row("foo.svc.cluster.local.", "NS", "NXDOMAIN"),
     row("svc1.other.svc.cluster.local.", "A", "NXDOMAIN"),
-    row("svc2.other.svc.cluster.local.", "A", "NOERROR", "svc2.other.svc.cluster.local. 5 IN A 10.0.0.2"),
+    row(
+        "svc2.other.svc.cluster.local.",
+        "A",
+        "NOERROR",
+        "svc2.other.svc.cluster.local. 5 IN A 10.0.0.2",
+    ),
     # 2.2 schema version, apex
-    row("dns-version.cluster.local.", "TXT", "NOERROR", 'dns-version.cluster.local. 28800 IN TXT "1.1.0"'),
+    row(
+        "dns-version.cluster.local.",
+        "TXT",
+        "NOERROR",
+        'dns-version.cluster.local. 28800 IN TXT "1.1.0"',
+    ),
     row("dns-version.cluster.local.", "A", "NOERROR"),
     row("cluster.local.", "SOA", "NOERROR", SOA),
-    row("cluster.local.", "NS", "NOERROR", "cluster.local. 5 IN NS ns.dns.cluster.local.",
-        additional=("ns.dns.cluster.local. 5 IN A 10.0.0.10",)),  # fmt: skip
+    row(
+        "cluster.local.",
+        "NS",
+        "NOERROR",
+        "cluster.local. 5 IN NS ns.dns.cluster.local.",
+        additional=("ns.dns.cluster.local. 5 IN A 10.0.0.10",),
+    ),
     row("cluster.local.", "A", "NOERROR"),
     row("ns.dns.cluster.local.", "A", "NOERROR", "ns.dns.cluster.local. 5 IN A 10.0.0.10"),
     row("dns.cluster.local.", "A", "NOERROR"),
     # 2.6 pod records (pods insecure)
-    row("1-2-3-4.testns.pod.cluster.local.", "A", "NOERROR",
-        "1-2-3-4.testns.pod.cluster.local. 5 IN A 1.2.3.4"),  # fmt: skip
+    row(
+        "1-2-3-4.testns.pod.cluster.local.",
+        "A",
+        "NOERROR",
+        "1-2-3-4.testns.pod.cluster.local. 5 IN A 1.2.3.4",
+    ),
     row("1-2-3-4.testns.pod.cluster.local.", "AAAA", "NOERROR"),
-    row("fd00--1.testns.pod.cluster.local.", "AAAA", "NOERROR",
-        "fd00--1.testns.pod.cluster.local. 5 IN AAAA fd00::1"),  # fmt: skip
+    row(
+        "fd00--1.testns.pod.cluster.local.",
+        "AAAA",
+        "NOERROR",
+        "fd00--1.testns.pod.cluster.local. 5 IN AAAA fd00::1",
+    ),
     row("1-2-3-4.nonexistent.pod.cluster.local.", "A", "NXDOMAIN"),
     row("notanip.testns.pod.cluster.local.", "A", "NXDOMAIN"),
     row("testns.pod.cluster.local.", "A", "NOERROR"),
     # PTR
     row("1.0.0.10.in-addr.arpa.", "PTR", "NOERROR", f"1.0.0.10.in-addr.arpa. 5 IN PTR svc1{S}"),
-    row("1.0.0.172.in-addr.arpa.", "PTR", "NOERROR", f"1.0.0.172.in-addr.arpa. 5 IN PTR ep1a.svc1{S}"),
-    row("4.0.0.172.in-addr.arpa.", "PTR", "NOERROR", f"4.0.0.172.in-addr.arpa. 5 IN PTR dup-name.hdls1{S}"),
-    row("2.0.0.172.in-addr.arpa.", "PTR", "NOERROR", f"2.0.0.172.in-addr.arpa. 5 IN PTR 172-0-0-2.hdls1{S}"),
+    row(
+        "1.0.0.172.in-addr.arpa.",
+        "PTR",
+        "NOERROR",
+        f"1.0.0.172.in-addr.arpa. 5 IN PTR ep1a.svc1{S}",
+    ),
+    row(
+        "4.0.0.172.in-addr.arpa.",
+        "PTR",
+        "NOERROR",
+        f"4.0.0.172.in-addr.arpa. 5 IN PTR dup-name.hdls1{S}",
+    ),
+    row(
+        "2.0.0.172.in-addr.arpa.",
+        "PTR",
+        "NOERROR",
+        f"2.0.0.172.in-addr.arpa. 5 IN PTR 172-0-0-2.hdls1{S}",
+    ),
     row("6.0.0.172.in-addr.arpa.", "PTR", "NXDOMAIN"),  # not ready
     row("9.9.9.9.in-addr.arpa.", "PTR", "NXDOMAIN"),
     row("1.0.0.10.in-addr.arpa.", "A", "NOERROR"),
     row("in-addr.arpa.", "SOA", "NOERROR", SOA_IN_ADDR),
     # case-insensitive (the answer echoes the client's case; compared case-insensitively)
     row("SVC1.TestNS.svc.Cluster.Local.", "A", "NOERROR", f"svc1{S} 5 IN A 10.0.0.1"),
-]  # fmt: skip
+]
 
 
 def _lines(rrsets: list[dns.rrset.RRset]) -> list[str]:
@@ -199,7 +286,9 @@ def _lines(rrsets: list[dns.rrset.RRset]) -> list[str]:
         for rdata in rrset:
             if rrset.rdtype == dns.rdatatype.SOA:
                 rdata = rdata.replace(serial=0)
-            lines.append(f"{rrset.name} {rrset.ttl} IN {dns.rdatatype.to_text(rrset.rdtype)} {rdata}")
+            lines.append(
+                f"{rrset.name} {rrset.ttl} IN {dns.rdatatype.to_text(rrset.rdtype)} {rdata}"
+            )
     return sorted(line.lower() for line in lines)
 
 
@@ -224,7 +313,9 @@ def check(response: dns.message.Message, case: Case) -> None:
 
 
 # CoreFile pieces shared by the tests.
-def corefile(source_lines: str, *, extra: str = "", zones: str = "cluster.local in-addr.arpa ip6.arpa") -> str:
+def corefile(
+    source_lines: str, *, extra: str = "", zones: str = "cluster.local in-addr.arpa ip6.arpa"
+) -> str:
     return (
         f"{zones.replace(' ', ':0 ')}:0 {{\n"
         f"    kubernetes {zones} {{\n"

@@ -45,7 +45,9 @@ async def test_template_and_dnspython_paths_agree(
     assert outcome is not None
     instance = manifests_server.app.instance
     assert instance is not None
-    req = Request(parsed, transport="udp", client=("127.0.0.1", 5353), block=instance.blocks[0], zone="")
+    req = Request(
+        parsed, transport="udp", client=("127.0.0.1", 5353), block=instance.blocks[0], zone=""
+    )
     message = plugin.answer_message(req, outcome)
     from_dnspython = render_message(message, parsed, limit=65535, payload=4096)
 

@@ -67,7 +67,9 @@ def test_everything() -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        pytest.param("multicluster clusterset.local", "multicluster is not supported", id="multicluster"),
+        pytest.param(
+            "multicluster clusterset.local", "multicluster is not supported", id="multicluster"
+        ),
         pytest.param("transfer to *", "not supported", id="transfer"),
         pytest.param("ttl 3601", "ttl must be between 0 and 3600", id="ttl too big"),
         pytest.param("ttl x", "ttl must be an integer", id="ttl not a number"),
@@ -79,7 +81,9 @@ def test_everything() -> None:
         pytest.param("tls a b", "expected 3 arguments", id="tls arity"),
         pytest.param("startup_timeout soon", "invalid duration", id="startup_timeout"),
         pytest.param("service_cidr 10.0.0.0/33", "invalid CIDR", id="service_cidr"),
-        pytest.param("manifests /x\n endpoint http://a", "cannot be combined", id="manifests and endpoint"),
+        pytest.param(
+            "manifests /x\n endpoint http://a", "cannot be combined", id="manifests and endpoint"
+        ),
         pytest.param("ttl 5\n ttl 6", "more than once", id="repeated option"),
     ],
 )

@@ -282,7 +282,10 @@ async def test_edns0_options_reach_the_next_plugin(
         if client_options is None:
             message = dns.message.make_query("who.test", "A")
         else:
-            options = [dns.edns.GenericOption(code, data) for code, data in client_options]
+            options: list[dns.edns.Option] = [
+                dns.edns.GenericOption(dns.edns.OptionType.make(code), data)
+                for code, data in client_options
+            ]
             message = dns.message.make_query("who.test", "A", use_edns=0, options=options)
         reply = await dns.asyncquery.udp(message, "127.0.0.1", port=server.port, timeout=2)
     (seen,) = capture.requests

@@ -11,11 +11,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from clusterdns.core.block import Block
-from clusterdns.core.plugin import Plugin, PluginError
+from clusterdns.core.plugin import SLOW, Plugin, PluginError, SlowType
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.plugins.cache.entry import CachedAnswer, Kind, ParsedReply, WalkError
 from clusterdns.plugins.cache.metrics import CacheMetrics, Children
 from clusterdns.wire import Query, text_to_wire
+from clusterdns.wire.render import reply_limit
 
 log = logging.getLogger("clusterdns.cache")
 
@@ -213,6 +214,31 @@ class Cache(Plugin):
             return None
         self._children.requests.inc()
         return self._fresh_hit(query, self.key(query), self.clock() if now is None else now)
+
+    def fast(self, query: Query) -> bytes | SlowType | None:
+        """The core's synchronous hook (may run on a UDP receive thread): a fresh hit's
+        bytes, None for names outside the cached zones, SLOW for everything else (miss,
+        stale, prefetch due, or a reply too big for a UDP client: the chain truncates)."""
+        if not _in(query, self._zones):
+            return None
+        if self._owners is None:
+            return SLOW
+        now = self.clock()
+        key = self.key(query)
+        entry = self._get(key, now)
+        if entry is None:
+            return SLOW
+        remaining = entry.remaining(now)
+        if remaining <= 0 or self._due_for_prefetch(entry, remaining, now):
+            return SLOW
+        wire = entry.render(query, None if self.config.keepttl else remaining, self.payload)
+        # The hook does not know the transport: anything a UDP client could not take
+        # goes down the chain, which truncates per transport.
+        if len(wire) > reply_limit(query, tcp=False, max_udp=self.payload):
+            return SLOW
+        self._children.requests.inc()
+        self._count_hit(entry)
+        return wire
 
     # -- the plugin ---------------------------------------------------------------------------
 

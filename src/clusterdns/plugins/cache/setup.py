@@ -30,8 +30,8 @@ def parse(directive: Directive, ctx_zones: Sequence[str]) -> CacheConfig:
     config = CacheConfig()
     args = directive.arg_texts()
     if args and args[0].lstrip("-").isdigit():
-        ttl = parse_int(directive, args[0], what="cache TTL", minimum=1)
-        config.success_ttl = config.denial_ttl = ttl
+        max_ttl = parse_int(directive, args[0], what="cache TTL", minimum=1)
+        config.success_ttl = config.denial_ttl = max_ttl
         args = args[1:]
     zones = tuple(_zone(arg) for arg in args) or tuple(ctx_zones)
     config.zones = zones

@@ -98,13 +98,14 @@ class Proxy:
 
     def failed(self) -> None:
         """An exchange failed: count it and make sure the health check is running."""
-        if self.max_fails == 0:
-            return
+        if self.max_fails == 0 or self.health.interval <= 0:
+            return  # nothing would ever bring it back up: never mark it down
         self.fails += 1
         self.kick()
 
     def kick(self) -> None:
-        if self.health.interval <= 0 or (self._probing is not None and not self._probing.done()):
+        """Start the health-check loop unless it is already running."""
+        if self._probing is not None and not self._probing.done():
             return
         self._probing = asyncio.ensure_future(self._probe_until_healthy())
 
@@ -265,6 +266,8 @@ class Forward(Plugin):
             if loop.time() - pass_started < 0.01:
                 # Every upstream failed at once (ICMP unreachable): don't spin until the deadline.
                 await asyncio.sleep(0.05)
+        if failover_reply is not None:
+            return failover_reply
         if last_error is None:
             # Every upstream is marked down: answer at once rather than spray queries at
             # upstreams the health check says are dead (CoreDNS picks one at random instead).

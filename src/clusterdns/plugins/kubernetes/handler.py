@@ -46,6 +46,11 @@ class Kubernetes(Plugin):
         model.subscribe(self._on_change)
 
     @property
+    def zones(self) -> tuple[str, ...]:
+        """The zones this plugin answers for (the cache stamps entries under them)."""
+        return self.config.zones
+
+    @property
     def generation(self) -> int:
         """Bumped whenever any answer may have changed (the cache plugin watches this)."""
         return self.table.generation

@@ -53,6 +53,7 @@ RESOURCE_PATHS: dict[Kind, str] = {
     Kind.ENDPOINTS: "/api/v1/endpoints",
     Kind.PODS: "/api/v1/pods",
     Kind.NAMESPACES: "/api/v1/namespaces",
+    Kind.POD_IPS: "/api/v1/pods",  # the same objects, kept as the slim IP index only
 }
 _TYPES: dict[Kind, type[Any]] = {
     Kind.SERVICES: api.Service,
@@ -60,6 +61,7 @@ _TYPES: dict[Kind, type[Any]] = {
     Kind.ENDPOINTS: api.Endpoints,
     Kind.PODS: api.Pod,
     Kind.NAMESPACES: api.Namespace,
+    Kind.POD_IPS: api.Pod,
 }
 # Decoders are built once per type and reused.
 _DECODERS: dict[Kind, tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]] = {

@@ -63,16 +63,22 @@ class KubeAPISource(Counters):
             KubeClient(self.connection, qps=self.qps, burst=self.burst) as client,
             asyncio.TaskGroup() as group,
         ):
-            for kind in sorted(self.kinds):
+            # What the model was asked for after setup (autopath's POD_IPS) is watched too.
+            kinds = self.kinds | model.kinds
+            for kind in sorted(kinds):
                 if kind is Kind.ENDPOINTSLICES:
                     group.create_task(self._reflect_endpoints(client, model))
-                elif not (kind is Kind.ENDPOINTS and Kind.ENDPOINTSLICES in self.kinds):
+                elif kind is Kind.ENDPOINTS and Kind.ENDPOINTSLICES in kinds:
+                    continue
+                elif kind is Kind.POD_IPS and Kind.PODS in kinds:
+                    continue  # the full Pod watch maintains the index as well
+                else:
                     group.create_task(self._reflect(client, model, kind))
 
     async def _reflect(self, client: KubeClient, model: ClusterModel, kind: Kind) -> None:
         if kind is Kind.NAMESPACES:
             selector = self.namespace_label_selector
-        elif kind is Kind.PODS:
+        elif kind in (Kind.PODS, Kind.POD_IPS):
             selector = None
         else:
             selector = self.label_selector

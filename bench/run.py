@@ -1,0 +1,1055 @@
+"""Run the clusterdns benchmarks and rewrite bench/RESULTS.md.
+
+    python bench/run.py [--quick] [--only NAME...] [--list]
+
+Every figure is a ratio against a peer measured in the same run, with the servers alternated
+round by round (A B C A B C ...) and medians of at least 3 rounds, because this machine is
+small, shared and noisy. Servers are pinned to core 0 and dnsperf to core 1 (taskset); this
+process pins itself to core 1 too. Each section's results are kept in bench/out/results.json
+so ``--only`` refreshes some sections and RESULTS.md still shows the others (with their date).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import dns.message  # noqa: E402
+import dns.rdatatype  # noqa: E402
+from bench import load  # noqa: E402
+from bench.fixture import Cluster, write_a_queries  # noqa: E402
+from bench.peers import (  # noqa: E402
+    OUT,
+    ClusterDNS,
+    Dnsmasq,
+    Knot,
+    Server,
+    write_example_zone,
+)
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+STORE = OUT / "results.json"
+SERVER_CORES = "0"
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def fmt(value: float, digits: int = 2) -> str:
+    if value != value:  # NaN
+        return "n/a"
+    return f"{value:,.{digits}f}"
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and its descendants (workers)."""
+    total = 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    while pids:
+        current = pids.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+            pids += [
+                int(p) for p in Path(f"/proc/{current}/task/{current}/children").read_text().split()
+            ]
+        except OSError:
+            pass
+    return total
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    try:
+        import uvloop
+
+        uv = uvloop.__version__
+    except ImportError:
+        uv = "not installed"
+    versions = {}
+    for tool, cmd in (
+        ("dnsperf", ["dnsperf", "-h"]),
+        ("knotd", ["knotd", "--version"]),
+        ("dnsmasq", ["dnsmasq", "--version"]),
+    ):
+        try:
+            text = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            out = (text.stdout + text.stderr).strip().splitlines()
+            versions[tool] = next(
+                (line for line in out if "ersion" in line), out[0] if out else "?"
+            ).strip()
+        except (OSError, subprocess.TimeoutExpired):
+            versions[tool] = "missing"
+    mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    return {
+        "nproc": str(os.cpu_count()),
+        "cpu": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "uvloop": uv,
+        "memory": f"{int(mem) // 1024} MiB",
+        **versions,
+    }
+
+
+@dataclass
+class Rounds:
+    """Results per server label, one per round, in the order they ran."""
+
+    by_label: dict[str, list[load.Result]] = field(default_factory=dict)
+    cpu_us: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, label: str, result: load.Result, cpu_us: float) -> None:
+        self.by_label.setdefault(label, []).append(result)
+        self.cpu_us.setdefault(label, []).append(cpu_us)
+
+    def med(self, label: str, attr: str) -> float:
+        return median([getattr(r, attr) for r in self.by_label.get(label, [])])
+
+    def ratio(self, a: str, b: str, attr: str = "qps") -> float:
+        """Median over rounds of (a / b) measured in the same round."""
+        pairs = zip(self.by_label.get(a, []), self.by_label.get(b, []), strict=False)
+        return median([getattr(x, attr) / getattr(y, attr) for x, y in pairs if getattr(y, attr)])
+
+    def spread(self, label: str, attr: str = "qps") -> str:
+        values = [getattr(r, attr) for r in self.by_label.get(label, [])]
+        return f"{min(values):,.0f}–{max(values):,.0f}" if values else "n/a"
+
+
+def run_alternating(
+    servers: list[tuple[str, Server]],
+    rounds: int,
+    measure: Callable[[Server, Path], load.Result],
+) -> Rounds:
+    """A B C A B C ...: one measurement per server per round, order fixed."""
+    result = Rounds()
+    for index in range(rounds):
+        for label, server in servers:
+            before = cpu_seconds(server.pid)
+            res = measure(server, OUT / "dnsperf" / f"{label}-{index}.txt")
+            used = cpu_seconds(server.pid) - before
+            result.add(label, res, used / res.completed * 1e6 if res.completed else float("nan"))
+            print(
+                f"    round {index + 1} {label:<22} {res.qps:>10,.0f} qps  mean {res.mean_ms:.3f} ms"
+                f"  p99 {res.p99_ms:.3f} ms  lost {res.lost}",
+                flush=True,
+            )
+    return result
+
+
+# --- the context: fixtures and servers shared between sections -----------------------------
+
+
+class Context:
+    def __init__(self, quick: bool) -> None:
+        self.quick = quick
+        self.seconds = 3.0 if quick else 10.0
+        self.rounds = 3
+        self.fixtures: dict[str, dict[str, object]] = {}
+        self.servers: dict[str, Server] = {}
+        self.commands: list[str] = []
+
+    def fixture(self, cluster: Cluster) -> dict[str, object]:
+        """Generated files for ``cluster`` (cached for this run)."""
+        if cluster.tag in self.fixtures:
+            return self.fixtures[cluster.tag]
+        base = OUT / "fixtures" / cluster.tag
+        started = time.perf_counter()
+        files: dict[str, object] = {
+            "manifests": cluster.write_manifests(base / "manifests"),
+            "knot": cluster.write_knot_zones(base / "knot"),
+            "dnsmasq": cluster.write_dnsmasq(base / "dnsmasq"),
+            "queries": cluster.write_queries(base / "queries.txt", 100_000),
+        }
+        print(f"  fixture {cluster.tag}: {time.perf_counter() - started:.1f}s", flush=True)
+        self.fixtures[cluster.tag] = files
+        return files
+
+    def server(self, key: str, make: Callable[[], Server], timeout: float = 600) -> Server:
+        """A started server shared by sections (stopped at the end of the run)."""
+        if key not in self.servers:
+            server = make()
+            server.workdir = OUT / "servers" / key
+            print(f"  starting {key} ...", flush=True)
+            server.start(timeout=timeout)
+            print(f"  {key} ready after {server.ready_after:.1f}s", flush=True)
+            self.servers[key] = server
+        return self.servers[key]
+
+    def stop(self, *keys: str) -> None:
+        for key in keys or list(self.servers):
+            server = self.servers.pop(key, None)
+            if server is not None:
+                server.stop()
+
+    def standard(self, cluster: Cluster, *, udp_mode: str = "thread") -> ClusterDNS:
+        files = self.fixture(cluster)
+        return ClusterDNS(
+            label="clusterdns", source=f"manifests {files['manifests']}", udp_mode=udp_mode,
+            cores=SERVER_CORES,
+        )  # fmt: skip
+
+    def knot(self, cluster: Cluster) -> Knot:
+        return Knot(zones=self.fixture(cluster)["knot"], cores=SERVER_CORES)  # type: ignore[arg-type]
+
+    def dnsmasq(self, cluster: Cluster) -> Dnsmasq:
+        hosts, srv = self.fixture(cluster)["dnsmasq"]  # type: ignore[misc]
+        return Dnsmasq(hosts=hosts, srv_conf=srv, cores=SERVER_CORES)
+
+    def warm(self, server: Server, queries: Path) -> None:
+        load.warm(server.port, queries, out=OUT / "dnsperf" / "warm.txt", seconds=60)
+
+
+# --- sections ------------------------------------------------------------------------------
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def qps_rows(rounds: Rounds, labels: list[str], peer: str) -> list[list[str]]:
+    rows = []
+    for label in labels:
+        rows.append(
+            [
+                label,
+                fmt(rounds.med(label, "qps"), 0),
+                rounds.spread(label),
+                fmt(rounds.med(label, "mean_ms"), 3),
+                fmt(rounds.med(label, "p99_ms"), 3),
+                fmt(median(rounds.cpu_us[label]), 1),
+                f"{sum(r.lost for r in rounds.by_label[label]):,}",
+                fmt(rounds.ratio(label, peer), 2),
+            ]
+        )
+    return rows
+
+
+QPS_HEADER = [
+    "server", "median QPS", "range", "mean ms", "p99 ms", "server CPU µs/query",
+    "lost (all rounds)", "QPS ratio vs {peer}",
+]  # fmt: skip
+
+
+def _peers_for(ctx: Context, cluster: Cluster, size: int) -> list[tuple[str, Server]]:
+    return [
+        ("clusterdns (thread)", ctx.server(f"cd-thread-{size}", lambda: ctx.standard(cluster))),
+        ("knot", ctx.server(f"knot-{size}", lambda: ctx.knot(cluster))),
+        (
+            "clusterdns (loop)",
+            ctx.server(f"cd-loop-{size}", lambda: ctx.standard(cluster, udp_mode="loop")),
+        ),
+        ("dnsmasq", ctx.server(f"dnsmasq-{size}", lambda: ctx.dnsmasq(cluster))),
+    ]
+
+
+def section_qps(ctx: Context) -> str:
+    """1. Cluster-record QPS and latency at 1k and 100k services; udp thread vs loop."""
+    parts = []
+    sizes = [1000, 100_000]
+    missing: list[str] = []
+    for size in sizes:
+        cluster = Cluster(size)
+        files = ctx.fixture(cluster)
+        queries: Path = files["queries"]  # type: ignore[assignment]
+        servers = _peers_for(ctx, cluster, size)
+        missing = getattr(servers[0][1], "missing", [])
+        for _, server in servers:
+            ctx.warm(server, queries)
+        print(f"  qps at {size} services", flush=True)
+        rounds = run_alternating(
+            servers,
+            ctx.rounds,
+            lambda s, out, q=queries: load.dnsperf(s.port, q, seconds=ctx.seconds, out=out),
+        )
+        command = rounds.by_label["knot"][0].command
+        labels = [label for label, _ in servers]
+        cd = "clusterdns (thread)"
+        parts.append(
+            f"#### {size:,} services ({cluster.namespace_count} namespaces)\n\n"
+            + table([h.format(peer="knot") for h in QPS_HEADER], qps_rows(rounds, labels, "knot"))
+            + "\n\n"
+            + f"- **clusterdns/knot QPS = {fmt(rounds.ratio(cd, 'knot'))}** "
+            f"(goal ≥ 1.0, unacceptable < 0.8)\n"
+            f"- **clusterdns/dnsmasq QPS = {fmt(rounds.ratio(cd, 'dnsmasq'))}**\n"
+            f"- udp-mode loop/thread QPS = {fmt(rounds.ratio('clusterdns (loop)', cd))}; "
+            f"p99 loop/thread = {fmt(rounds.ratio('clusterdns (loop)', cd, 'p99_ms'))}\n"
+            f"- p99 latency clusterdns/knot = {fmt(rounds.ratio(cd, 'knot', 'p99_ms'))}, "
+            f"clusterdns/dnsmasq = {fmt(rounds.ratio(cd, 'dnsmasq', 'p99_ms'))} (lower is better)\n"
+            f"- command (per server, port differs): `{command}`\n"
+        )
+        ctx.commands.append(command)
+        if size != sizes[-1]:
+            ctx.stop(*(k for k in list(ctx.servers) if k.endswith(f"-{size}")))
+    intro = (
+        "Workload: 70% A hits, 10% SRV (`_http._tcp.svc-i.ns-j.svc.cluster.local`), 10% PTR "
+        "(ClusterIP), 10% search-path NXDOMAIN (`svc-i.ns-j.svc.cluster.local.default.svc."
+        "cluster.local`), 100,000 queries drawn once (seed 1) and replayed; dnsperf -q 100 "
+        f"for {ctx.seconds:g} s per round, {ctx.rounds} rounds, servers alternated in the "
+        "order of the table. Every server answered one unmeasured pass of the query file first "
+        "(clusterdns memoises first-seen names, knot/dnsmasq have nothing to warm). Latency is "
+        "from dnsperf -v per-query lines, so at saturation it mostly reflects queueing "
+        "(100 outstanding / QPS). CPU µs/query = server utime+stime during the run / queries "
+        "completed: the cost figure independent of who saturates first.\n\n"
+        "clusterdns runs the standard Kubernetes Corefile (errors, health, ready, kubernetes "
+        "cluster.local in-addr.arpa ip6.arpa { manifests DIR; pods insecure; fallthrough "
+        "in-addr.arpa ip6.arpa; ttl 30 }, prometheus, forward . 127.0.0.1:9 (nothing listens), "
+        "cache 30, loop, reload, loadbalance) with the manifests source (one JSON List file). "
+        + (
+            f"Dropped because clusterdns lacks them: {', '.join(missing)}. "
+            if missing
+            else "All of these plugins exist and are loaded. "
+        )
+        + "knot: knotd, 1 UDP worker, 1 TCP worker, zones cluster.local and "
+        "10.in-addr.arpa with A, SRV and PTR records. dnsmasq: addn-hosts file (A+PTR), "
+        "srv-host lines, `local=/cluster.local/` and `local=/10.in-addr.arpa/` for "
+        "NXDOMAIN, --no-resolv. Same names, same answers (checked by the probe and by the "
+        "rcode split dnsperf reports).\n\n"
+    )
+    return intro + "\n".join(parts)
+
+
+def section_forward(ctx: Context) -> str:
+    """2. Forwarded names served from cache: clusterdns cache+forward vs dnsmasq's cache."""
+    names = 5000
+    zone = write_example_zone(OUT / "fixtures" / "upstream", names)
+    upstream = ctx.server("upstream-knot", lambda: _upstream(zone))
+    target = f"127.0.0.1:{upstream.port}"
+    qfile = OUT / "fixtures" / "upstream" / "queries.txt"
+    import random
+
+    rng = random.Random(2)
+    write_a_queries(qfile, [f"host-{rng.randrange(names)}.example.org" for _ in range(100_000)])
+    warmfile = write_a_queries(
+        OUT / "fixtures" / "upstream" / "warm.txt", [f"host-{i}.example.org" for i in range(names)]
+    )
+    cluster = Cluster(1000)
+    files = ctx.fixture(cluster)
+
+    def cd_forward() -> Server:
+        s = ClusterDNS(corefile_kind="forward", upstream=target, cores=SERVER_CORES)
+        s.probe_name = "host-0.example.org"
+        return s
+
+    def cd_standard() -> Server:
+        s = ClusterDNS(
+            source=f"manifests {files['manifests']}", upstream=target, cores=SERVER_CORES
+        )
+        return s
+
+    def dm() -> Server:
+        s = Dnsmasq(upstream=f"127.0.0.1#{upstream.port}", local=(), cores=SERVER_CORES)
+        s.probe_name = "host-0.example.org"
+        return s
+
+    servers: list[tuple[str, Server]] = [
+        ("clusterdns forward+cache", ctx.server("cd-forward", cd_forward)),
+        ("dnsmasq cache", ctx.server("dnsmasq-forward", dm)),
+        ("clusterdns standard Corefile", ctx.server("cd-standard-fwd", cd_standard)),
+    ]
+    for _, server in servers:
+        load.dnsperf(
+            server.port, warmfile, seconds=30, max_runs=1, outstanding=20, verbose=False,
+            out=OUT / "dnsperf" / "warm.txt",
+        )  # fmt: skip
+    rounds = run_alternating(
+        servers,
+        ctx.rounds,
+        lambda s, out: load.dnsperf(s.port, qfile, seconds=ctx.seconds, out=out),
+    )
+    ctx.stop("cd-forward", "dnsmasq-forward", "cd-standard-fwd", "upstream-knot")
+    labels = [label for label, _ in servers]
+    cd = "clusterdns forward+cache"
+    command = rounds.by_label[cd][0].command
+    return (
+        f"Upstream: knotd serving example.org ({names:,} A records, TTL 300) on another "
+        "loopback port. Each cache was filled by one pass over all names, then dnsperf "
+        f"replays 100,000 random lookups of them (-q 100, {ctx.seconds:g} s, {ctx.rounds} "
+        "rounds, alternated). clusterdns `forward . UPSTREAM` + `cache 30` (so entries are "
+        "refetched every 30 s, a handful of misses); dnsmasq `server=UPSTREAM`, "
+        "cache-size=10000. The third row is the full standard Kubernetes Corefile answering "
+        "the same non-cluster names.\n\n"
+        + table(
+            [h.format(peer="dnsmasq") for h in QPS_HEADER],
+            qps_rows(rounds, labels, "dnsmasq cache"),
+        )
+        + f"\n\n- **clusterdns cache / dnsmasq cache QPS = "
+        f"{fmt(rounds.ratio(cd, 'dnsmasq cache'))}**\n"
+        f"- command: `{command}`\n"
+    )
+
+
+def _upstream(zone: Path) -> Server:
+    s = Knot(zones={"example.org": zone}, cores=SERVER_CORES)
+    s.probe_name = "host-0.example.org"
+    return s
+
+
+def section_latency(ctx: Context) -> str:
+    """3. Latency at a fixed 10k qps at 100k names; TCP qps over persistent connections."""
+    cluster = Cluster(100_000)
+    files = ctx.fixture(cluster)
+    queries: Path = files["queries"]  # type: ignore[assignment]
+    servers: list[tuple[str, Server]] = [
+        ("clusterdns", ctx.server("cd-thread-100000", lambda: ctx.standard(cluster))),
+        ("knot", ctx.server("knot-100000", lambda: ctx.knot(cluster))),
+        ("dnsmasq", ctx.server("dnsmasq-100000", lambda: ctx.dnsmasq(cluster))),
+    ]
+    for _, server in servers:
+        ctx.warm(server, queries)
+    print("  fixed 10k qps", flush=True)
+    fixed = run_alternating(
+        servers,
+        ctx.rounds,
+        lambda s, out: load.dnsperf(s.port, queries, seconds=ctx.seconds, max_qps=10_000, out=out),
+    )
+    print("  tcp", flush=True)
+    tcp = run_alternating(
+        servers,
+        ctx.rounds,
+        lambda s, out: load.dnsperf(
+            s.port, queries, seconds=ctx.seconds, tcp=True, clients=4, out=out
+        ),
+    )
+    rows = []
+    for label, _ in servers:
+        rows.append(
+            [
+                label,
+                fmt(fixed.med(label, "qps"), 0),
+                fmt(fixed.med(label, "p50_ms"), 3),
+                fmt(fixed.med(label, "p99_ms"), 3),
+                fmt(fixed.med(label, "p999_ms"), 3),
+                fmt(median(fixed.cpu_us[label]), 1),
+                fmt(fixed.ratio(label, "knot", "p99_ms")),
+                fmt(fixed.ratio(label, "knot", "p999_ms")),
+            ]
+        )
+    tcp_rows = [
+        [
+            label,
+            fmt(tcp.med(label, "qps"), 0),
+            tcp.spread(label),
+            fmt(tcp.med(label, "p99_ms"), 3),
+            fmt(median(tcp.cpu_us[label]), 1),
+            f"{sum(r.lost for r in tcp.by_label[label]):,}",
+            fmt(tcp.ratio(label, "knot")),
+            fmt(tcp.ratio(label, "dnsmasq")),
+        ]
+        for label, _ in servers
+    ]
+    return (
+        f"100,000 services, the section 1 workload, dnsperf -Q 10000 (offered 10k qps) for "
+        f"{ctx.seconds:g} s, {ctx.rounds} rounds alternated; percentiles over every query of "
+        "the round (dnsperf -v), medians over rounds.\n\n"
+        + table(
+            [
+                "server",
+                "achieved QPS",
+                "p50 ms",
+                "p99 ms",
+                "p99.9 ms",
+                "server CPU µs/query",
+                "p99 ratio vs knot",
+                "p99.9 ratio vs knot",
+            ],
+            rows,
+        )
+        + f"\n\n- command: `{fixed.by_label['knot'][0].command}`\n\n"
+        "TCP, persistent connections (dnsperf -m tcp -c 4: 4 connections, 100 outstanding "
+        "queries over them, connections kept for the whole run):\n\n"
+        + table(
+            [
+                "server",
+                "median QPS",
+                "range",
+                "p99 ms",
+                "server CPU µs/query",
+                "lost (all rounds)",
+                "ratio vs knot",
+                "ratio vs dnsmasq",
+            ],
+            tcp_rows,
+        )
+        + f"\n\n- command: `{tcp.by_label['knot'][0].command}`\n"
+        "- dnsmasq forks a child per TCP connection, knot runs 1 TCP worker here, "
+        "clusterdns answers TCP on its asyncio (uvloop) event loop.\n"
+    )
+
+
+# --- the API test server sections ------------------------------------------------------------
+
+
+@contextmanager
+def api_cluster(
+    cluster: Cluster, *, pods_mode: str = "insecure", timeout: float = 600
+) -> Iterator[tuple[object, ClusterDNS, float]]:
+    """A test API server holding ``cluster``, and a clusterdns started against it.
+
+    Yields (api thread, clusterdns, load seconds); clusterdns.ready_after is spawn → /ready 200.
+    """
+    from bench.apiserver import ApiServerThread
+
+    with ApiServerThread() as api:
+        started = time.perf_counter()
+        api.call(api.server.load, cluster.api_objects(), timeout=600)
+        loaded = time.perf_counter() - started
+        cd = ClusterDNS(source=f"endpoint {api.url}", cores=SERVER_CORES)
+        cd.workdir = OUT / "servers" / f"api-{cluster.tag}-{pods_mode}"
+        if pods_mode != "insecure":
+            cd.pods_mode = pods_mode  # type: ignore[attr-defined]
+        import bench.peers as peers
+
+        original = peers.KUBERNETES_COREFILE
+        peers.KUBERNETES_COREFILE = original.replace("pods insecure", f"pods {pods_mode}")
+        try:
+            cd.start(timeout=timeout)
+        finally:
+            peers.KUBERNETES_COREFILE = original
+        try:
+            yield api, cd, loaded
+        finally:
+            cd.stop()
+
+
+BIG = 100_000
+
+
+def section_startup(ctx: Context) -> str:
+    """6 and 5. Start-up to /ready 200 via the API test server at 100k/100k/100k; RSS."""
+    cluster = Cluster(BIG, pods=True)
+    empty = Cluster(1, pods=True)
+    rows = []
+    store: dict[str, list[float]] = {}
+    rss: dict[str, list[float]] = {}
+    rounds = 1 if ctx.quick else ctx.rounds
+    for index in range(rounds):
+        for label, clu, mode in (
+            ("empty cluster (1 service)", empty, "insecure"),
+            (f"{BIG // 1000}k services + slices + pods, pods insecure", cluster, "insecure"),
+            (f"{BIG // 1000}k services + slices + pods, pods verified", cluster, "verified"),
+        ):
+            print(f"  startup round {index + 1}: {label}", flush=True)
+            try:
+                with api_cluster(clu, pods_mode=mode) as (api, cd, _):
+                    time.sleep(1.0)
+                    store.setdefault(label, []).append(cd.ready_after)
+                    rss.setdefault(label, []).append(cd.rss_kib() / 1024)
+                    print(
+                        f"    ready after {cd.ready_after:.2f}s, rss {cd.rss_kib() / 1024:.0f} MiB,"
+                        f" api list time {api.server.list_seconds:.2f}s",
+                        flush=True,
+                    )
+            except (TimeoutError, RuntimeError) as exc:
+                store.setdefault(label, []).append(float("nan"))
+                rss.setdefault(label, []).append(float("nan"))
+                print(f"    failed: {exc}", flush=True)
+    base = median(store["empty cluster (1 service)"])
+    for label in store:
+        rows.append(
+            [
+                label,
+                fmt(median(store[label])),
+                ", ".join(fmt(v) for v in store[label]),
+                fmt(median(store[label]) - base),
+                fmt(median(rss[label]), 0),
+            ]
+        )
+    ctx.startup = (store, rss)  # type: ignore[attr-defined]
+    return (
+        "Time from spawning `clusterdns serve` (pinned to core 0) to `/ready` returning 200, "
+        "against the Kubernetes API test server (tests/helpers/kubeapi.py, in this process "
+        "on core 1, LIST pages pre-encoded so the test server's own cost is a few ms) holding "
+        f"{BIG:,} Services, {BIG:,} EndpointSlices (3 endpoints each), {BIG:,} Pods and "
+        f"{cluster.namespace_count:,} Namespaces; clusterdns lists with pagination (limit "
+        "500). `pods insecure` (the standard Corefile) does not list Pods at all; `pods "
+        "verified` does. The peer is the same binary against an empty cluster (interpreter, "
+        f"imports, listeners). {rounds} round(s), alternated.\n\n"
+        + table(
+            [
+                "cluster",
+                "median s to ready",
+                "rounds (s)",
+                "minus empty-cluster start (s)",
+                "RSS after ready (MiB)",
+            ],
+            rows,
+        )
+        + "\n\n- goal: < 5 s at this size\n"
+    )
+
+
+def section_memory(ctx: Context) -> str:
+    """5. RSS at 100k services/slices/pods vs CoreDNS's sizing formula."""
+    _, rss = getattr(ctx, "startup", (None, None))
+    if rss is None:
+        section_startup(ctx)
+        _, rss = ctx.startup  # type: ignore[attr-defined]
+    cluster = Cluster(BIG, pods=True)
+    formula = (BIG + BIG) / 1000 + 54
+    rows = []
+    for label, values in rss.items():
+        if label.startswith("empty"):
+            continue
+        value = median(values)
+        rows.append([f"API, {label}", fmt(value, 0), fmt(formula, 0), fmt(value / formula)])
+    # The manifests source at the same size: one JSON List file.
+    print("  memory via manifests", flush=True)
+    files = ctx.fixture(cluster)
+    cd = ClusterDNS(source=f"manifests {files['manifests']}", cores=SERVER_CORES)
+    cd.workdir = OUT / "servers" / "manifests-memory"
+    try:
+        cd.start(timeout=600)
+        time.sleep(1.0)
+        value = cd.rss_kib() / 1024
+        rows.append(
+            [
+                "manifests folder (one JSON List file), pods insecure",
+                fmt(value, 0), fmt(formula, 0), fmt(value / formula),
+            ]
+        )  # fmt: skip
+        manifests_ready = cd.ready_after
+    except (TimeoutError, RuntimeError) as exc:
+        rows.append(["manifests folder", f"failed: {exc}", fmt(formula, 0), "n/a"])
+        manifests_ready = float("nan")
+    finally:
+        cd.stop()
+    peers_rows = []
+    for key in ("knot-100000", "dnsmasq-100000"):
+        server = ctx.servers.get(key)
+        if server is not None:
+            peers_rows.append(f"{server.label} {server.rss_kib() / 1024:.0f} MiB")
+    return (
+        "RSS (VmRSS, after /ready and 1 s idle) of one clusterdns process holding the "
+        f"section 6 cluster, against CoreDNS's published sizing formula "
+        "MB ≈ (pods + services) / 1000 + 54 (coredns/deployment, Scaling_CoreDNS.md) = "
+        f"{formula:.0f} MB for {BIG:,} pods + {BIG:,} services. Goal: ratio ≤ 1.0.\n\n"
+        + table(["source", "RSS MiB", "formula MB", "ratio"], rows)
+        + f"\n\n- manifests source start to ready: {fmt(manifests_ready)} s\n"
+        + (
+            f"- for scale, serving the same {BIG:,} services' A/SRV/PTR names: "
+            + ", ".join(peers_rows)
+            + "\n"
+            if peers_rows
+            else ""
+        )
+    )
+
+
+def _poll_until(
+    port: int, name: str, want: Callable[[dns.message.Message], bool], deadline: float
+) -> float | None:
+    """Query ``name`` back to back until ``want(reply)``; the time it first held, or None."""
+    query = dns.message.make_query(name, dns.rdatatype.A)
+    wire = bytearray(query.to_wire())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.2)
+        qid = 0
+        while time.perf_counter() < deadline:
+            qid = (qid + 1) & 0xFFFF
+            wire[0:2] = qid.to_bytes(2, "big")
+            try:
+                sock.sendto(bytes(wire), ("127.0.0.1", port))
+                while True:
+                    data, _ = sock.recvfrom(4096)
+                    if data[:2] == wire[0:2]:
+                        break
+            except OSError:
+                continue
+            now = time.perf_counter()
+            if want(dns.message.from_wire(data)):
+                return now
+    return None
+
+
+def section_propagation(ctx: Context) -> str:
+    """4. Service create/delete through the API test server → the answer changes."""
+    from bench.fixture import SERVICE_BASE, ip
+
+    rounds = 20 if ctx.quick else 100
+    rows = []
+    for size in (1000, BIG):
+        cluster = Cluster(size)
+        label = f"{size:,} services"
+        print(f"  propagation at {size}", flush=True)
+        try:
+            with api_cluster(cluster) as (api, cd, _):
+                create: list[float] = []
+                delete: list[float] = []
+                failures = 0
+                for index in range(rounds):
+                    name = f"prop-{index}"
+                    fqdn = f"{name}.ns-0.svc.cluster.local"
+                    address = ip(SERVICE_BASE + 900_000 + index)
+                    obj = {
+                        "kind": "Service", "apiVersion": "v1",
+                        "metadata": {"name": name, "namespace": "ns-0"},
+                        "spec": {"type": "ClusterIP", "clusterIP": address,
+                                 "clusterIPs": [address],
+                                 "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+                    }  # fmt: skip
+
+                    def has_ip(msg: dns.message.Message, address: str = address) -> bool:
+                        return any(
+                            rr.address == address for rrset in msg.answer for rr in rrset
+                            if rrset.rdtype == dns.rdatatype.A
+                        )  # fmt: skip
+
+                    for action, want, sink in (
+                        ("create", has_ip, create),
+                        ("delete", lambda m: m.rcode() == 3, delete),
+                    ):
+                        holder: dict[str, float | None] = {}
+                        t0 = time.perf_counter()
+                        server = api.server
+                        fn = server.create if action == "create" else server.delete
+                        api.call(fn, json.loads(json.dumps(obj)))
+                        holder["t"] = _poll_until(cd.port, fqdn, want, t0 + 10.0)
+                        if holder["t"] is None:
+                            failures += 1
+                        else:
+                            sink.append((holder["t"] - t0) * 1000)
+                rows.append(
+                    [
+                        label,
+                        "create → A appears",
+                        fmt(median(create), 1),
+                        fmt(load.percentile(sorted(create), 0.99), 1),
+                        fmt(max(create) if create else float("nan"), 1),
+                        str(len(create)),
+                    ]
+                )
+                rows.append(
+                    [
+                        label,
+                        "delete → NXDOMAIN",
+                        fmt(median(delete), 1),
+                        fmt(load.percentile(sorted(delete), 0.99), 1),
+                        fmt(max(delete) if delete else float("nan"), 1),
+                        str(len(delete)),
+                    ]
+                )
+                if failures:
+                    rows.append([label, f"{failures} changes not seen within 10 s", "", "", "", ""])
+        except (TimeoutError, RuntimeError) as exc:
+            rows.append([label, f"clusterdns did not start: {exc}", "", "", "", ""])
+    return (
+        "clusterdns (standard Corefile, `endpoint` = the API test server, which runs in "
+        "this process on core 1; clusterdns on core 0) watches the cluster; each round "
+        "creates a Service through the test server (which pushes the watch event at once), "
+        "then queries its name back to back from this process until the A record appears, "
+        "then deletes it and polls until NXDOMAIN. Time from the create/delete call to the "
+        f"first changed answer; {rounds} rounds each. There is no peer here: knot and "
+        "dnsmasq cannot watch the Kubernetes API; the cache plugin is in the Corefile, so "
+        "this includes cache invalidation.\n\n"
+        + table(["cluster", "change", "p50 ms", "p99 ms", "max ms", "rounds seen"], rows)
+        + "\n"
+    )
+
+
+def section_workers(ctx: Context) -> str:
+    """7. --workers 1 vs 2 on this 2-core machine."""
+    cluster = Cluster(1000)
+    files = ctx.fixture(cluster)
+    queries: Path = files["queries"]  # type: ignore[assignment]
+
+    def make(workers: int, cores: str) -> Callable[[], Server]:
+        def build() -> Server:
+            s = ctx.standard(cluster)
+            s.workers = workers  # type: ignore[attr-defined]
+            s.cores = cores
+            return s
+
+        return build
+
+    servers: list[tuple[str, Server]] = [
+        ("--workers 1, core 0", ctx.server("w1-c0", make(1, "0"))),
+        ("--workers 2, core 0", ctx.server("w2-c0", make(2, "0"))),
+        ("--workers 1, cores 0-1", ctx.server("w1-c01", make(1, "0,1"))),
+        ("--workers 2, cores 0-1", ctx.server("w2-c01", make(2, "0,1"))),
+    ]
+    for _, server in servers:
+        ctx.warm(server, queries)
+    rounds = run_alternating(
+        servers,
+        ctx.rounds,
+        lambda s, out: load.dnsperf(s.port, queries, seconds=ctx.seconds, clients=8, out=out),
+    )
+    ctx.stop("w1-c0", "w2-c0", "w1-c01", "w2-c01")
+    labels = [label for label, _ in servers]
+    return (
+        "1,000 services, standard Corefile, section 1 workload; dnsperf -c 8 (8 sockets, so "
+        "SO_REUSEPORT can spread them over the workers) on core 1. Workers 2 = a supervisor "
+        "plus two serving processes.\n\n"
+        + table(
+            [h.format(peer="--workers 1, core 0") for h in QPS_HEADER],
+            qps_rows(rounds, labels, "--workers 1, core 0"),
+        )
+        + f"\n\n- **workers 2/1 on core 0 only: "
+        f"{fmt(rounds.ratio('--workers 2, core 0', '--workers 1, core 0'))}**; "
+        f"**workers 2/1 on both cores (sharing core 1 with dnsperf): "
+        f"{fmt(rounds.ratio('--workers 2, cores 0-1', '--workers 1, cores 0-1'))}**\n"
+        f"- command: `{rounds.by_label[labels[0]][0].command}`\n"
+    )
+
+
+def section_profile(ctx: Context) -> str:
+    """8. Where the time goes: py-spy and perf stat on clusterdns under load."""
+    cluster = Cluster(BIG)
+    files = ctx.fixture(cluster)
+    queries: Path = files["queries"]  # type: ignore[assignment]
+    server = ctx.server("cd-thread-100000", lambda: ctx.standard(cluster))
+    ctx.warm(server, queries)
+    seconds = 6 if ctx.quick else 10
+    raw = OUT / "profile.txt"
+    svg = OUT / "profile.svg"
+    perf_out = OUT / "perf-stat.txt"
+    results: dict[str, object] = {}
+
+    def drive() -> None:
+        results["load"] = load.dnsperf(
+            server.port, queries, seconds=seconds + 2, out=OUT / "dnsperf" / "profile.txt"
+        )
+
+    notes: list[str] = []
+    for kind in ("raw", "svg", "perf"):
+        thread = threading.Thread(target=drive)
+        thread.start()
+        time.sleep(1.0)
+        if kind == "perf":
+            cmd = [
+                "perf", "stat", "-e",
+                "task-clock,context-switches,cpu-migrations,page-faults",
+                "-p", str(server.pid), "--", "sleep", str(seconds - 1),
+            ]  # fmt: skip
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+            perf_out.write_text(done.stdout + done.stderr)
+        else:
+            cmd = [
+                "py-spy", "record", "--pid", str(server.pid), "--duration", str(seconds - 1),
+                "--rate", "250", "--nonblocking", "--threads", "--format",
+                "raw" if kind == "raw" else "flamegraph", "-o", str(raw if kind == "raw" else svg),
+            ]  # fmt: skip
+            try:
+                done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+                if done.returncode != 0:
+                    notes.append(f"py-spy {kind} failed: {done.stderr.strip()[:200]}")
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                notes.append(f"py-spy {kind} failed: {exc}")
+        thread.join(seconds + 70)
+    driven = results.get("load")
+    qps = driven.qps if isinstance(driven, load.Result) else float("nan")
+    breakdown = profile_breakdown(raw) if raw.exists() else "py-spy produced nothing.\n"
+    perf_text = perf_out.read_text() if perf_out.exists() else "perf stat produced nothing"
+    perf_lines = [
+        line.strip()
+        for line in perf_text.splitlines()
+        if any(k in line for k in ("task-clock", "context-switches", "migrations", "faults"))
+    ]
+    return (
+        f"clusterdns (thread mode, standard Corefile, 100,000 services) under the section 1 "
+        f"dnsperf load (~{qps:,.0f} qps while sampled). `py-spy record --nonblocking "
+        f"--threads --rate 250` for {seconds - 1} s; flame graph in bench/out/profile.svg, "
+        "collapsed stacks in bench/out/profile.txt. Share of samples per thread and per "
+        "frame (inclusive: the frame is anywhere on the stack; self: it is the leaf):\n\n"
+        + breakdown
+        + "\n`perf stat` (software counters only: this VM exposes no hardware counters) over "
+        f"{seconds - 1} s of the same load:\n\n```\n"
+        + "\n".join(perf_lines)
+        + "\n```\n"
+        + ("\n" + "\n".join(f"- {n}" for n in notes) + "\n" if notes else "")
+    )
+
+
+def profile_breakdown(raw: Path) -> str:
+    """Summarise py-spy's collapsed stacks: per thread, top self frames, key inclusive frames."""
+    threads: dict[str, int] = {}
+    self_counts: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        if not line.strip():
+            continue
+        stack, _, count_text = line.rpartition(" ")
+        try:
+            count = int(count_text)
+        except ValueError:
+            continue
+        frames = stack.split(";")
+        total += count
+        thread = frames[0]
+        thread = thread.split("(")[0].strip() if "udp-" not in thread else "udp receive thread"
+        threads[thread] = threads.get(thread, 0) + count
+        leaf = _frame(frames[-1])
+        self_counts[leaf] = self_counts.get(leaf, 0) + count
+        for name in {_frame(f) for f in frames[1:]}:
+            incl[name] = incl.get(name, 0) + count
+    if not total:
+        return "py-spy recorded no samples.\n"
+
+    def pct(n: int) -> str:
+        return f"{100 * n / total:.1f}%"
+
+    out = ["| thread | share of samples |", "|---|---|"]
+    out += [f"| {t} | {pct(n)} |" for t, n in sorted(threads.items(), key=lambda x: -x[1])[:6]]
+    out += ["", "| frame (self) | share |", "|---|---|"]
+    out += [
+        f"| `{f}` | {pct(n)} |" for f, n in sorted(self_counts.items(), key=lambda x: -x[1])[:15]
+    ]
+    out += ["", "| frame (inclusive) | share |", "|---|---|"]
+    wanted = [
+        f for f, n in sorted(incl.items(), key=lambda x: -x[1])
+        if not f.startswith(("_bootstrap", "Thread.", "run (", "<module>", "_run_"))
+    ][:20]  # fmt: skip
+    out += [f"| `{f}` | {pct(incl[f])} |" for f in wanted]
+    return "\n".join(out) + "\n"
+
+
+def _frame(text: str) -> str:
+    """'name (file.py:12)' → 'name (file.py)'."""
+    name, _, where = text.partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    where = where.split("site-packages/")[-1]
+    return f"{name} ({where})" if where else name
+
+
+SECTIONS: dict[str, tuple[str, Callable[[Context], str]]] = {
+    "qps": ("1. Cluster-record QPS and latency (1k and 100k services)", section_qps),
+    "forward": ("2. Forwarded names from cache vs dnsmasq", section_forward),
+    "latency": ("3. Latency at a fixed 10k qps; TCP QPS", section_latency),
+    "propagation": ("4. Propagation of Service create/delete", section_propagation),
+    "startup": ("6. Start-up to ready at 100k services/slices/pods", section_startup),
+    "memory": ("5. Memory at 100k services/slices/pods", section_memory),
+    "workers": ("7. --workers 1 vs 2", section_workers),
+    "profile": ("8. Where the time goes", section_profile),
+}
+ORDER = ["qps", "latency", "profile", "forward", "workers", "propagation", "startup", "memory"]
+SHOWN = ["qps", "forward", "latency", "propagation", "memory", "startup", "workers", "profile"]
+
+
+def render(store: dict[str, dict[str, str]], info: dict[str, str], analysis: str) -> str:
+    head = [
+        "# clusterdns benchmarks",
+        "",
+        "Written by `python bench/run.py` (do not edit by hand; the analysis comes from "
+        "bench/ANALYSIS.md). Figures are ratios against a peer measured in the same run, "
+        "servers alternated round by round, medians of ≥ 3 rounds; absolute numbers are for "
+        "orientation only on this shared, noisy machine.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+    ]
+    head += [f"| {k} | {v} |" for k, v in info.items()]
+    head += [
+        "",
+        "Pinning: every server under `taskset -c 0`, dnsperf under `taskset -c 1`, this "
+        "script on core 1.",
+        "",
+    ]
+    if analysis:
+        head += [analysis.rstrip(), ""]
+    body = []
+    for key in SHOWN:
+        title = SECTIONS[key][0]
+        entry = store.get(key)
+        body.append(f"## {title}\n")
+        if entry is None:
+            body.append("Not run yet.\n")
+            continue
+        body.append(
+            f"_Run {entry['date']} with `{entry['command']}`"
+            f"{' (quick mode: shorter runs, numbers less stable)' if entry.get('quick') else ''}"
+            "._\n"
+        )
+        body.append(entry["markdown"].rstrip() + "\n")
+    return "\n".join(head) + "\n" + "\n".join(body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="3 s runs, fewer rounds elsewhere")
+    parser.add_argument("--only", nargs="+", choices=list(SECTIONS), metavar="NAME")
+    parser.add_argument("--list", action="store_true", help="list section names")
+    args = parser.parse_args(argv)
+    if args.list:
+        for key in ORDER:
+            print(f"{key:12} {SECTIONS[key][0]}")
+        return 0
+    try:
+        os.sched_setaffinity(0, {1})
+    except OSError:
+        pass
+    OUT.mkdir(parents=True, exist_ok=True)
+    store: dict[str, dict[str, str]] = json.loads(STORE.read_text()) if STORE.exists() else {}
+    command = "python bench/run.py" + (" --quick" if args.quick else "")
+    if args.only:
+        command += " --only " + " ".join(args.only)
+    ctx = Context(args.quick)
+    info = machine()
+    wanted = [k for k in ORDER if not args.only or k in args.only]
+    failed = []
+    try:
+        for key in wanted:
+            title, fn = SECTIONS[key]
+            print(f"== {title}", flush=True)
+            started = time.monotonic()
+            try:
+                markdown = fn(ctx)
+            except Exception:
+                failed.append(key)
+                markdown = "**This section failed:**\n\n```\n" + traceback.format_exc() + "```\n"
+                print(traceback.format_exc(), flush=True)
+            store[key] = {
+                "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                "command": command,
+                "quick": args.quick,
+                "markdown": markdown + f"\n_(section took {time.monotonic() - started:.0f} s)_\n",
+            }
+            STORE.write_text(json.dumps(store, indent=1))
+    finally:
+        ctx.stop()
+    analysis_path = ROOT / "bench" / "ANALYSIS.md"
+    analysis = analysis_path.read_text() if analysis_path.exists() else ""
+    info["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    info["command"] = f"`{command}`"
+    RESULTS.write_text(render(store, info, analysis))
+    print(f"wrote {RESULTS}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["main"]

@@ -1,0 +1,209 @@
+"""loadbalance: address records rotate per reply, on wire when possible, never in place."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import dns.message
+import dns.rdatatype
+import dns.rrset
+import pytest
+
+from clusterdns.core.block import Block
+from clusterdns.core.instance import build_instance
+from clusterdns.core.plugin import BlockSettings
+from clusterdns.core.process import Process
+from clusterdns.core.request import Reply, Request
+from clusterdns.corefile import CorefileError, parse
+from clusterdns.plugins.loadbalance import LoadBalance, rotate_wire
+from clusterdns.wire import AnswerTemplate, parse_query
+from tests.helpers.dnsclient import query
+from tests.helpers.responder import Responder
+from tests.helpers.server import running_server
+
+pytestmark = pytest.mark.timeout(10)
+
+ADDRESSES = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+
+
+def response(name: str, *rrsets: tuple[str, str, list[str]]) -> dns.message.Message:
+    message = dns.message.make_response(dns.message.make_query(name, "A"))
+    for owner, rdtype, values in rrsets:
+        message.answer.append(dns.rrset.from_text_list(owner, 30, "IN", rdtype, values))
+    return message
+
+
+def wire_of(message: dns.message.Message) -> bytes:
+    """Wire bytes in the message's record order (dnspython shuffles RRsets by default)."""
+    return message.to_wire(want_shuffle=False)
+
+
+def order(message: dns.message.Message, rdtype: str = "A") -> list[str]:
+    return [
+        rd.to_text()
+        for rrset in message.answer
+        if dns.rdatatype.to_text(rrset.rdtype) == rdtype
+        for rd in rrset
+    ]
+
+
+def request(name: str = "web.example.") -> Request:
+    block = Block(
+        zones=(".",), port=0, server_label="dns://:53", plugins=[], settings=BlockSettings(),
+        file="Corefile", line=1,
+    )  # fmt: skip
+    wire = dns.message.make_query(name, "A").to_wire()
+    return Request(
+        parse_query(wire), transport="udp", client=("127.0.0.1", 1), block=block, zone="."
+    )
+
+
+async def serve_twice(reply: Reply) -> list[dns.message.Message]:
+    plugin = LoadBalance()
+
+    async def next_handler(req: Request) -> Reply:
+        return reply
+
+    out = []
+    for _ in range(2):
+        rotated = await plugin.serve(request(), next_handler)
+        # A message reply is rotated in a copy (read it as is: rendering shuffles).
+        message = rotated.message or rotated.to_message()
+        assert message is not None
+        out.append(message)
+    return out
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["wire", "template", "message"],
+    ids=["upstream wire", "answer template", "dnspython message"],
+)
+async def test_addresses_rotate_and_next_reply_is_untouched(kind: str) -> None:
+    message = response("web.example.", ("web.example.", "A", ADDRESSES))
+    wire = wire_of(message)
+    if kind == "wire":
+        reply = Reply.of_wire(wire, plugin="forward")
+    elif kind == "template":
+        reply = Reply.of_template(
+            AnswerTemplate.from_message(response("web.example.", ("web.example.", "A", ADDRESSES))),
+            plugin="kubernetes",
+        )
+    else:
+        reply = Reply.of(message, plugin="hosts")
+    before = reply.wire, reply.template, order(message)
+    first, second = await serve_twice(reply)
+    assert sorted(order(first)) == sorted(ADDRESSES)
+    assert order(first) != order(second)
+    assert (reply.wire, reply.template, order(message)) == before  # next's reply untouched
+
+
+async def test_cname_stays_first_and_targets_rotate() -> None:
+    message = response(
+        "www.example.",
+        ("www.example.", "CNAME", ["web.example."]),
+        ("web.example.", "A", ADDRESSES),
+    )
+    first, second = await serve_twice(Reply.of_wire(wire_of(message), plugin="forward"))
+    for rotated in (first, second):
+        assert dns.rdatatype.to_text(rotated.answer[0].rdtype) == "CNAME"
+    assert order(first) != order(second)
+
+
+async def test_mx_rotates_through_dnspython() -> None:
+    message = response(
+        "example.", ("example.", "MX", ["10 a.example.", "20 b.example.", "30 c.example."])
+    )
+    wire = wire_of(message)
+    with pytest.raises(Exception):  # noqa: B017 - the wire path declines MX sets
+        rotate_wire(wire, 1)
+    first, second = await serve_twice(Reply.of_wire(wire, plugin="forward"))
+    assert order(first, "MX") != order(second, "MX")
+    assert sorted(order(first, "MX")) == sorted(order(message, "MX"))
+
+
+def test_rotate_wire_keeps_message_valid() -> None:
+    message = response(
+        "web.example.", ("web.example.", "A", ADDRESSES), ("web.example.", "AAAA", ["::1", "::2"])
+    )
+    wire = wire_of(message)
+    for shift in range(4):
+        rotated = rotate_wire(wire, shift)
+        assert rotated is not None and len(rotated) == len(wire)
+        parsed = dns.message.from_wire(rotated)
+        assert order(parsed) == ADDRESSES[shift % 3 :] + ADDRESSES[: shift % 3]
+        assert sorted(order(parsed, "AAAA")) == ["::1", "::2"]
+
+
+def test_single_records_need_no_rotation() -> None:
+    assert (
+        rotate_wire(wire_of(response("web.example.", ("web.example.", "A", ["10.0.0.1"]))), 1)
+        is None
+    )
+
+
+async def test_errors_pass_untouched() -> None:
+    plugin = LoadBalance()
+    error = Reply.error(2, plugin="forward")
+
+    async def next_handler(req: Request) -> Reply:
+        return error
+
+    assert await plugin.serve(request(), next_handler) is error
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Responder]:
+    lines = [f"web.example. 30 IN A {address}" for address in ADDRESSES]
+    async with Responder(answers={"web.example.": lines}) as r:
+        yield r
+
+
+async def test_order_changes_between_queries_through_a_server(upstream: Responder) -> None:
+    corefile = f". {{\n loadbalance\n forward . 127.0.0.1:{upstream.port}\n}}\n"
+    async with running_server(corefile) as server:
+        orders = [order(await query(server.port, "web.example.", "A")) for _ in range(3)]
+    assert all(sorted(o) == sorted(ADDRESSES) for o in orders)
+    assert len({tuple(o) for o in orders}) == 3
+
+
+async def test_behind_cache_each_hit_rotates(upstream: Responder) -> None:
+    corefile = f". {{\n loadbalance\n cache\n forward . 127.0.0.1:{upstream.port}\n}}\n"
+    async with running_server(corefile) as server:
+        orders = [order(await query(server.port, "web.example.", "A")) for _ in range(3)]
+    assert upstream.count() == 1
+    assert len({tuple(o) for o in orders}) == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("loadbalance weighted", "unknown policy"),
+        ("loadbalance {\n prefer 10.0.0.0/8\n}", "unknown property"),
+    ],
+    ids=["weighted", "prefer"],
+)
+def test_setup_errors(body: str, message: str) -> None:
+    with pytest.raises(CorefileError, match=message):
+        build_instance(
+            parse(f". {{\n{body}\n}}\n", filename="Corefile"), process=Process(), dns_port=0
+        )
+
+
+def test_setup_accepts_round_robin() -> None:
+    instance = build_instance(
+        parse(". {\nloadbalance round_robin\n}\n", filename="Corefile"),
+        process=Process(),
+        dns_port=0,
+    )
+    assert isinstance(instance.blocks[0].plugin("loadbalance"), LoadBalance)
+
+
+def test_fast_filter_rotates_finished_replies() -> None:
+    plugin = LoadBalance()
+    wire = wire_of(response("web.example.", ("web.example.", "A", ADDRESSES)))
+    first, second = plugin.fast_filter(wire), plugin.fast_filter(wire)
+    assert first is not None and second is not None
+    assert order(dns.message.from_wire(first)) != order(dns.message.from_wire(second))
+    mx = wire_of(response("example.", ("example.", "MX", ["10 a.example.", "20 b.example."])))
+    assert plugin.fast_filter(mx) is None
