@@ -211,12 +211,13 @@ def standard_corefile(
     ready: int,
     health: int,
     metrics: int,
+    pods: str = "insecure",
     available: list[str] | None = None,
 ) -> tuple[str, list[str]]:
     """The standard Kubernetes Corefile, less the plugins clusterdns lacks (and which)."""
     text = KUBERNETES_COREFILE.format(
         port=port, source=source, upstream=upstream, ready=ready, health=health, metrics=metrics
-    )
+    ).replace("pods insecure", f"pods {pods}")
     available = implemented_plugins() if available is None else available
     missing = [p for p in STANDARD_PLUGINS if p not in available]
     # Every directive we may drop is a one-liner inside the server block.
@@ -236,6 +237,7 @@ class ClusterDNS(Server):
     source: str = ""  # "manifests DIR" or "endpoint URL": the kubernetes block's source line
     upstream: str = "127.0.0.1:9"  # forward target (port 9, discard: nothing answers)
     corefile_kind: str = "kubernetes"  # or "forward": forward + cache only
+    pods_mode: str = "insecure"
     missing: list[str] = field(default_factory=list)  # standard plugins we lack
     udp_mode: str = "thread"
     workers: int = 1
@@ -257,9 +259,14 @@ class ClusterDNS(Server):
             )  # fmt: skip
         else:
             text, self.missing = standard_corefile(
-                self.port, source=self.source, upstream=self.upstream, ready=self.ready_port,
-                health=self.health_port, metrics=self.metrics_port,
-            )  # fmt: skip
+                self.port,
+                source=self.source,
+                upstream=self.upstream,
+                ready=self.ready_port,
+                health=self.health_port,
+                metrics=self.metrics_port,
+                pods=self.pods_mode,
+            )
         (self.workdir / f"{self.label}.Corefile").write_text(text)
 
     def command(self) -> list[str]:

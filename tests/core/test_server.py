@@ -59,7 +59,7 @@ async def test_udp_tcp_ipv4_ipv6_and_zone_mux(tmp_path: pathlib.Path) -> None:
                 # example.org → first block (whoami), anything else → root block (any).
                 reply = await ask(port, "www.example.org.", tcp=tcp, host=host)
                 assert reply.rcode() == dns.rcode.NOERROR
-                srv_rr = [r for r in reply.additional if r.rdtype == dns.rdatatype.SRV][0]
+                srv_rr = next(r for r in reply.additional if r.rdtype == dns.rdatatype.SRV)
                 assert srv_rr.name.labels[0] == (b"_tcp" if tcp else b"_udp")
                 version = await ask(port, "version.bind.", "TXT", rdclass="CH", tcp=tcp, host=host)
                 assert version.answer[0][0].strings == (b"v2",)

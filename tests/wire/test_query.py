@@ -23,13 +23,21 @@ def wire_of(name: str, rdtype: str = "A", **kwargs: object) -> bytes:
 @pytest.mark.parametrize(
     ("name", "rdtype", "use_edns", "payload", "want_do"),
     [
-        pytest.param("mysql-service.default.svc.cluster.local.", "A", False, 0, False, id="plain A"),
-        pytest.param("MySQL-Service.Default.SVC.cluster.local.", "AAAA", 0, 1232, False, id="mixed case EDNS"),
-        pytest.param("_http._tcp.demo.default.svc.cluster.local.", "SRV", 0, 4096, True, id="SRV with DO"),
+        pytest.param(
+            "mysql-service.default.svc.cluster.local.", "A", False, 0, False, id="plain A"
+        ),
+        pytest.param(
+            "MySQL-Service.Default.SVC.cluster.local.", "AAAA", 0, 1232, False, id="mixed case EDNS"
+        ),
+        pytest.param(
+            "_http._tcp.demo.default.svc.cluster.local.", "SRV", 0, 4096, True, id="SRV with DO"
+        ),
         pytest.param(".", "NS", 0, 512, False, id="root"),
     ],
 )
-def test_parse_matches_dnspython(name: str, rdtype: str, use_edns: object, payload: int, want_do: bool) -> None:
+def test_parse_matches_dnspython(
+    name: str, rdtype: str, use_edns: object, payload: int, want_do: bool
+) -> None:
     kwargs: dict[str, object] = {}
     if use_edns is not False:
         kwargs.update(use_edns=use_edns, payload=payload, want_dnssec=want_do)
@@ -53,12 +61,30 @@ def test_parse_matches_dnspython(name: str, rdtype: str, use_edns: object, paylo
     [
         pytest.param(b"", DropQuery, id="empty"),
         pytest.param(b"\x00\x01\x02", DropQuery, id="shorter than header"),
-        pytest.param(struct.pack("!HHHHHH", 1, 0x8000, 1, 0, 0, 0) + b"\x00\x00\x01\x00\x01", DropQuery, id="response"),
+        pytest.param(
+            struct.pack("!HHHHHH", 1, 0x8000, 1, 0, 0, 0) + b"\x00\x00\x01\x00\x01",
+            DropQuery,
+            id="response",
+        ),
         pytest.param(struct.pack("!HHHHHH", 1, 0, 0, 0, 0, 0), FormError, id="no question"),
-        pytest.param(struct.pack("!HHHHHH", 1, 0, 2, 0, 0, 0) + b"\x00\x00\x01\x00\x01" * 2, FormError, id="two questions"),
-        pytest.param(struct.pack("!HHHHHH", 1, 0, 1, 0, 0, 0) + b"\x05abc", FormError, id="name past end"),
-        pytest.param(struct.pack("!HHHHHH", 1, 0, 1, 0, 0, 0) + b"\xc0\x0c\x00\x01\x00\x01", FormError, id="pointer in question"),
-        pytest.param(struct.pack("!HHHHHH", 1, 0, 1, 0, 0, 1) + b"\x00\x00\x01\x00\x01", FormError, id="missing additional"),
+        pytest.param(
+            struct.pack("!HHHHHH", 1, 0, 2, 0, 0, 0) + b"\x00\x00\x01\x00\x01" * 2,
+            FormError,
+            id="two questions",
+        ),
+        pytest.param(
+            struct.pack("!HHHHHH", 1, 0, 1, 0, 0, 0) + b"\x05abc", FormError, id="name past end"
+        ),
+        pytest.param(
+            struct.pack("!HHHHHH", 1, 0, 1, 0, 0, 0) + b"\xc0\x0c\x00\x01\x00\x01",
+            FormError,
+            id="pointer in question",
+        ),
+        pytest.param(
+            struct.pack("!HHHHHH", 1, 0, 1, 0, 0, 1) + b"\x00\x00\x01\x00\x01",
+            FormError,
+            id="missing additional",
+        ),
     ],
 )
 def test_bad_input(data: bytes, error: type[Exception]) -> None:
@@ -79,7 +105,9 @@ def test_render_truncates_record_by_record_and_sets_tc() -> None:
     query_wire = wire_of("big.example.", "TXT")
     query = parse_query(query_wire)
     response = dns.message.make_response(dns.message.from_wire(query_wire))
-    rrset = response.find_rrset(response.answer, dns.name.from_text("big.example."), 1, 16, create=True)
+    rrset = response.find_rrset(
+        response.answer, dns.name.from_text("big.example."), 1, 16, create=True
+    )
     for i in range(40):
         rrset.add(dns.rdata.from_text(1, 16, f'"record number {i:03d} padding padding padding"'))
     full = render_message(response, query, limit=65535, payload=1232)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import dns.rcode
 
-from clusterdns.core.plugin import BlockSettings, FastHook, Plugin
+from clusterdns.core.plugin import SLOW, BlockSettings, FastHook, Plugin
 from clusterdns.core.request import Handler, Reply, Request
-from clusterdns.wire import Query, text_to_wire
+from clusterdns.wire import AnswerTemplate, Query, text_to_wire
 
 Observer = Callable[[Request, int, bytes, float, str], None]
 
@@ -29,15 +30,48 @@ def build_chain(plugins: Sequence[Plugin]) -> Handler:
 
 
 def fast_hooks(plugins: Sequence[Plugin]) -> tuple[tuple[str, FastHook], ...]:
-    """The fast hooks of the chain, in order, up to the first plugin without one."""
+    """The fast hooks of the chain, in order, up to the first plugin without one.
+
+    A plugin with only a ``fast_filter`` (loadbalance) takes part by filtering
+    whatever a later hook answers.
+    """
     hooks: list[tuple[str, FastHook]] = []
+    filters: list[Callable[[bytes], bytes | None]] = []
     for plugin in plugins:
         if not plugin.in_chain:
             continue
-        if plugin.fast is None:
+        if plugin.fast is not None:
+            hook = plugin.fast
+            if filters:
+                hook = _filtered(hook, tuple(filters))
+            hooks.append((plugin.name, hook))
+        elif plugin.fast_filter is not None:
+            filters.append(plugin.fast_filter)
+        else:
             break
-        hooks.append((plugin.name, plugin.fast))
     return tuple(hooks)
+
+
+class FilteredAnswer:
+    """A fast answer that must pass through filters once rendered for the query."""
+
+    __slots__ = ("filters", "result")
+
+    def __init__(
+        self, result: AnswerTemplate | bytes, filters: tuple[Callable[[bytes], bytes | None], ...]
+    ) -> None:
+        self.result = result
+        self.filters = filters
+
+
+def _filtered(hook: FastHook, filters: tuple[Callable[[bytes], bytes | None], ...]) -> FastHook:
+    def filtered(query: Query) -> Any:
+        result = hook(query)
+        if result is None or result is SLOW:
+            return result
+        return FilteredAnswer(result, filters)  # type: ignore[arg-type]
+
+    return filtered
 
 
 class Block:

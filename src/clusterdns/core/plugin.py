@@ -66,6 +66,10 @@ class Plugin:
     # counts as SLOW, so the fast path is always an optimisation of the chain
     # and never a different answer.
     fast: Callable[[Query], AnswerTemplate | bytes | SlowType | None] | None = None
+    # A plugin that only transforms what later plugins answer (loadbalance)
+    # defines ``fast_filter(wire) -> bytes | None`` instead of ``fast``: it is
+    # applied to the finished fast-path reply; None sends the query to the chain.
+    fast_filter: Callable[[bytes], bytes | None] | None = None
 
 
 @dataclass

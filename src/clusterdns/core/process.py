@@ -26,6 +26,9 @@ class Process:
     # Set by the server so plugins can reach it without importing it.
     current: Callable[[], Instance | None] = lambda: None
     request_reload: Callable[[], None] = lambda: None
+    # The real port of a DNS listener configured as (host, port); port 0 means
+    # "any free port" in tests. Raises KeyError for an unknown listener.
+    bound_port: Callable[[str, int], int] = lambda host, port: port
     # Set when running as one of --workers N (see core/workers.py).
     workers: WorkerGroup | None = None
 

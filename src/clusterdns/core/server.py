@@ -8,13 +8,14 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, cast
 
 import dns.message
 import dns.rcode
 
-from clusterdns.core.block import Block, ZoneMux
+from clusterdns.core.block import Block, FilteredAnswer, ZoneMux
 from clusterdns.core.instance import WILDCARD, Instance
 from clusterdns.core.plugin import SLOW, PluginError
 from clusterdns.core.process import Process
@@ -103,6 +104,10 @@ class Dispatcher:
                 continue
             if result is SLOW:
                 return None
+            filters: tuple[Callable[[bytes], bytes | None], ...] = ()
+            if isinstance(result, FilteredAnswer):
+                filters = result.filters
+                result = result.result
             if isinstance(result, AnswerTemplate):
                 max_udp = block.settings.max_udp_size
                 limit = (
@@ -114,6 +119,11 @@ class Dispatcher:
             else:
                 assert isinstance(result, bytes)
                 wire = result
+            for keep_or_change in filters:
+                filtered = keep_or_change(wire)
+                if filtered is None:
+                    return None
+                wire = filtered
             if block.observers:
                 req = Request(query, transport=transport, client=client, block=block, zone=zone)
                 duration = time.perf_counter() - started
@@ -453,6 +463,7 @@ class DnsServer:
         # listener that asked for it, so all addresses answer on the same one.
         self._port_zero: int = 0
         process.current = lambda: self.instance
+        process.bound_port = self.bound_port
 
     def bound_port(self, host: str = WILDCARD, port: int = 0) -> int:
         """The real port of a listener configured with port 0 (tests)."""
@@ -460,6 +471,18 @@ class DnsServer:
         if listener is None:
             raise KeyError(f"no listener for {host or '*'}:{port}")
         return listener.bound_port
+
+    async def _open(self, listener: Listener, *, any_port: bool) -> None:
+        # With "any free port" the UDP port the kernel picks may be taken for
+        # TCP (or on ::1) by someone else: pick another rather than fail.
+        for attempt in range(20):
+            try:
+                await listener.open(self.options)
+                return
+            except OSError:
+                if not any_port or attempt == 19:
+                    raise
+                listener.bound_port = 0
 
     async def swap(self, new: Instance) -> None:
         """Serve ``new`` in place of the running instance without dropping a query.
@@ -476,7 +499,7 @@ class DnsServer:
                     listener = Listener(address[0], address[1], Dispatcher(self, mux))
                     if address[1] == 0:
                         listener.bound_port = self._port_zero
-                    await listener.open(self.options)
+                    await self._open(listener, any_port=address[1] == 0 and not self._port_zero)
                     if address[1] == 0:
                         self._port_zero = listener.bound_port
                     self.listeners[address] = listener

@@ -208,4 +208,3 @@ def supervise(argv: list[str], workers: int) -> int:
             os.unlink(os.path.join(directory, name))
         os.rmdir(directory)
     return max(exit_codes.values(), default=0)
-

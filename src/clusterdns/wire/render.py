@@ -110,7 +110,8 @@ def render_message(
             if truncated:
                 break
             try:
-                renderer.add_rrset(section, rrset)
+                # Keep record order: dnspython shuffles by default, loadbalance rotates on purpose.
+                renderer.add_rrset(section, rrset, want_shuffle=False)
                 continue
             except dns.exception.TooBig:
                 pass
@@ -120,7 +121,7 @@ def render_message(
                 single.update_ttl(rrset.ttl)
                 single.add(rdata)
                 try:
-                    renderer.add_rrset(section, single)
+                    renderer.add_rrset(section, single, want_shuffle=False)
                 except dns.exception.TooBig:
                     truncated = True
                     break
@@ -156,7 +157,7 @@ class AnswerTemplate:
     def from_message(cls, message: dns.message.Message) -> AnswerTemplate:
         """Build a template from a reply whose question is in lower case."""
         message.id = 0
-        wire = message.to_wire(max_size=65535)
+        wire = message.to_wire(max_size=65535, want_shuffle=False)
         question_end = 12
         for question in message.question:
             question_end += len(question.name.to_wire() or b"") + 4

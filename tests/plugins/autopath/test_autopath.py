@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import dns.rcode
+import dns.rdatatype
 import pytest
 
 from clusterdns.plugins.kubernetes.handler import Kubernetes
@@ -309,3 +310,20 @@ async def test_fast_path(server: RunningServer) -> None:
     # Not of the <base>.<ns>.svc.<zone> shape: the rest of the fast path decides.
     assert fast("default.svc.cluster.local.") is None
     assert fast("example.org.") is None
+
+
+async def test_cache_never_serves_a_pods_search_path_answer_to_another_client(
+    tmp_path: Path,
+) -> None:
+    folder = write_manifests(tmp_path / "cluster", objects())
+    text = corefile(f"manifests {folder}").replace("    autopath", "    cache 30\n    autopath")
+    async for srv in serve(tmp_path, text):
+        pod_reply = await ask(srv.port, SEARCH_NAME, source=POD_IP)
+        assert pod_reply.answer and pod_reply.answer[0].rdtype == dns.rdatatype.CNAME
+        # Not a pod: the cache must not hand it the pod's shortcut.
+        outsider = await ask(srv.port, SEARCH_NAME, source=NOT_A_POD)
+        assert dns.rcode.to_text(outsider.rcode()) == "NXDOMAIN"
+        assert outsider.answer == []
+        # And the pod still gets its answer.
+        again = await ask(srv.port, SEARCH_NAME, source=POD_IP)
+        assert answer_text(again) == answer_text(pod_reply)

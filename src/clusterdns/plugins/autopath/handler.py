@@ -191,10 +191,16 @@ class AutoPath(Plugin):
         namespace, start, tails = plan
         if namespace is not None and self._namespace_of(req.client[0]) != namespace:
             # Not a Pod of the namespace the name carries: not its search path.
-            return await next_handler(req)
+            reply = await next_handler(req)
+            if not found(reply):
+                # A Pod of that namespace would get a shortcut here instead: the
+                # answer depends on who asks, so a cache must not keep it.
+                req.meta["client_specific"] = True
+            return reply
         first = await next_handler(req)
         if found(first) or first.rcode not in KEEP_SEARCHING:
             return first
+        req.meta["client_specific"] = True
         query = req.query
         base = query.qname_wire[:start]
         head, rest = query.data[:12], query.data[query.question_end - 4 :]

@@ -284,6 +284,8 @@ class Cache(Plugin):
     async def _fetch(self, req: Request, key: Key, next_handler: Handler) -> Reply:
         owners, generation = self._stamp(req.query)
         reply = await next_handler(req)
+        if req.meta.get("client_specific"):
+            return reply  # e.g. an autopath answer: right for this client only
         entry = self.store(req.query, key, reply, owners=owners, generation=generation)
         if entry is None:
             return reply
@@ -299,6 +301,8 @@ class Cache(Plugin):
             return None
         if not reply.written or reply.rcode not in (RCODE_NOERROR, RCODE_NXDOMAIN):
             return None
+        if req.meta.get("client_specific"):
+            return reply
         entry = self.store(req.query, key, reply, owners=owners, generation=generation)
         if entry is None:
             return reply
@@ -322,6 +326,8 @@ class Cache(Plugin):
             reply = await next_handler(req)
             if reply.rcode not in (RCODE_NOERROR, RCODE_NXDOMAIN):
                 return  # RFC 8767: an error does not replace what we have
+            if req.meta.get("client_specific"):
+                return
             entry = self.store(req.query, key, reply, owners=owners, generation=generation)
             if entry is not None:
                 entry.freq_hits = hits  # keep the popularity gathered so far

@@ -39,25 +39,11 @@ def _exit(status: int) -> None:
 
 
 def _server_port(process: Process, host: str, port: int) -> int | None:
-    """The port the server really bound for (host, port) — needed when configured as 0.
-
-    The core has no public hook from a plugin to its listeners yet; process.current is a
-    closure over the DnsServer, whose bound_port() answers this.
-    """
-    server = getattr(process, "server", None)
-    if server is None:
-        for cell in getattr(process.current, "__closure__", None) or ():
-            candidate = cell.cell_contents
-            if hasattr(candidate, "bound_port") and hasattr(candidate, "listeners"):
-                server = candidate
-                break
-    if server is None:
-        return None
+    """The port the server really bound for (host, port) — needed when configured as 0."""
     try:
-        bound: int = server.bound_port(host, port)
+        return process.bound_port(host, port)
     except KeyError:
         return None
-    return bound
 
 
 class Loop(Plugin):
