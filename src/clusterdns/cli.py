@@ -29,7 +29,13 @@ def configure_logging(level: str) -> None:
 
 
 def default_corefile() -> str:
+    """The built-in Corefile; {$CLUSTERDNS_DEMO_CLUSTER} points at the packaged demo cluster."""
+    os.environ.setdefault("CLUSTERDNS_DEMO_CLUSTER", demo_cluster_dir())
     return resources.files("clusterdns").joinpath("Corefile.default").read_text()
+
+
+def demo_cluster_dir() -> str:
+    return str(resources.files("clusterdns.demo").joinpath("cluster"))
 
 
 def _new_loop(kind: str) -> asyncio.AbstractEventLoop:

@@ -1,0 +1,1 @@
+"""The demo cluster served by the built-in Corefile (manifests in cluster/)."""
