@@ -26,6 +26,12 @@ class Fallthrough:
             zones.append(zone)
         return cls(zones)
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Fallthrough) and other.zones == self.zones
+
+    def __hash__(self) -> int:
+        return hash(self.zones)
+
     @property
     def enabled(self) -> bool:
         return self.zones is not None

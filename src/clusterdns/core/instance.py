@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Iterator
@@ -38,6 +39,27 @@ class Instance:
             if plugin.ready() is False and plugin.name not in names:
                 names.append(plugin.name)
         return sorted(names)
+
+    def adopt_from(self, old: Instance) -> None:
+        """Let each plugin take over its predecessor's state (same block zones and port)."""
+        previous = {(block.zones, block.port): block for block in old.blocks}
+        for block in self.blocks:
+            before = previous.get((block.zones, block.port))
+            if before is None:
+                continue
+            for plugin in block.plugins:
+                predecessor = before.plugin(plugin.name)
+                if predecessor is not None and type(predecessor) is type(plugin):
+                    plugin.adopt(predecessor)
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until no plugin reports not-ready, at most ``timeout`` seconds."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.not_ready():
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     async def start(self) -> None:
         started: list[Plugin] = []

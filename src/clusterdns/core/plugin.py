@@ -59,6 +59,12 @@ class Plugin:
         """Readiness for the ``ready`` plugin: None means "I don't report"."""
         return None
 
+    def adopt(self, previous: Plugin) -> None:
+        """On reload, before start(): take over what ``previous`` (the same plugin in the
+        same server block of the running configuration) has built, when the settings
+        allow it, e.g. a synced cluster watch, so a reload does not re-list the cluster.
+        ``previous.stop()`` runs after the swap and must then leave that alone."""
+
     # The fast path. A plugin that can decide synchronously, from precomputed
     # data, defines ``fast(query)`` returning None ("not mine, ask the next
     # plugin"), SLOW ("use the ordinary chain"), an AnswerTemplate, or finished

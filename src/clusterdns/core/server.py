@@ -36,6 +36,9 @@ NOTIMP: Final = dns.rcode.NOTIMP
 REFUSED: Final = dns.rcode.REFUSED
 BADVERS: Final = dns.rcode.BADVERS
 _LENGTH: Final = struct.Struct("!H")
+# On reload the old configuration keeps serving while the new one gets ready
+# (a kubernetes plugin whose settings changed re-lists the cluster), this long at most.
+RELOAD_READY_TIMEOUT: Final = 5.0
 
 
 @dataclass
@@ -491,7 +494,14 @@ class DnsServer:
         bound before anything changes, so a bind failure leaves the old
         configuration serving (and re-raises).
         """
+        old_instance = self.instance
+        if old_instance is not None:
+            new.adopt_from(old_instance)
         await new.start()
+        if old_instance is not None and not await new.wait_ready(RELOAD_READY_TIMEOUT):
+            # As CoreDNS does after its startup wait: serve what is known.
+            log.warning("reload: new configuration not ready after %gs, swapping anyway: %s",
+                        RELOAD_READY_TIMEOUT, ", ".join(new.not_ready()))  # fmt: skip
         opened: list[tuple[str, int]] = []
         try:
             for address, mux in new.muxes.items():

@@ -154,6 +154,10 @@ class ClusterModel:
         """Call ``callback(change)`` after every DNS-visible change, synchronously."""
         self._subscribers.append(callback)
 
+    def unsubscribe(self, callback: Callable[[Change], None]) -> None:
+        """Stop calling ``callback`` (a plugin handing the model to its successor)."""
+        self._subscribers = [c for c in self._subscribers if c != callback]
+
     def _mark_synced(self, kind: Kind) -> None:
         self._synced_kinds.add(kind)
         self._synced_kinds |= _ALSO_SYNCS.get(kind, frozenset())

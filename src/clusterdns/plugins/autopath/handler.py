@@ -133,7 +133,9 @@ class AutoPath(Plugin):
             else:
                 model.require(Kind.POD_IPS)
         self.model = model
-        self._namespace_of = model.pod_namespace
+        # Through the plugin, not the model object: on reload the kubernetes plugin may
+        # adopt its predecessor's running model after we started.
+        self._namespace_of = lambda ip: plugin.model.pod_namespace(ip)
         host = self.config.host_search
         self._kube_tails = {
             text_to_wire(zone): tuple(suffix_wire(s) for s in (join("svc", zone), zone, *host, ""))

@@ -40,10 +40,14 @@ class Kubernetes(Plugin):
         self.config = config
         self.model = model
         self.source = source
+        self.own_addresses = own_addresses
         self.table = AnswerTable(config, model, own_addresses=own_addresses)
         self._tasks: list[asyncio.Task[None]] = []
         self._deadline = 0.0
         model.subscribe(self._on_change)
+        # Set by adopt(): the predecessor's running model and tasks, and the kinds it watched.
+        self._adopted: Kubernetes | None = None
+        self._adopted_tasks: list[asyncio.Task[None]] = []
 
     @property
     def zones(self) -> tuple[str, ...]:
@@ -57,8 +61,38 @@ class Kubernetes(Plugin):
 
     # --- lifecycle -------------------------------------------------------------------------
 
+    def adopt(self, previous: Plugin) -> None:
+        """Reload with the same settings: keep the predecessor's synced model and watch."""
+        assert isinstance(previous, Kubernetes)
+        if previous.config != self.config or previous.own_addresses != self.own_addresses:
+            return
+        if not previous._tasks or previous._adopted is not None:
+            return
+        self._adopted, self._adopted_tasks = previous, previous._tasks
+        previous._tasks = []
+
     async def start(self) -> None:
         self._deadline = time.monotonic() + self.config.startup_timeout
+        if self._adopted is not None:
+            previous, tasks = self._adopted, self._adopted_tasks
+            self._adopted, self._adopted_tasks = None, []
+            model = previous.model
+            # Plugins started before us (autopath) may have asked our fresh model for
+            # more kinds than the adopted watch has: then the fresh model it is.
+            if self.model.kinds <= model.kinds:
+                self.model.unsubscribe(self._on_change)
+                model.unsubscribe(previous._on_change)
+                self.model, self.source = model, previous.source
+                model.subscribe(self._on_change)
+                self.table = AnswerTable(self.config, model, own_addresses=self.own_addresses)
+                self.table.rebuild()
+                self._tasks = tasks
+                log.info(
+                    "kubernetes: reload kept the running watch (%d names)", len(self.table.names)
+                )
+                return
+            for task in tasks:
+                task.cancel()
         self.table.rebuild()
         self._tasks = [
             asyncio.ensure_future(self._run_source()),
