@@ -44,6 +44,7 @@ class Kubernetes(Plugin):
         self.table = AnswerTable(config, model, own_addresses=own_addresses)
         self._tasks: list[asyncio.Task[None]] = []
         self._deadline = 0.0
+        self.last_change: float | None = None
         model.subscribe(self._on_change)
         # Set by adopt(): the predecessor's running model and tasks, and the kinds it watched.
         self._adopted: Kubernetes | None = None
@@ -142,6 +143,7 @@ class Kubernetes(Plugin):
 
     def _on_change(self, change: Change) -> None:
         self.table.apply(change)
+        self.last_change = time.monotonic()
         log.debug(
             "kubernetes: applied change (%d services, %d namespaces, %d pod ips), generation %d",
             len(change.services),

@@ -18,6 +18,7 @@ from clusterdns.core.plugin import (
 from clusterdns.corefile import CorefileError, Directive
 from clusterdns.corefile.address import parse_server_key
 from clusterdns.corefile.model import Token
+from clusterdns.plugins.kubernetes import metrics
 from clusterdns.plugins.kubernetes.config import KubernetesConfig, PodMode
 from clusterdns.plugins.kubernetes.handler import Kubernetes, Source
 from clusterdns.plugins.kubernetes.selector import LabelSelector, SelectorError
@@ -220,4 +221,5 @@ def setup(directives: Sequence[Directive], ctx: SetupContext) -> Plugin:
     kinds = model_kinds(config)
     source = build_source(directive, config, kinds)
     model = ClusterModel(kinds=kinds)
+    metrics.register(ctx.process, ctx.process.metrics.registry)
     return Kubernetes(config, model, source, own_addresses=own_addresses(ctx))
