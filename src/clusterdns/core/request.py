@@ -25,7 +25,7 @@ class Request:
     ask something else (rewrite) makes a new Request with :meth:`replace`.
     """
 
-    __slots__ = ("_message", "block", "client", "meta", "query", "transport", "zone")
+    __slots__ = ("_message", "block", "client", "lookup_via", "meta", "query", "transport", "zone")
 
     def __init__(
         self,
@@ -43,6 +43,16 @@ class Request:
         self.zone = zone
         self.meta: dict[str, Any] = {}
         self._message: dns.message.Message | None = None
+        # Set by the dispatcher: resolves another name through this listener's blocks.
+        self.lookup_via: Callable[[Request, str, int], Awaitable[Reply | None]] | None = None
+
+    async def lookup(self, name: str, qtype: int) -> Reply | None:
+        """Ask the server itself for ``name``/``qtype`` (all blocks of this listener, whole
+        chains: cache, forward...), as CoreDNS's upstream lookups do. None when no block
+        serves the name or lookups nest too deep."""
+        if self.lookup_via is None:
+            return None
+        return await self.lookup_via(self, name, qtype)
 
     @property
     def name(self) -> str:
@@ -92,6 +102,7 @@ class Request:
             query, transport=self.transport, client=self.client, block=self.block, zone=self.zone
         )
         clone.meta = self.meta
+        clone.lookup_via = self.lookup_via
         return clone
 
 

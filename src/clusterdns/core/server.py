@@ -14,6 +14,7 @@ from typing import Final, cast
 
 import dns.message
 import dns.rcode
+import dns.rdatatype
 
 from clusterdns.core.block import Block, FilteredAnswer, ZoneMux
 from clusterdns.core.instance import WILDCARD, Instance
@@ -39,6 +40,8 @@ _LENGTH: Final = struct.Struct("!H")
 # On reload the old configuration keeps serving while the new one gets ready
 # (a kubernetes plugin whose settings changed re-lists the cluster), this long at most.
 RELOAD_READY_TIMEOUT: Final = 5.0
+# Internal lookups (an ExternalName target) that lead to more lookups stop here.
+MAX_LOOKUP_DEPTH: Final = 4
 
 
 @dataclass
@@ -94,7 +97,33 @@ class Dispatcher:
             fast = self.fast_answer(query, block, zone, transport, client)
             if fast is not None:
                 return fast
-        return Request(query, transport=transport, client=client, block=block, zone=zone)
+        req = Request(query, transport=transport, client=client, block=block, zone=zone)
+        req.lookup_via = self.lookup
+        return req
+
+    async def lookup(self, origin: Request, name: str, qtype: int) -> Reply | None:
+        """An internal query for ``name`` through the blocks of this listener."""
+        depth = origin.meta.get("lookup_depth", 0)
+        if depth >= MAX_LOOKUP_DEPTH:
+            return None
+        try:
+            wire = dns.message.make_query(
+                name, dns.rdatatype.RdataType.make(qtype), want_dnssec=origin.do
+            ).to_wire()
+            query = parse_query(wire)
+        except Exception:
+            return None
+        hit = self.mux.match(query)
+        if hit is None:
+            return None
+        block, zone = hit
+        req = Request(query, transport="tcp", client=origin.client, block=block, zone=zone)
+        req.lookup_via = self.lookup
+        req.meta["lookup_depth"] = depth + 1
+        try:
+            return await block.chain(req)
+        except Exception:
+            return None
 
     def fast_answer(
         self, query: Query, block: Block, zone: str, transport: Transport, client: tuple[str, int]

@@ -135,7 +135,7 @@ class AutoPath(Plugin):
         self.model = model
         # Through the plugin, not the model object: on reload the kubernetes plugin may
         # adopt its predecessor's running model after we started.
-        self._namespace_of = lambda ip: plugin.model.pod_namespace(ip)
+        self._namespace_of = lambda ip: plugin.model.pod_namespace(ip)  # type: ignore[attr-defined]
         host = self.config.host_search
         self._kube_tails = {
             text_to_wire(zone): tuple(suffix_wire(s) for s in (join("svc", zone), zone, *host, ""))

@@ -150,6 +150,9 @@ class AnswerTable:
         self.templates: dict[tuple[bytes, int], AnswerTemplate] = {}
         self.memo: dict[tuple[bytes, int], AnswerTemplate] = {}
         self.cname_names: set[str] = set()  # ExternalName names whose target is ours
+        # ExternalName names whose target is elsewhere: the handler chases those
+        # through the server (CoreDNS's upstream), so the fast path must not answer them.
+        self.external_cnames: set[bytes] = set()
         self.generation = 0
         self.serial = int(time.time())
         self.ttl = config.ttl
@@ -163,6 +166,7 @@ class AnswerTable:
         self.owned_in_ns.clear()
         self.templates.clear()
         self.cname_names.clear()
+        self.external_cnames.clear()
         self._build_apex()
         for svc in list(self.model.services()):
             self._build_service((svc.namespace, svc.name))
@@ -284,8 +288,11 @@ class AnswerTable:
     def _set_name(self, name: str, data: NameData) -> None:
         self._drop_name(name)
         self.names[name] = data
-        if data.cname is not None and self.zone_for(data.cname) is not None:
-            self.cname_names.add(name)
+        if data.cname is not None:
+            if self.zone_for(data.cname) is not None:
+                self.cname_names.add(name)
+            else:
+                self.external_cnames.add(text_to_wire(name))
         self._encode_name(name, data)
 
     def _drop_name(self, name: str) -> None:
@@ -293,6 +300,7 @@ class AnswerTable:
             return
         self.cname_names.discard(name)
         wire = text_to_wire(name)
+        self.external_cnames.discard(wire)
         for qtype in EAGER_TYPES:
             self.templates.pop((wire, qtype), None)
 

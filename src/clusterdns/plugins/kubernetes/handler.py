@@ -9,6 +9,7 @@ from typing import Protocol
 
 import dns.message
 import dns.rcode
+import dns.rdatatype
 
 from clusterdns.core.plugin import SLOW, Plugin, SlowType
 from clusterdns.core.request import Handler, Reply, Request
@@ -20,6 +21,7 @@ from clusterdns.wire import AnswerTemplate, Query
 log = logging.getLogger("clusterdns.plugins.kubernetes")
 
 PLUGIN = "kubernetes"
+CNAME = dns.rdatatype.CNAME
 
 
 class Source(Protocol):
@@ -167,6 +169,8 @@ class Kubernetes(Plugin):
         """
         table = self.table
         key = (query.qname_lower, query.qtype)
+        if query.qname_lower in table.external_cnames and query.qtype != CNAME:
+            return SLOW  # serve() chases the target through the server
         template = table.templates.get(key) or table.memo.get(key)
         if template is not None and (self.model.synced or not self._waiting()):
             return template
@@ -206,8 +210,32 @@ class Kubernetes(Plugin):
                 await self.model.wait_synced(remaining)
         template = self.lookup(query)
         if template is not None:
-            return Reply.of_template(template, plugin=PLUGIN)
-        outcome = self.table.outcome(req.name, query.qtype)
-        if outcome is None:
-            return await next_handler(req)
-        return Reply.of(self.answer_message(req, outcome), plugin=PLUGIN)
+            reply = Reply.of_template(template, plugin=PLUGIN)
+        else:
+            outcome = self.table.outcome(req.name, query.qtype)
+            if outcome is None:
+                return await next_handler(req)
+            reply = Reply.of(self.answer_message(req, outcome), plugin=PLUGIN)
+        if query.qname_lower in self.table.external_cnames and query.qtype != CNAME:
+            return await self._chase_external(req, reply)
+        return reply
+
+    async def _chase_external(self, req: Request, reply: Reply) -> Reply:
+        """An ExternalName answer: add the target's records, looked up through the server
+        (cache, forward...) as CoreDNS's upstream does; stub resolvers don't chase CNAMEs."""
+        message = reply.to_message()
+        if message is None or not message.answer:
+            return reply
+        last = message.answer[-1]
+        if last.rdtype != CNAME:
+            return reply
+        target = last[0].target.to_text()
+        found = await req.lookup(target, req.qtype)
+        if found is None or found.rcode != dns.rcode.NOERROR:
+            return reply
+        extra = found.to_message()
+        if extra is None:
+            return reply
+        message.answer.extend(extra.answer)
+        message.id = req.query.id
+        return Reply.of(message, plugin=PLUGIN)
