@@ -217,17 +217,22 @@ class Cache(Plugin):
 
     def fast(self, query: Query) -> bytes | SlowType | None:
         """The core's synchronous hook (may run on a UDP receive thread): a fresh hit's
-        bytes, None for names outside the cached zones, SLOW for everything else (miss,
-        stale, prefetch due, or a reply too big for a UDP client: the chain truncates)."""
+        bytes; None for names outside the cached zones and for misses; SLOW for stale
+        entries, prefetch due, or a reply too big for a UDP client (the chain truncates).
+
+        A miss is None, not SLOW: the next fast hook may hold a precomputed answer (the
+        kubernetes plugin's), which is as fast as a hit and never stale, so it is served
+        as it is; a miss nobody answers fast goes down the chain and is cached there."""
         if not _in(query, self._zones):
             return None
         if self._owners is None:
             return SLOW
         now = self.clock()
         key = self.key(query)
-        entry = self._get(key, now)
-        if entry is None:
-            return SLOW
+        # Read-only here (this may run on a UDP thread): dropping dead entries is the chain's job.
+        entry = self.denial.get(key) or self.success.get(key)
+        if entry is None or entry.stale():
+            return None
         remaining = entry.remaining(now)
         if remaining <= 0 or self._due_for_prefetch(entry, remaining, now):
             return SLOW
