@@ -58,6 +58,8 @@ def _zone_set(zones: Iterable[str]) -> frozenset[bytes]:
 
 
 def _in(query: Query, zones: frozenset[bytes]) -> bool:
+    if b"\x00" in zones:  # the root zone (`cache` in a `.` block): everything
+        return True
     lower = query.qname_lower
     return any(lower[offset:] in zones for offset in query.label_offsets)
 
