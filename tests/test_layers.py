@@ -25,7 +25,11 @@ FORBIDDEN = {
 def imports_of(path: Path) -> set[str]:
     found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("clusterdns."):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("clusterdns.")
+        ):
             found.add(node.module.split(".")[1])
         elif isinstance(node, ast.Import):
             for alias in node.names:
@@ -50,7 +54,11 @@ def test_plugins_reach_each_other_only_through_the_registry() -> None:
         for path in plugin_dir.rglob("*.py"):
             tree = ast.parse(path.read_text())
             for node in ast.walk(tree):
-                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("clusterdns.plugins."):
+                if (
+                    isinstance(node, ast.ImportFrom)
+                    and node.module
+                    and node.module.startswith("clusterdns.plugins.")
+                ):
                     other = node.module.split(".")[2]
                     if other != plugin_dir.name:
                         offenders.append(f"{path.relative_to(SRC)} imports plugin {other}")

@@ -6,7 +6,7 @@ needs to know how a message is encoded.
 
 from clusterdns.wire.errors import DropQuery, FormError, WireError
 from clusterdns.wire.names import name_to_text, text_to_wire
-from clusterdns.wire.query import Edns, Query, parse_query
+from clusterdns.wire.query import Edns, Query, parse_query, skip_name
 from clusterdns.wire.render import (
     AnswerTemplate,
     error_reply,
@@ -26,5 +26,6 @@ __all__ = [
     "parse_query",
     "render_message",
     "render_template",
+    "skip_name",
     "text_to_wire",
 ]

@@ -133,7 +133,8 @@ def _read_name(data: bytes, pos: int) -> tuple[int, tuple[int, ...]]:
     return pos, tuple(offsets)
 
 
-def _skip_name(data: bytes, pos: int) -> int:
+def skip_name(data: bytes, pos: int) -> int:
+    """The offset just past the (possibly compressed) name at ``pos``; FormError if malformed."""
     end = len(data)
     while True:
         if pos >= end:
@@ -175,7 +176,7 @@ def parse_query(data: bytes) -> Query:
     try:
         for index in range(ancount + nscount + arcount):
             owner = pos
-            pos = _skip_name(data, pos)
+            pos = skip_name(data, pos)
             if pos + 10 > len(data):
                 raise FormError("record header runs past the end of the message")
             rtype, rclass, ttl, rdlength = _RR_FIXED.unpack_from(data, pos)

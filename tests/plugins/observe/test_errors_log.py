@@ -19,10 +19,14 @@ DEAD = "127.0.0.1:9"  # discard port: nothing answers DNS there
 
 
 async def ask(port: int, name: str, rdtype: str = "A") -> dns.message.Message:
-    return await dns.asyncquery.udp(dns.message.make_query(name, rdtype), "127.0.0.1", port=port, timeout=8)
+    return await dns.asyncquery.udp(
+        dns.message.make_query(name, rdtype), "127.0.0.1", port=port, timeout=8
+    )
 
 
-async def test_errors_logs_plugin_failures_and_client_gets_servfail(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_errors_logs_plugin_failures_and_client_gets_servfail(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     text = f".:0 {{\n  bind 127.0.0.1\n  errors\n  forward . {DEAD}\n}}\n"
     caplog.set_level(logging.ERROR, logger="clusterdns.errors")
     async with running_server(text, tmp_path=tmp_path) as srv:
@@ -31,7 +35,9 @@ async def test_errors_logs_plugin_failures_and_client_gets_servfail(tmp_path: Pa
     assert re.search(r"2 example\.com\. A: plugin/forward: ", caplog.text), caplog.text
 
 
-async def test_without_errors_nothing_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_without_errors_nothing_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     text = f".:0 {{\n  bind 127.0.0.1\n  forward . {DEAD}\n}}\n"
     caplog.set_level(logging.ERROR, logger="clusterdns.errors")
     async with running_server(text, tmp_path=tmp_path) as srv:
@@ -43,7 +49,9 @@ def test_consolidate_counts_matching_errors_into_one_line(caplog: pytest.LogCapt
     from clusterdns.core.plugin import PluginError
     from clusterdns.plugins.errors import _Pattern
 
-    plugin = Errors([_Pattern(5.0, "i/o timeout", re.compile("i/o timeout"), logging.WARNING)], False)
+    plugin = Errors(
+        [_Pattern(5.0, "i/o timeout", re.compile("i/o timeout"), logging.WARNING)], False
+    )
 
     class Req:
         name = "a.example."
@@ -79,9 +87,7 @@ async def test_log_common_format_and_class_filters(
     hosts = tmp_path / "hosts"
     hosts.write_text("192.0.2.1 example.org\n")
     block = f"{{\n    {classes}\n  }}" if classes else ""
-    text = (
-        f"example.org:0 {{\n  bind 127.0.0.1\n  log {block}\n  hosts {hosts} {{\n    fallthrough\n  }}\n  file {_zone(tmp_path)}\n}}\n"
-    )
+    text = f"example.org:0 {{\n  bind 127.0.0.1\n  log {block}\n  hosts {hosts} {{\n    fallthrough\n  }}\n  file {_zone(tmp_path)}\n}}\n"
     async with running_server(text, tmp_path=tmp_path) as srv:
         await ask(srv.port, "example.org.")
         await ask(srv.port, "nope.example.org.")

@@ -10,7 +10,7 @@ import enum
 import struct
 from typing import Final
 
-from clusterdns.wire import Query
+from clusterdns.wire import FormError, Query, skip_name
 from clusterdns.wire.render import opt_record
 
 _HEADER: Final = struct.Struct("!HHHHHH")
@@ -42,20 +42,10 @@ class WalkError(Exception):
 
 
 def _skip_name(data: bytes, pos: int) -> int:
-    end = len(data)
-    while True:
-        if pos >= end:
-            raise WalkError("name runs past the end")
-        length = data[pos]
-        if length == 0:
-            return pos + 1
-        if length & 0xC0 == 0xC0:
-            if pos + 2 > end:
-                raise WalkError("truncated pointer")
-            return pos + 2
-        if length & 0xC0:
-            raise WalkError("unknown label type")
-        pos += 1 + length
+    try:
+        return skip_name(data, pos)
+    except FormError as err:
+        raise WalkError(str(err)) from None
 
 
 class ParsedReply:

@@ -14,7 +14,7 @@ import dns.rrset
 from clusterdns.core.plugin import Plugin, SetupContext, only_once
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.corefile import Directive
-from clusterdns.wire import AnswerTemplate
+from clusterdns.wire import AnswerTemplate, FormError, skip_name
 
 _HEADER: Final = struct.Struct("!HHHHHH")
 _RR_FIXED: Final = struct.Struct("!HHIH")
@@ -31,18 +31,10 @@ class _NeedsDecoding(Exception):
 
 
 def _skip_name(data: bytes, pos: int) -> int:
-    end = len(data)
-    while True:
-        if pos >= end:
-            raise _NeedsDecoding
-        length = data[pos]
-        if length == 0:
-            return pos + 1
-        if length & 0xC0 == 0xC0:
-            return pos + 2
-        if length & 0xC0:
-            raise _NeedsDecoding
-        pos += 1 + length
+    try:
+        return skip_name(data, pos)
+    except FormError:
+        raise _NeedsDecoding from None
 
 
 def rotate_wire(wire: bytes, shift: int) -> bytes | None:
