@@ -60,6 +60,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         argv = [a for a in (sys.argv[1:] if argv_override is None else argv_override)]
         return supervise(_without_workers(argv), args.workers)
+    if os.environ.get("CLUSTERDNS_WORKER_DIR"):
+        from clusterdns.core.workers import die_with_parent
+
+        die_with_parent()
     config_path = args.conf
     if config_path is None and os.path.exists("Corefile"):
         config_path = "Corefile"

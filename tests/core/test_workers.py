@@ -94,3 +94,26 @@ def test_workers_share_the_port_sum_metrics_and_survive_a_worker_death(
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=15)
+
+
+def test_workers_stop_when_the_supervisor_is_killed(tmp_path: pathlib.Path) -> None:
+    port = free_port()
+    path = tmp_path / "Corefile"
+    path.write_text(f".:{port} {{\n  bind 127.0.0.1\n  chaos v\n}}\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clusterdns.cli", "serve", "--conf", str(path), "--workers", "2"]
+    )
+    try:
+        _wait_udp(port)
+        children = subprocess.run(
+            ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
+        ).stdout.split()
+        assert len(children) == 2
+        proc.kill()
+        proc.wait(timeout=5)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_alive(pid) for pid in children)
+    finally:
+        subprocess.run(["pkill", "-f", str(path)], check=False)

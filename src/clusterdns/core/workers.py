@@ -150,6 +150,23 @@ class MergedCollector(Collector):
             yield family
 
 
+def die_with_parent() -> None:
+    """In a worker: get SIGTERM (and so lameduck, then exit) if the supervisor dies,
+    even by SIGKILL, instead of serving on as an orphan."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+    except (OSError, AttributeError):
+        log.warning("workers: cannot ask to be stopped with the supervisor")
+    if os.getppid() == 1:  # the supervisor died before we asked
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def supervise(argv: list[str], workers: int) -> int:
     """Run ``workers`` copies of ``clusterdns serve`` and keep them running.
 
