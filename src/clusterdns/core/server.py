@@ -151,11 +151,13 @@ class Dispatcher:
             else:
                 assert isinstance(result, bytes)
                 wire = result
-            for keep_or_change in filters:
-                filtered = keep_or_change(wire)
-                if filtered is None:
-                    return None
-                wire = filtered
+            # Filters reorder answers (loadbalance): nothing to do for one record.
+            if filters and (wire[6] or wire[7] > 1):
+                for keep_or_change in filters:
+                    filtered = keep_or_change(wire)
+                    if filtered is None:
+                        return None
+                    wire = filtered
             if block.observers:
                 req = Request(query, transport=transport, client=client, block=block, zone=zone)
                 duration = time.perf_counter() - started
