@@ -135,8 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=1, help="N server processes sharing the port (SO_REUSEPORT)"
     )
     serve.add_argument(
-        "--udp-mode", choices=("thread", "loop"), default="thread",
-        help="UDP receive loop: a dedicated thread (default, faster) or the event loop",
+        "--udp-mode", choices=("batch", "thread", "loop"), default="batch",
+        help="UDP: a receive thread reading batches with recvmmsg (default), one datagram "
+        "at a time, or everything on the event loop",
     )  # fmt: skip
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(func=cmd_serve)

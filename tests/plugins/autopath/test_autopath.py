@@ -170,6 +170,7 @@ async def test_glibc_search_round_trips(
     folder = write_manifests(tmp_path / "cluster", objects())
     results = {}
     for label, line in (("without", "# no autopath"), ("with", "autopath @kubernetes")):
+        served.clear()  # count what the server did for the last configuration only
         async for server in serve(tmp_path, corefile(f"manifests {folder}", autopath=line)):
             stub = GlibcStub(server.port, POD_SEARCH)
             reply = await stub.resolve(name)
@@ -177,11 +178,11 @@ async def test_glibc_search_round_trips(
     assert results["without"] == (without, {MYSQL_IP})
     assert results["with"] == (with_autopath, {MYSQL_IP})
     if name == "mysql.default.svc.cluster.local":
-        # Server side, autopath walked the same path for the client: the one chain query
-        # reached kubernetes for the cluster elements (the host elements and the bare name
-        # pass through it to the end of the chain).
-        assert served.count(f"{name}.default.svc.cluster.local.") == 2
-        assert served.count(f"{name}.example.internal.") == 2
+        # Server side, autopath walked the same path for the client: the one query went
+        # down the chain and reached kubernetes for each cluster element (the host
+        # elements and the bare name pass through it to the end of the chain).
+        assert served.count(f"{name}.default.svc.cluster.local.") == 1
+        assert served.count(f"{name}.example.internal.") == 1
 
 
 async def test_glibc_a_and_aaaa_pair(server: RunningServer) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dns.message
+import dns.rcode
 import dns.rdatatype
 import pytest
 
 from clusterdns.core.request import Request
 from clusterdns.plugins.kubernetes.handler import Kubernetes
-from clusterdns.wire import parse_query
+from clusterdns.wire import AnswerTemplate, parse_query
 from clusterdns.wire.render import render_message, render_template
 from tests.helpers.dnsclient import make_query, query
 from tests.helpers.server import RunningServer
@@ -54,10 +55,55 @@ async def test_template_and_dnspython_paths_agree(
     one = dns.message.from_wire(from_template)
     other = dns.message.from_wire(from_dnspython)
     assert one == other, f"{one}\n---\n{other}"
+    # What the UDP fast path serves, when it serves this name itself, is the same too.
+    fast = plugin.fast(parsed)
+    if isinstance(fast, AnswerTemplate):
+        from_fast = render_template(fast, parsed, limit=65535, payload=4096)
+        assert from_fast is not None
+        assert dns.message.from_wire(from_fast) == other
     assert one.id == 4321
     check(one, case)
     # The question keeps the client's letter case (0x20) on both paths.
     assert str(one.question[0].name) == str(request.question[0].name)
+
+
+@pytest.mark.parametrize(
+    "qname",
+    [
+        "mysql.default.svc.cluster.local.default.svc.cluster.local.",
+        "svc1.testns.svc.cluster.local.testns.svc.cluster.local.",
+        "api.example.com.testns.svc.cluster.local.",
+        "nope.testns.svc.cluster.local.",
+        "a.b.c.d.e.f.g.cluster.local.",
+        "Www.Example.Com.Cluster.Local.",
+        "x." * 60 + "cluster.local.",
+    ],
+)
+async def test_negative_fast_path_matches_dnspython(
+    manifests_server: RunningServer, qname: str
+) -> None:
+    plugin = manifests_server.plugin("kubernetes")
+    assert isinstance(plugin, Kubernetes)
+    request = make_query(qname, "A", payload=1232)
+    parsed = parse_query(request.to_wire())
+    fast = plugin.fast(parsed)
+    assert isinstance(fast, AnswerTemplate), "an impossible name is answered without the chain"
+    from_fast = dns.message.from_wire(render_template(fast, parsed, limit=65535, payload=4096))  # type: ignore[arg-type]
+    outcome = plugin.outcome(parsed.name, parsed.qtype)
+    assert outcome is not None and outcome.rcode == dns.rcode.NXDOMAIN
+    instance = manifests_server.app.instance
+    assert instance is not None
+    req = Request(
+        parsed, transport="udp", client=("127.0.0.1", 5353), block=instance.blocks[0], zone=""
+    )
+    other = dns.message.from_wire(
+        render_message(plugin.answer_message(req, outcome), parsed, limit=65535, payload=4096)
+    )
+    assert from_fast == other, f"{from_fast}\n---\n{other}"
+    assert str(from_fast.question[0].name) == qname
+    # And over the network.
+    reply = await query(manifests_server.port, qname, "A")
+    assert reply.rcode() == dns.rcode.NXDOMAIN and reply.authority[0].rdtype == dns.rdatatype.SOA
 
 
 async def test_case_is_echoed(manifests_server: RunningServer) -> None:

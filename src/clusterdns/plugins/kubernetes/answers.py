@@ -10,7 +10,9 @@ and the dnspython path both render what it returns.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import struct
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -64,7 +66,9 @@ DNS_SCHEMA_VERSION: Final = "1.1.0"
 DNS_VERSION_TTL: Final = 28800  # as CoreDNS (and the spec's example)
 DNS_SERVICE: Final = ("kube-system", "kube-dns")  # whose ClusterIP ns.dns.<zone> answers
 EAGER_TYPES: Final = (A, AAAA, SRV, CNAME, TXT, SOA, NS)
-MEMO_LIMIT: Final = 20000
+# Lazily built replies (PTR, NODATA, pod names) kept at most; the oldest tenth goes
+# when full, so a scan of many names cannot grow memory or thrash the whole memo.
+MEMO_LIMIT: Final = 100_000
 CNAME_DEPTH: Final = 8
 _FLAGS: Final = dns.flags.QR | dns.flags.AA
 
@@ -133,6 +137,18 @@ def build_message(qname: dns.name.Name, qtype: int, outcome: Outcome) -> dns.mes
     return message
 
 
+def _filler(length: int) -> bytes:
+    """Wire labels ("x...") taking exactly ``length`` bytes (length is 0 or at least 2)."""
+    out = bytearray()
+    while length > 0:
+        size = min(63, length - 1)
+        if 0 < length - (size + 1) < 2:
+            size -= 1  # never leave a single byte: a label needs two at least
+        out += bytes([size]) + b"x" * size
+        length -= size + 1
+    return bytes(out)
+
+
 class AnswerTable:
     """Names and encoded replies for one ``kubernetes`` block. See the module docstring."""
 
@@ -153,6 +169,12 @@ class AnswerTable:
         # ExternalName names whose target is elsewhere: the handler chases those
         # through the server (CoreDNS's upstream), so the fast path must not answer them.
         self.external_cnames: set[bytes] = set()
+        # Every existing name in wire form, and NXDOMAIN replies for names that cannot
+        # exist, one per (zone, where the zone starts in the question): the SOA owner is a
+        # pointer to that spot, so one encoded reply serves every such name.
+        self.name_wires: set[bytes] = set()
+        self.forward_zone_wires = frozenset(text_to_wire(z) for z in config.forward_zones)
+        self.negatives: dict[tuple[bytes, int], AnswerTemplate] = {}
         self.generation = 0
         self.serial = int(time.time())
         self.ttl = config.ttl
@@ -192,6 +214,7 @@ class AnswerTable:
 
     def _changed(self) -> None:
         self.memo.clear()
+        self.negatives.clear()  # they carry the SOA serial
         self.generation += 1
         self.serial = max(self.serial, int(time.time()))
         # The SOA answer carries the serial.
@@ -288,6 +311,7 @@ class AnswerTable:
     def _set_name(self, name: str, data: NameData) -> None:
         self._drop_name(name)
         self.names[name] = data
+        self.name_wires.add(text_to_wire(name))
         if data.cname is not None:
             if self.zone_for(data.cname) is not None:
                 self.cname_names.add(name)
@@ -300,6 +324,7 @@ class AnswerTable:
             return
         self.cname_names.discard(name)
         wire = text_to_wire(name)
+        self.name_wires.discard(wire)
         self.external_cnames.discard(wire)
         for qtype in EAGER_TYPES:
             self.templates.pop((wire, qtype), None)
@@ -365,6 +390,52 @@ class AnswerTable:
         zones = self.zone_wires
         return any(lower[offset:] in zones for offset in query.label_offsets)
 
+    def negative(self, query: Query) -> AnswerTemplate | None:
+        """NXDOMAIN for a name that cannot exist, decided on the wire without building
+        anything for the name: the search-path misses ``ndots:5`` produces by the dozen.
+
+        Mirrors outcome() and _dynamic(): a name under a forward zone that is not in the
+        table is NXDOMAIN unless it is ``<ns>.svc.<zone>`` (a namespace) or under
+        ``pod.<zone>`` (pod names); None (ask outcome()) for those, for reverse zones,
+        before the first sync, and when fallthrough may apply.
+        """
+        if not self.model.synced or query.qclass != IN or self.config.fallthrough.enabled:
+            return None
+        lower = query.qname_lower
+        if lower in self.name_wires:
+            return None
+        offsets = query.label_offsets
+        for index, offset in enumerate(offsets):  # noqa: B007 (used after the loop)
+            zone = lower[offset:]
+            if zone in self.zone_wires:
+                break
+        else:
+            return None
+        if index == 0 or zone not in self.forward_zone_wires:
+            return None
+        last = lower[offsets[index - 1] + 1 : offset]
+        if (index == 2 and last == b"svc") or last == b"pod":
+            return None
+        key = (zone, offset)
+        template = self.negatives.get(key)
+        if template is None:
+            template = self._negative_template(zone, 12 + offset)
+            self.negatives[key] = template
+        return template
+
+    def _negative_template(self, zone_wire: bytes, pointer: int) -> AnswerTemplate:
+        zone = dns.name.from_wire(zone_wire, 0)[0].to_text()
+        soa = self.soa(zone)
+        rdata = soa[0].to_wire()  # mname and rname uncompressed
+        assert rdata is not None
+        owner = (0xC000 | pointer).to_bytes(2, "big")
+        record = owner + struct.pack("!HHIH", SOA, IN, soa.ttl, len(rdata)) + rdata
+        header = struct.pack("!HHHHHH", 0, _FLAGS | NXDOMAIN, 1, 0, 1, 0)
+        # The question here is a stand-in name of the same shape (filler labels, then the
+        # zone): render_template() copies the client's own question in.
+        question = _filler(pointer - 12) + zone_wire + struct.pack("!HH", A, IN)
+        return AnswerTemplate(header + question + record, len(header) + len(question))
+
     def lookup(self, query: Query) -> AnswerTemplate | None:
         """The encoded reply to ``query`` when it is fully determined, else None."""
         key = (query.qname_lower, query.qtype)
@@ -382,7 +453,8 @@ class AnswerTable:
         template = encode(query.name, query.qtype, outcome)
         if outcome.rcode != SERVFAIL:
             if len(self.memo) >= MEMO_LIMIT:
-                self.memo.clear()
+                for old in list(itertools.islice(self.memo, MEMO_LIMIT // 10)):
+                    del self.memo[old]
             self.memo[key] = template
         return template
 

@@ -176,6 +176,9 @@ class Kubernetes(Plugin):
             return template
         if not table.ours(query):
             return None
+        negative = table.negative(query)
+        if negative is not None:
+            return negative
         return SLOW
 
     def lookup(self, query: Query) -> AnswerTemplate | None:
