@@ -1,10 +1,10 @@
 """The answer table: every name the cluster defines, with its replies encoded once per change.
 
 Services are turned into names (``svc.ns.svc.zone``, ``_port._proto.svc...``, endpoint
-names) when a model :class:`Change` arrives, and the replies for the usual types are
-encoded as :class:`AnswerTemplate` right away. Everything else that is fully determined
-(NODATA, NXDOMAIN, pod names, PTR) is computed on first use and memoised until the next
-change. :meth:`AnswerTable.outcome` is the one place that decides an answer; the templates
+names) when a model :class:`Change` arrives. Replies are encoded as
+:class:`AnswerTemplate` on first use: positive ones are kept until their name changes,
+the rest (NODATA, pod names, PTR) memoised until the next change, and NXDOMAIN for
+names that cannot exist comes from one template per zone and question shape. :meth:`AnswerTable.outcome` is the one place that decides an answer; the templates
 and the dnspython path both render what it returns.
 """
 
@@ -66,9 +66,12 @@ DNS_SCHEMA_VERSION: Final = "1.1.0"
 DNS_VERSION_TTL: Final = 28800  # as CoreDNS (and the spec's example)
 DNS_SERVICE: Final = ("kube-system", "kube-dns")  # whose ClusterIP ns.dns.<zone> answers
 EAGER_TYPES: Final = (A, AAAA, SRV, CNAME, TXT, SOA, NS)
+TEMPLATE_TYPES: Final = (*EAGER_TYPES, dns.rdatatype.PTR)
 # Lazily built replies (PTR, NODATA, pod names) kept at most; the oldest tenth goes
 # when full, so a scan of many names cannot grow memory or thrash the whole memo.
 MEMO_LIMIT: Final = 100_000
+# Types whose positive replies are kept per name in `templates` (forgotten when the name
+# changes); everything else lives in the memo, which any change clears.
 CNAME_DEPTH: Final = 8
 _FLAGS: Final = dns.flags.QR | dns.flags.AA
 
@@ -175,6 +178,11 @@ class AnswerTable:
         self.name_wires: set[bytes] = set()
         self.forward_zone_wires = frozenset(text_to_wire(z) for z in config.forward_zones)
         self.negatives: dict[tuple[bytes, int], AnswerTemplate] = {}
+        # Positive templates built so far, by name: what to forget when a name changes.
+        self.templated: dict[bytes, list[int]] = {}
+        # True until the plugin has the initial lists (or gave up waiting): changes are
+        # not applied one by one, the plugin calls rebuild() once instead.
+        self.deferring = True
         self.generation = 0
         self.serial = int(time.time())
         self.ttl = config.ttl
@@ -187,6 +195,8 @@ class AnswerTable:
         self.owned.clear()
         self.owned_in_ns.clear()
         self.templates.clear()
+        self.templated.clear()
+        self.name_wires.clear()
         self.cname_names.clear()
         self.external_cnames.clear()
         self._build_apex()
@@ -196,7 +206,9 @@ class AnswerTable:
         self._changed()
 
     def apply(self, change: Change) -> None:
-        """Rebuild only what ``change`` touched."""
+        """Rebuild only what ``change`` touched (nothing while deferring: see rebuild())."""
+        if self.deferring:
+            return
         if change.full:
             self.rebuild()
             return
@@ -309,15 +321,15 @@ class AnswerTable:
         return result
 
     def _set_name(self, name: str, data: NameData) -> None:
-        self._drop_name(name)
+        self._drop_name(name)  # and with it any reply encoded for the old data
         self.names[name] = data
-        self.name_wires.add(text_to_wire(name))
+        wire = text_to_wire(name)
+        self.name_wires.add(wire)
         if data.cname is not None:
             if self.zone_for(data.cname) is not None:
                 self.cname_names.add(name)
             else:
-                self.external_cnames.add(text_to_wire(name))
-        self._encode_name(name, data)
+                self.external_cnames.add(wire)
 
     def _drop_name(self, name: str) -> None:
         if self.names.pop(name, None) is None:
@@ -326,33 +338,20 @@ class AnswerTable:
         wire = text_to_wire(name)
         self.name_wires.discard(wire)
         self.external_cnames.discard(wire)
-        for qtype in EAGER_TYPES:
-            self.templates.pop((wire, qtype), None)
+        self._forget(wire)
 
     def _encode_name(self, name: str, data: NameData) -> None:
-        wire = text_to_wire(name)
-        zone = self.zone_for(name)
-        assert zone is not None
-        for qtype in self._eager_types(data):
-            outcome = self._positive(name, data, qtype, zone)
-            if outcome.answer:
-                self.templates[(wire, qtype)] = encode(name, qtype, outcome)
-            else:
-                self.templates.pop((wire, qtype), None)
+        """Forget the encoded replies of ``name``: lookup() encodes them again on first use.
 
-    @staticmethod
-    def _eager_types(data: NameData) -> Iterable[int]:
-        if data.cname is not None:
-            return (A, AAAA, CNAME)
-        if data.apex:
-            return (SOA, NS)
-        if data.txt is not None:
-            return (TXT,)
-        if data.ptrs:
-            return (PTR,)
-        if data.items:
-            return (A, AAAA, SRV)
-        return ()
+        Encoding with dnspython costs ~0.1 ms a reply; doing it for every name of 100k
+        Services at start-up took minutes. Built on first use and kept until the name
+        changes, a reply is still encoded once per change, and only if someone asks.
+        """
+        self._forget(text_to_wire(name))
+
+    def _forget(self, wire: bytes) -> None:
+        for qtype in self.templated.pop(wire, ()):
+            self.templates.pop((wire, qtype), None)
 
     def _refresh_dependents(self) -> None:
         """ExternalName answers that include records of our own names."""
@@ -399,7 +398,9 @@ class AnswerTable:
         ``pod.<zone>`` (pod names); None (ask outcome()) for those, for reverse zones,
         before the first sync, and when fallthrough may apply.
         """
-        if not self.model.synced or query.qclass != IN or self.config.fallthrough.enabled:
+        if self.deferring or not self.model.synced or query.qclass != IN:
+            return None
+        if self.config.fallthrough.enabled:
             return None
         lower = query.qname_lower
         if lower in self.name_wires:
@@ -451,7 +452,11 @@ class AnswerTable:
         if outcome is None:
             return None
         template = encode(query.name, query.qtype, outcome)
-        if outcome.rcode != SERVFAIL:
+        if outcome.answer and query.qtype in TEMPLATE_TYPES and query.name in self.names:
+            # A positive answer of a name in the table: kept until that name changes.
+            self.templates[key] = template
+            self.templated.setdefault(key[0], []).append(key[1])
+        elif outcome.rcode != SERVFAIL:
             if len(self.memo) >= MEMO_LIMIT:
                 for old in list(itertools.islice(self.memo, MEMO_LIMIT // 10)):
                     del self.memo[old]

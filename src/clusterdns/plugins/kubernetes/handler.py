@@ -88,6 +88,7 @@ class Kubernetes(Plugin):
                 self.model, self.source = model, previous.source
                 model.subscribe(self._on_change)
                 self.table = AnswerTable(self.config, model, own_addresses=self.own_addresses)
+                self.table.deferring = False
                 self.table.rebuild()
                 self._tasks = tasks
                 log.info(
@@ -115,7 +116,7 @@ class Kubernetes(Plugin):
                 log.exception("kubernetes: source failed while stopping")
 
     def ready(self) -> bool | None:
-        return self.model.synced
+        return self.model.synced and not self.table.deferring
 
     async def _run_source(self) -> None:
         try:
@@ -129,7 +130,10 @@ class Kubernetes(Plugin):
     async def _announce_sync(self) -> None:
         loop = asyncio.get_running_loop()
         started = loop.time()
-        if not await self.model.wait_synced(self.config.startup_timeout):
+        synced = await self.model.wait_synced(self.config.startup_timeout)
+        # Given up waiting (or synced without a change to say so): build what we have.
+        self._build_deferred()
+        if not synced:
             log.warning(
                 "kubernetes: starting server with unsynced kubernetes api after %gs",
                 self.config.startup_timeout,
@@ -143,7 +147,18 @@ class Kubernetes(Plugin):
             len(self.table.names),
         )
 
+    def _build_deferred(self) -> None:
+        """The initial lists are in: build every name once (the table ignored the changes
+        until now, rather than rebuilding per kind and page of the lists)."""
+        if self.table.deferring:
+            self.table.deferring = False
+            self.table.rebuild()
+
     def _on_change(self, change: Change) -> None:
+        if self.table.deferring:
+            if self.model.synced:
+                self._build_deferred()  # synchronously, so no query sees a synced empty table
+            return
         self.table.apply(change)
         self.last_change = time.monotonic()
         log.debug(
@@ -158,7 +173,7 @@ class Kubernetes(Plugin):
 
     def _waiting(self) -> bool:
         """Before the first sync and within ``startup_timeout`` of start: hold queries."""
-        return not self.model.synced and time.monotonic() < self._deadline
+        return self.table.deferring and time.monotonic() < self._deadline
 
     def fast(self, query: Query) -> AnswerTemplate | SlowType | None:
         """The core's fast path; may run in a UDP thread, so it only reads.
@@ -207,10 +222,12 @@ class Kubernetes(Plugin):
         query = req.query
         if not self.table.ours(query):
             return await next_handler(req)
-        if not self.model.synced:
+        if self.table.deferring:
             remaining = self._deadline - time.monotonic()
             if remaining > 0:
                 await self.model.wait_synced(remaining)
+            if self.model.synced or time.monotonic() >= self._deadline:
+                self._build_deferred()
         template = self.lookup(query)
         if template is not None:
             reply = Reply.of_template(template, plugin=PLUGIN)
