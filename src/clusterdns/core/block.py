@@ -97,6 +97,12 @@ class Block:
         self.line = line
         self.chain = build_chain(plugins)
         self.observers: list[Observer] = [p.observe for p in plugins if p.observes]
+        # For the fast path: observers that take the query as it is, and those that
+        # need a Request built for them.
+        self.fast_observers = [p.observe_fast for p in plugins if p.observes and p.observe_fast]
+        self.request_observers: list[Observer] = [
+            p.observe for p in plugins if p.observes and p.observe_fast is None
+        ]
         self.fast_hooks = fast_hooks(plugins)
 
     def plugin(self, name: str) -> Plugin | None:

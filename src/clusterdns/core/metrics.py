@@ -108,6 +108,15 @@ class Metrics:
             duration,
         )
 
+    def record_key(
+        self, key: RowKey, request_size: int, response_size: int, duration: float
+    ) -> None:
+        """record() with the label tuple already built (the fast path's observer)."""
+        stats = self._by_thread.get(get_ident())
+        if stats is None:
+            stats = self._thread_stats()
+        stats.record(key, request_size, response_size, duration)
+
     def _thread_stats(self) -> DnsStats:
         with self._lock:
             stats = DnsStats()

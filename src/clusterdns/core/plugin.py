@@ -46,6 +46,11 @@ class Plugin:
     def observe(self, req: Request, rcode: int, wire: bytes, duration: float, plugin: str) -> None:
         """See one finished reply (its final bytes) and how long it took."""
 
+    # An observer may also define ``observe_fast(server_label, zone, transport, client,
+    # query, rcode, wire, duration, plugin)``: the fast path calls it without building a
+    # Request (prometheus does; log needs the Request and gets one).
+    observe_fast: Callable[..., None] | None = None
+
     async def serve(self, req: Request, next_handler: Handler) -> Reply:
         return await next_handler(req)
 

@@ -160,11 +160,24 @@ class Dispatcher:
                         return None
                     wire = filtered
             if block.observers:
-                req = Request(query, transport=transport, client=client, block=block, zone=zone)
                 duration = time.perf_counter() - started
                 rcode = wire[3] & 0xF
-                for observer in block.observers:
-                    observer(req, rcode, wire, duration, plugin_name)
+                for fast_observer in block.fast_observers:
+                    fast_observer(
+                        block.server_label,
+                        zone,
+                        transport,
+                        client,
+                        query,
+                        rcode,
+                        wire,
+                        duration,
+                        plugin_name,
+                    )
+                if block.request_observers:
+                    req = Request(query, transport=transport, client=client, block=block, zone=zone)
+                    for observer in block.request_observers:
+                        observer(req, rcode, wire, duration, plugin_name)
             return wire
         return None
 

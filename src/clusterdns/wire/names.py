@@ -44,7 +44,7 @@ def text_to_wire(text: str) -> bytes:
     stripped = text[:-1] if text.endswith(".") else text
     if stripped.isascii() and "\\" not in stripped:
         labels = stripped.encode("ascii").split(b".")
-        if len(stripped) < 254 and 0 < min(map(len, labels)) and max(map(len, labels)) < 64:
+        if len(stripped) < 254 and min(map(len, labels)) > 0 and max(map(len, labels)) < 64:
             return b"".join([bytes((len(label),)) + label for label in labels]) + b"\x00"
     if "\\" in stripped:
         import dns.name

@@ -12,6 +12,7 @@ from clusterdns.core.plugin import Plugin, SetupContext, only_once
 from clusterdns.core.process import Process
 from clusterdns.core.request import Request
 from clusterdns.corefile import Directive
+from clusterdns.wire import Query
 
 DEFAULT_ADDRESS = "localhost:9153"
 
@@ -37,6 +38,22 @@ class Prometheus(Plugin):
             response_size=len(wire),
             duration=duration,
         )
+
+    def observe_fast(
+        self,
+        server: str,
+        zone: str,
+        transport: str,
+        client: tuple[str, int],
+        query: Query,
+        rcode: int,
+        wire: bytes,
+        duration: float,
+        plugin: str,
+    ) -> None:
+        family = 2 if ":" in client[0] else 1
+        key = (server, zone, transport, family, query.qtype, rcode, plugin)
+        self.metrics.record_key(key, len(query.data), len(wire), duration)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         body = generate_latest(self.process.metrics_registry())
