@@ -49,3 +49,10 @@ async def test_api_lost_after_sync_keeps_answers_and_counts_errors(tmp_path: Pat
             lost += metric(body, "clusterdns_kubernetes_watch_restarts_total")
             assert lost > 0
             assert metric(body, "clusterdns_kubernetes_synced") == 1.0
+            # Answers from the UDP fast path are counted like any other.
+            served = re.search(
+                r'^coredns_dns_responses_total\{plugin="kubernetes",rcode="NOERROR"[^}]*\} (\S+)$',
+                body,
+                re.M,
+            )
+            assert served and float(served.group(1)) >= 30
