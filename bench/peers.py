@@ -6,6 +6,7 @@ returns once it answers a probe query, ``stop()`` sends SIGTERM then SIGKILL aft
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -195,6 +196,24 @@ STANDARD_PLUGINS = (
 )  # fmt: skip
 
 
+def udp_modes() -> tuple[list[str], str | None]:
+    """The ``--udp-mode`` choices of ``clusterdns serve`` and its default (from its parser)."""
+    code = (
+        "import json, argparse\n"
+        "from clusterdns.cli import build_parser\n"
+        "p = build_parser()\n"
+        "sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))\n"
+        "serve = sub.choices['serve']\n"
+        "act = next((a for a in serve._actions if '--udp-mode' in a.option_strings), None)\n"
+        "print(json.dumps([list(act.choices), act.default] if act else [[], None]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    modes, default = json.loads(out.stdout)
+    return list(modes), default
+
+
 def implemented_plugins() -> list[str]:
     out = subprocess.run(
         [sys.executable, "-m", "clusterdns.cli", "plugins"],
@@ -239,7 +258,7 @@ class ClusterDNS(Server):
     corefile_kind: str = "kubernetes"  # or "forward": forward + cache only
     pods_mode: str = "insecure"
     missing: list[str] = field(default_factory=list)  # standard plugins we lack
-    udp_mode: str = "thread"
+    udp_mode: str | None = None  # None: the server's default
     workers: int = 1
     loop: str = "auto"
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -273,8 +292,10 @@ class ClusterDNS(Server):
         cmd = [
             sys.executable, "-m", "clusterdns.cli", "serve",
             "--conf", str(self.workdir / f"{self.label}.Corefile"),
-            "--udp-mode", self.udp_mode, "--loop", self.loop, "--log-level", "warning",
+            "--loop", self.loop, "--log-level", "warning",
         ]  # fmt: skip
+        if self.udp_mode is not None:
+            cmd += ["--udp-mode", self.udp_mode]
         if self.workers > 1:
             cmd += ["--workers", str(self.workers)]
         return cmd
@@ -383,3 +404,13 @@ def write_example_zone(folder: Path, names: int) -> Path:
         for i in range(names):
             out.write(f"host-{i} IN A 192.0.{(i >> 8) & 255}.{i & 255}\n")
     return path
+
+
+@dataclass
+class PythonEcho(Server):
+    """bench/echo.py: the CPython one-socket floor (echoes each query with QR set)."""
+
+    label: str = "python-echo"
+
+    def command(self) -> list[str]:
+        return [sys.executable, str(ROOT / "bench" / "echo.py"), str(self.port)]

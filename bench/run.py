@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
+import shutil
 import socket
 import statistics
 import subprocess
@@ -41,7 +43,9 @@ from bench.peers import (  # noqa: E402
     ClusterDNS,
     Dnsmasq,
     Knot,
+    PythonEcho,
     Server,
+    udp_modes,
     write_example_zone,
 )
 
@@ -178,6 +182,9 @@ class Context:
         self.commands: list[str] = []
         self.apis: dict[str, Any] = {}
         self.startup: tuple[dict[str, list[float]], dict[str, list[float]]] | None = None
+        self.knot_qps = float("nan")  # section 1's median knot QPS at the large size
+        self.code_seen: set[str] = set()  # hashes of the src/clusterdns trees measured
+        self.udp_modes, self.udp_default = udp_modes()
 
     def fixture(self, cluster: Cluster) -> dict[str, object]:
         """Generated files for ``cluster`` (cached for this run)."""
@@ -195,15 +202,36 @@ class Context:
         self.fixtures[cluster.tag] = files
         return files
 
-    def server(self, key: str, make: Callable[[], Server], timeout: float = 600) -> Server:
+    def snapshot(self, server: Server) -> None:
+        """Copy src/clusterdns as this server loads it: other people edit src/ during runs."""
+        if not isinstance(server, ClusterDNS):
+            return
+        target = server.workdir / "src-snapshot"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(
+            ROOT / "src" / "clusterdns", target / "clusterdns",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )  # fmt: skip
+        digest = hashlib.sha1()
+        for path in sorted((target / "clusterdns").rglob("*.py")):
+            digest.update(path.read_bytes())
+        server.code = digest.hexdigest()[:10]  # type: ignore[attr-defined]
+        self.code_seen.add(server.code)  # type: ignore[attr-defined]
+
+    def server(self, key: str, make: Callable[[], Server], timeout: float = 1200) -> Server:
         """A started server shared by sections (stopped at the end of the run)."""
         if key not in self.servers:
             server = make()
             server.workdir = OUT / "servers" / key
+            server.workdir.mkdir(parents=True, exist_ok=True)
+            self.snapshot(server)
             print(f"  starting {key} ...", flush=True)
             server.start(timeout=timeout)
             print(f"  {key} ready after {server.ready_after:.1f}s", flush=True)
             self.servers[key] = server
+        code = getattr(self.servers[key], "code", None)
+        if code:
+            self.code_seen.add(code)
         return self.servers[key]
 
     def stop(self, *keys: str) -> None:
@@ -216,7 +244,7 @@ class Context:
                 api.stop()
             self.apis.clear()
 
-    def standard(self, cluster: Cluster, *, udp_mode: str = "thread") -> ClusterDNS:
+    def standard(self, cluster: Cluster, *, udp_mode: str | None = None) -> ClusterDNS:
         files = self.fixture(cluster)
         return ClusterDNS(
             label="clusterdns", source=f"manifests {files['manifests']}", udp_mode=udp_mode,
@@ -267,24 +295,33 @@ QPS_HEADER = [
 ]  # fmt: skip
 
 
+def cd_label(ctx: Context) -> str:
+    return f"clusterdns ({ctx.udp_default or 'default'}, default)"
+
+
 def _peers_for(ctx: Context, cluster: Cluster, size: int) -> list[tuple[str, Server]]:
     servers = [
-        ("clusterdns (thread)", ctx.server(f"cd-thread-{size}", lambda: ctx.standard(cluster))),
+        (cd_label(ctx), ctx.server(f"cd-{size}", lambda: ctx.standard(cluster))),
         ("knot", ctx.server(f"knot-{size}", lambda: ctx.knot(cluster))),
     ]
-    if size < BIG:  # loop vs thread at the small size only: a 100k start costs minutes
-        servers.append(
-            (
-                "clusterdns (loop)",
-                ctx.server(f"cd-loop-{size}", lambda: ctx.standard(cluster, udp_mode="loop")),
+    if size < BIG:  # the other UDP modes at the small size only: a 100k start costs minutes
+        for mode in ctx.udp_modes:
+            if mode == ctx.udp_default:
+                continue
+            servers.append(
+                (
+                    f"clusterdns --udp-mode {mode}",
+                    ctx.server(
+                        f"cd-{mode}-{size}", lambda m=mode: ctx.standard(cluster, udp_mode=m)
+                    ),
+                )
             )
-        )
     servers.append(("dnsmasq", ctx.server(f"dnsmasq-{size}", lambda: ctx.dnsmasq(cluster))))
     return servers
 
 
 def section_qps(ctx: Context) -> str:
-    """1. Cluster-record QPS and latency at 1k and 100k services; udp thread vs loop."""
+    """1. Cluster-record QPS and latency at 1k and 100k services; the UDP modes compared."""
     parts = []
     sizes = [1000, BIG]
     missing: list[str] = []
@@ -303,8 +340,17 @@ def section_qps(ctx: Context) -> str:
             lambda s, out, q=queries: load.dnsperf(s.port, q, seconds=ctx.seconds, out=out),
         )
         command = rounds.by_label["knot"][0].command
+        if size == BIG:
+            ctx.knot_qps = rounds.med("knot", "qps")
         labels = [label for label, _ in servers]
-        cd = "clusterdns (thread)"
+        cd = cd_label(ctx)
+        modes = "".join(
+            f"- {label} / {cd}: QPS {fmt(rounds.ratio(label, cd))}, "
+            f"p99 {fmt(rounds.ratio(label, cd, 'p99_ms'))}, "
+            f"CPU µs/query {fmt(median(rounds.cpu_us[label]) / median(rounds.cpu_us[cd]))}\n"
+            for label in labels
+            if label.startswith("clusterdns --udp-mode")
+        )
         parts.append(
             f"#### {size:,} services ({cluster.namespace_count} namespaces)\n\n"
             + table([h.format(peer="knot") for h in QPS_HEADER], qps_rows(rounds, labels, "knot"))
@@ -312,12 +358,7 @@ def section_qps(ctx: Context) -> str:
             + f"- **clusterdns/knot QPS = {fmt(rounds.ratio(cd, 'knot'))}** "
             f"(goal ≥ 1.0, unacceptable < 0.8)\n"
             f"- **clusterdns/dnsmasq QPS = {fmt(rounds.ratio(cd, 'dnsmasq'))}**\n"
-            + (
-                f"- udp-mode loop/thread QPS = {fmt(rounds.ratio('clusterdns (loop)', cd))}; "
-                f"p99 loop/thread = {fmt(rounds.ratio('clusterdns (loop)', cd, 'p99_ms'))}\n"
-                if "clusterdns (loop)" in rounds.by_label
-                else ""
-            )
+            + modes
             + f"- p99 latency clusterdns/knot = {fmt(rounds.ratio(cd, 'knot', 'p99_ms'))}, "
             f"clusterdns/dnsmasq = {fmt(rounds.ratio(cd, 'dnsmasq', 'p99_ms'))} (lower is better)\n"
             f"- command (per server, port differs): `{command}`\n"
@@ -435,7 +476,7 @@ def section_latency(ctx: Context) -> str:
     files = ctx.fixture(cluster)
     queries: Path = files["queries"]  # type: ignore[assignment]
     servers: list[tuple[str, Server]] = [
-        ("clusterdns", ctx.server(f"cd-thread-{BIG}", lambda: ctx.standard(cluster))),
+        ("clusterdns", ctx.server(f"cd-{BIG}", lambda: ctx.standard(cluster))),
         ("knot", ctx.server(f"knot-{BIG}", lambda: ctx.knot(cluster))),
         ("dnsmasq", ctx.server(f"dnsmasq-{BIG}", lambda: ctx.dnsmasq(cluster))),
     ]
@@ -483,7 +524,7 @@ def section_latency(ctx: Context) -> str:
         for label, _ in servers
     ]
     return (
-        f"100,000 services, the section 1 workload, dnsperf -Q 10000 (offered 10k qps) for "
+        f"{BIG:,} services, the section 1 workload, dnsperf -Q 10000 (offered 10k qps) for "
         f"{ctx.seconds:g} s, {ctx.rounds} rounds alternated; percentiles over every query of "
         "the round (dnsperf -v), medians over rounds.\n\n"
         + table(
@@ -547,7 +588,7 @@ def api_clusterdns(
     *,
     pods_mode: str = "insecure",
     key: str | None = None,
-    timeout: float = 900,
+    timeout: float = 1200,
 ) -> ClusterDNS:
     """clusterdns (standard Corefile) started against the API server holding ``cluster``.
 
@@ -557,6 +598,8 @@ def api_clusterdns(
     api = api_server(ctx, cluster)
     cd = ClusterDNS(source=f"endpoint {api.url}", cores=SERVER_CORES, pods_mode=pods_mode)
     cd.workdir = OUT / "servers" / f"api-{cluster.tag}-{pods_mode}"
+    cd.workdir.mkdir(parents=True, exist_ok=True)
+    ctx.snapshot(cd)
     print(f"  starting clusterdns on the api server ({cluster.tag}, pods {pods_mode})", flush=True)
     cd.start(timeout=timeout)
     if key is not None:
@@ -613,6 +656,7 @@ def section_startup(ctx: Context) -> str:
         measure(empty_label, empty, "insecure", False)
         ctx.stop(BIG_KEY)
         measure(big_label, cluster, "insecure", True)
+    startup_profile = profile_startup(ctx, cluster) if first == first and first < 120 else ""
     base = median(store[empty_label])
     rows = [
         [
@@ -650,6 +694,54 @@ def section_startup(ctx: Context) -> str:
         )
         + f"\n\n- goal < 5 s at this size: {verdict}\n"
         + "".join(f"- {n}\n" for n in notes)
+        + startup_profile
+    )
+
+
+def profile_startup(ctx: Context, cluster: Cluster) -> str:
+    """One more (unmeasured) start of the standard case under py-spy: where start-up goes."""
+    raw = OUT / "profile-startup.txt"
+    raw.unlink(missing_ok=True)
+    api = api_server(ctx, cluster)
+    cd = ClusterDNS(source=f"endpoint {api.url}", cores=SERVER_CORES)
+    cd.workdir = OUT / "servers" / "api-startup-profile"
+    cd.workdir.mkdir(parents=True, exist_ok=True)
+    ctx.snapshot(cd)
+    result: dict[str, str] = {}
+
+    def attach() -> None:
+        deadline = time.monotonic() + 30
+        while cd.proc is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if cd.proc is None:
+            return
+        time.sleep(0.05)  # let the interpreter initialise before py-spy reads it
+        cmd = [
+            "py-spy", "record", "--pid", str(cd.proc.pid), "--duration", "120", "--rate", "200",
+            "--nonblocking", "--threads", "--format", "raw", "-o", str(raw),
+        ]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=200)
+        result["err"] = done.stderr[-300:]
+
+    thread = threading.Thread(target=attach)
+    thread.start()
+    print("  startup under py-spy", flush=True)
+    try:
+        cd.start(timeout=300)
+        ready = cd.ready_after
+    except (TimeoutError, RuntimeError) as exc:
+        ready = float("nan")
+        result["err"] = str(exc)
+    finally:
+        cd.stop()  # ends py-spy's recording too
+    thread.join(60)
+    if not raw.exists():
+        return f"\n(py-spy on start-up produced nothing: {result.get('err', '')})\n"
+    return (
+        "\nWhere start-up goes: one more start of the standard case recorded with `py-spy "
+        f"record --nonblocking --threads --rate 200` from spawn until stop (ready after {fmt(ready)} s "
+        "under the profiler; collapsed stacks in bench/out/profile-startup.txt):\n\n"
+        + profile_breakdown(raw, cd.workdir / "src-snapshot", top=25)
     )
 
 
@@ -660,36 +752,44 @@ def section_memory(ctx: Context) -> str:
     assert ctx.startup is not None
     _, rss = ctx.startup
     formula = (BIG + BIG) / 1000 + 54
-    rows = []
-    for label, values in rss.items():
-        if label.startswith("empty"):
-            continue
-        value = median(values)
-        rows.append([f"API, {label}", fmt(value, 0), fmt(formula, 0), fmt(value / formula)])
+    mb = 1.048576  # MiB → MB: the formula is in MB
+
+    def row(label: str, mib: float) -> list[str]:
+        return [label, fmt(mib, 0), fmt(mib * mb, 0), fmt(formula, 0), fmt(mib * mb / formula)]
+
+    rows = [
+        row(f"API, {label}", median(values))
+        for label, values in rss.items()
+        if not label.startswith("empty")
+    ]
     empty = median(rss.get("empty cluster (1 service)", []))
-    manifests = ctx.servers.get(f"cd-thread-{BIG}")
+    manifests = ctx.servers.get(f"cd-{BIG}")
     if manifests is not None:
-        value = manifests.rss_kib() / 1024
         rows.append(
-            [
+            row(
                 f"manifests folder, {BIG // 1000}k services + slices, no pods (the section 1 "
                 "server, after its load runs)",
-                fmt(value, 0),
-                fmt(formula, 0),
-                fmt(value / formula),
-            ]
+                manifests.rss_kib() / 1024,
+            )
         )
     peers_rows = []
-    for key in (f"knot-{BIG}", f"dnsmasq-{BIG}"):
-        server = ctx.servers.get(key)
-        if server is not None:
-            peers_rows.append(f"{server.label} {server.rss_kib() / 1024:.0f} MiB")
+    plain = Cluster(BIG)
+    for key, make in (
+        (f"knot-{BIG}", lambda: ctx.knot(plain)),
+        (f"dnsmasq-{BIG}", lambda: ctx.dnsmasq(plain)),
+    ):
+        try:
+            server = ctx.server(key, make)
+        except (TimeoutError, RuntimeError) as exc:
+            peers_rows.append(f"{key} failed to start: {exc}")
+            continue
+        peers_rows.append(f"{server.label} {server.rss_kib() / 1024:.0f} MiB")
     return (
         "RSS (VmRSS, after /ready and 1 s idle) of one clusterdns process holding the "
         "section 6 cluster, against CoreDNS's published sizing formula "
         "MB ≈ (pods + services) / 1000 + 54 (coredns/deployment, Scaling_CoreDNS.md) = "
         f"{formula:.0f} MB for {BIG:,} pods + {BIG:,} services. Goal: ratio ≤ 1.0.\n\n"
-        + table(["source", "RSS MiB", "formula MB", "ratio"], rows)
+        + table(["source", "RSS MiB", "RSS MB", "formula MB", "ratio (MB/MB)"], rows)
         + f"\n\n- the same binary with an empty cluster: {fmt(empty, 0)} MiB\n"
         + (
             f"- for scale, knot and dnsmasq serving the same {BIG:,} services' A/SRV/PTR "
@@ -868,8 +968,37 @@ def section_profile(ctx: Context) -> str:
     cluster = Cluster(BIG)
     files = ctx.fixture(cluster)
     queries: Path = files["queries"]  # type: ignore[assignment]
-    server = ctx.server(f"cd-thread-{BIG}", lambda: ctx.standard(cluster))
+    server = ctx.server(f"cd-{BIG}", lambda: ctx.standard(cluster))
     ctx.warm(server, queries)
+    echo = ctx.server("python-echo", lambda: PythonEcho(cores=SERVER_CORES))
+    print("  clusterdns vs the CPython echo floor", flush=True)
+    floor = run_alternating(
+        [("clusterdns", server), ("python echo", echo)],
+        ctx.rounds,
+        lambda s, out: load.dnsperf(s.port, queries, seconds=ctx.seconds, out=out),
+    )
+    ctx.stop("python-echo")
+    floor_text = (
+        "First, a floor for CPython: bench/echo.py is the blocking one-recvfrom-one-sendto "
+        "loop in a thread that `--udp-mode thread` uses, answering every query by echoing it "
+        "with QR set (no parsing, no lookup), pinned to core 0 like the servers. It bounds "
+        "any design that makes two system calls per query from Python; recvmmsg/sendmmsg "
+        "batching (`--udp-mode batch`) is not bound by it. "
+        f"{ctx.rounds} rounds alternated with clusterdns, section 1 load:\n\n"
+        + table(
+            [h.format(peer="python echo") for h in QPS_HEADER],
+            qps_rows(floor, ["clusterdns", "python echo"], "python echo"),
+        )
+        + f"\n\n- **clusterdns / CPython echo floor = "
+        f"{fmt(floor.ratio('clusterdns', 'python echo'))}**"
+        + (
+            f"; the floor itself is {fmt(floor.med('python echo', 'qps') / ctx.knot_qps)}× "
+            "knot's section 1 QPS at this size (different rounds, so only indicative)"
+            if ctx.knot_qps == ctx.knot_qps
+            else ""
+        )
+        + "\n\n"
+    )
     seconds = 6 if ctx.quick else 10
     raw = OUT / "profile.txt"
     svg = OUT / "profile.svg"
@@ -909,15 +1038,17 @@ def section_profile(ctx: Context) -> str:
         thread.join(seconds + 70)
     driven = results.get("load")
     qps = driven.qps if isinstance(driven, load.Result) else float("nan")
-    breakdown = profile_breakdown(raw) if raw.exists() else "py-spy produced nothing.\n"
+    snapshot = server.workdir / "src-snapshot"
+    breakdown = profile_breakdown(raw, snapshot) if raw.exists() else "py-spy produced nothing.\n"
     perf_text = perf_out.read_text() if perf_out.exists() else "perf stat produced nothing"
     perf_lines = [
         line.strip()
         for line in perf_text.splitlines()
         if any(k in line for k in ("task-clock", "context-switches", "migrations", "faults"))
     ]
-    return (
-        f"clusterdns (thread mode, standard Corefile, 100,000 services) under the section 1 "
+    return floor_text + (
+        f"clusterdns (default UDP mode `{ctx.udp_default}`, standard Corefile, {BIG:,} "
+        "services) under the section 1 "
         f"dnsperf load (~{qps:,.0f} qps while sampled). `py-spy record --nonblocking "
         f"--threads --rate 250` for {seconds - 1} s; flame graph in bench/out/profile.svg, "
         "collapsed stacks in bench/out/profile.txt. Share of samples per thread and per "
@@ -931,11 +1062,12 @@ def section_profile(ctx: Context) -> str:
     )
 
 
-def profile_breakdown(raw: Path) -> str:
+def profile_breakdown(raw: Path, snapshot: Path, top: int = 20) -> str:
     """Summarise py-spy's collapsed stacks: per thread, top self frames, key inclusive frames."""
     threads: dict[str, int] = {}
     self_counts: dict[str, int] = {}
     incl: dict[str, int] = {}
+    lines: dict[str, int] = {}
     total = 0
     for line in raw.read_text().splitlines():
         if not line.strip():
@@ -947,12 +1079,19 @@ def profile_breakdown(raw: Path) -> str:
             continue
         frames = stack.split(";")
         total += count
-        thread = frames[0]
-        thread = thread.split("(")[0].strip() if "udp-" not in thread else "udp receive thread"
+        if frames[0].startswith("thread ("):  # recorded with --threads
+            thread = frames.pop(0)
+            thread = "udp receive thread" if "udp-" in thread else thread.rpartition(": ")[2]
+        else:
+            thread = "(all threads)"
+        if not frames:  # a thread sampled with no Python frame
+            total -= count
+            continue
         threads[thread] = threads.get(thread, 0) + count
         leaf = _frame(frames[-1])
+        lines[frames[-1]] = lines.get(frames[-1], 0) + count
         self_counts[leaf] = self_counts.get(leaf, 0) + count
-        for name in {_frame(f) for f in frames[1:]}:
+        for name in {_frame(f) for f in frames}:
             incl[name] = incl.get(name, 0) + count
     if not total:
         return "py-spy recorded no samples.\n"
@@ -966,13 +1105,28 @@ def profile_breakdown(raw: Path) -> str:
     out += [
         f"| `{f}` | {pct(n)} |" for f, n in sorted(self_counts.items(), key=lambda x: -x[1])[:15]
     ]
+    out += ["", "| source line (self) | share | code |", "|---|---|---|"]
+    for where, n in sorted(lines.items(), key=lambda x: -x[1])[:10]:
+        out.append(f"| `{where}` | {pct(n)} | `{_source_line(where, snapshot)}` |")
     out += ["", "| frame (inclusive) | share |", "|---|---|"]
     wanted = [
         f for f, n in sorted(incl.items(), key=lambda x: -x[1])
         if not f.startswith(("_bootstrap", "Thread.", "run (", "<module>", "_run_"))
-    ][:20]  # fmt: skip
+    ][:top]  # fmt: skip
     out += [f"| `{f}` | {pct(incl[f])} |" for f in wanted]
     return "\n".join(out) + "\n"
+
+
+def _source_line(frame: str, snapshot: Path) -> str:
+    """The code of 'name (pkg/file.py:12)' when it is one of ours, from the server's snapshot."""
+    where = frame.partition(" (")[2].rstrip(")")
+    path, _, number = where.rpartition(":")
+    full = snapshot / path
+    if not path.startswith("clusterdns/") or not full.exists() or not number.isdigit():
+        return ""
+    text = full.read_text().splitlines()
+    index = int(number) - 1
+    return text[index].strip().replace("|", "\\|") if 0 <= index < len(text) else ""
 
 
 def _frame(text: str) -> str:
@@ -993,7 +1147,7 @@ SECTIONS: dict[str, tuple[str, Callable[[Context], str]]] = {
     "workers": ("7. --workers 1 vs 2", section_workers),
     "profile": ("8. Where the time goes", section_profile),
 }
-ORDER = ["qps", "latency", "profile", "forward", "workers", "propagation", "startup", "memory"]
+ORDER = ["qps", "latency", "profile", "forward", "workers", "startup", "propagation", "memory"]
 SHOWN = ["qps", "forward", "latency", "propagation", "memory", "startup", "workers", "profile"]
 
 
@@ -1043,6 +1197,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=list(SECTIONS), metavar="NAME")
     parser.add_argument("--list", action="store_true", help="list section names")
     parser.add_argument(
+        "--render", action="store_true", help="only rewrite RESULTS.md from the stored results"
+    )
+    parser.add_argument(
         "--big", type=int, default=BIG, help="services in the large cluster (smoke tests only)"
     )
     args = parser.parse_args(argv)
@@ -1057,6 +1214,17 @@ def main(argv: list[str] | None = None) -> int:
         pass
     OUT.mkdir(parents=True, exist_ok=True)
     store: dict[str, dict[str, str]] = json.loads(STORE.read_text()) if STORE.exists() else {}
+    analysis_path = ROOT / "bench" / "ANALYSIS.md"
+    analysis = analysis_path.read_text() if analysis_path.exists() else ""
+    if args.render:
+        info = dict(store.get("_machine") or machine())
+        sections = [v for k, v in store.items() if k in SECTIONS]
+        if sections and "date" not in info:
+            info["date"] = max(v["date"] for v in sections)
+            info["command"] = f"`{sections[0]['command']}`"
+        RESULTS.write_text(render(store, info, analysis))
+        print(f"wrote {RESULTS}", flush=True)
+        return 0
     command = "python bench/run.py" + (" --quick" if args.quick else "")
     if args.big != 100_000:
         command += f" --big {args.big}"
@@ -1071,6 +1239,7 @@ def main(argv: list[str] | None = None) -> int:
             title, fn = SECTIONS[key]
             print(f"== {title}", flush=True)
             started = time.monotonic()
+            ctx.code_seen = set()
             try:
                 markdown = fn(ctx)
             except Exception:
@@ -1081,15 +1250,24 @@ def main(argv: list[str] | None = None) -> int:
                 "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
                 "command": command,
                 "quick": args.quick,
-                "markdown": markdown + f"\n_(section took {time.monotonic() - started:.0f} s)_\n",
+                "markdown": markdown
+                + f"\n_(section took {time.monotonic() - started:.0f} s"
+                + (
+                    "; clusterdns code measured: src/clusterdns tree "
+                    + ", ".join(sorted(ctx.code_seen))
+                    + ", snapshots in bench/out/servers/*/src-snapshot"
+                    if ctx.code_seen
+                    else ""
+                )
+                + ")_\n",
             }
             STORE.write_text(json.dumps(store, indent=1))
     finally:
         ctx.stop()
-    analysis_path = ROOT / "bench" / "ANALYSIS.md"
-    analysis = analysis_path.read_text() if analysis_path.exists() else ""
     info["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     info["command"] = f"`{command}`"
+    store["_machine"] = info  # type: ignore[assignment]
+    STORE.write_text(json.dumps(store, indent=1))
     RESULTS.write_text(render(store, info, analysis))
     print(f"wrote {RESULTS}", flush=True)
     return 1 if failed else 0
