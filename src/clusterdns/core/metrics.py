@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+import weakref
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from threading import Lock, get_ident
-from typing import Final
+from typing import Final, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -289,3 +290,23 @@ def _go_float(value: float) -> str:
     """Bucket bounds formatted as Prometheus' Go client does (0.00025, 1e+06, 100.0)."""
     text = repr(float(value))
     return text
+
+
+_T = TypeVar("_T")
+_PLUGIN_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, dict[object, object]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def once_per_registry(
+    registry: CollectorRegistry, factory: Callable[[CollectorRegistry], _T]
+) -> _T:
+    """``factory(registry)`` the first time it is asked for, the same object after that.
+
+    Plugins are set up again on every reload but the registry lives as long as the
+    process: a plugin's metrics must be registered once, not once per configuration.
+    """
+    made = _PLUGIN_METRICS.setdefault(registry, {})
+    if factory not in made:
+        made[factory] = factory(registry)
+    return made[factory]  # type: ignore[return-value]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import weakref
-
 from prometheus_client import CollectorRegistry, Counter
+
+from clusterdns.core.metrics import once_per_registry
 
 
 class AutoPathMetrics:
@@ -15,14 +15,6 @@ class AutoPathMetrics:
         )  # fmt: skip
 
 
-_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, AutoPathMetrics] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def metrics_for(registry: CollectorRegistry) -> AutoPathMetrics:
     """The autopath metrics of ``registry``, registering them on first use."""
-    metrics = _BY_REGISTRY.get(registry)
-    if metrics is None:
-        metrics = _BY_REGISTRY[registry] = AutoPathMetrics(registry)
-    return metrics
+    return once_per_registry(registry, AutoPathMetrics)

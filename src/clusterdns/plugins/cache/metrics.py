@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import weakref
-
 from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from clusterdns.core.metrics import once_per_registry
 
 
 class CacheMetrics:
@@ -44,16 +44,8 @@ class CacheMetrics:
         )  # fmt: skip
 
 
-_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, CacheMetrics] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def metrics_for(registry: CollectorRegistry) -> CacheMetrics:
-    metrics = _BY_REGISTRY.get(registry)
-    if metrics is None:
-        metrics = _BY_REGISTRY[registry] = CacheMetrics(registry)
-    return metrics
+    return once_per_registry(registry, CacheMetrics)
 
 
 class Children:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import weakref
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from clusterdns.core.metrics import once_per_registry
 
 # CoreDNS's plugin.TimeBuckets: exponential from 0.25 ms.
 _BUCKETS: Final = tuple(0.00025 * 2**i for i in range(16))
@@ -52,14 +53,6 @@ class ForwardMetrics:
         )  # fmt: skip
 
 
-_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, ForwardMetrics] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def metrics_for(registry: CollectorRegistry) -> ForwardMetrics:
     """The forward metrics of ``registry``, registering them on first use."""
-    metrics = _BY_REGISTRY.get(registry)
-    if metrics is None:
-        metrics = _BY_REGISTRY[registry] = ForwardMetrics(registry)
-    return metrics
+    return once_per_registry(registry, ForwardMetrics)

@@ -8,6 +8,7 @@ records keep being served.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry
@@ -16,7 +17,7 @@ from prometheus_client.registry import Collector
 
 from clusterdns.core.process import Process
 
-_registered: set[int] = set()
+_registered: weakref.WeakSet[CollectorRegistry] = weakref.WeakSet()
 
 
 class KubernetesCollector(Collector):
@@ -81,7 +82,7 @@ class KubernetesCollector(Collector):
 
 def register(process: Process, registry: CollectorRegistry) -> None:
     """Once per registry: plugins come and go with reloads, the collector stays."""
-    if id(registry) in _registered:
-        return
-    _registered.add(id(registry))
-    registry.register(KubernetesCollector(process))
+
+    if registry not in _registered:
+        _registered.add(registry)
+        registry.register(KubernetesCollector(process))
