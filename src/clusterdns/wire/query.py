@@ -14,8 +14,8 @@ from clusterdns.wire.errors import DropQuery, FormError
 from clusterdns.wire.names import name_to_text
 
 HEADER: Final = struct.Struct("!HHHHHH")
-_RR_FIXED: Final = struct.Struct("!HHIH")
-_TYPE_CLASS: Final = struct.Struct("!HH")
+RR_FIXED: Final = struct.Struct("!HHIH")
+TYPE_CLASS: Final = struct.Struct("!HH")
 
 FLAG_QR: Final = 0x8000
 FLAG_AA: Final = 0x0400
@@ -170,7 +170,7 @@ def parse_query(data: bytes) -> Query:
     question_end = name_end + 4
     if question_end > len(data):
         raise FormError("question runs past the end of the message")
-    qtype, qclass = _TYPE_CLASS.unpack_from(data, name_end)
+    qtype, qclass = TYPE_CLASS.unpack_from(data, name_end)
     edns: Edns | None = None
     pos = question_end
     try:
@@ -179,7 +179,7 @@ def parse_query(data: bytes) -> Query:
             pos = skip_name(data, pos)
             if pos + 10 > len(data):
                 raise FormError("record header runs past the end of the message")
-            rtype, rclass, ttl, rdlength = _RR_FIXED.unpack_from(data, pos)
+            rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(data, pos)
             pos += 10
             if pos + rdlength > len(data):
                 raise FormError("record data runs past the end of the message")

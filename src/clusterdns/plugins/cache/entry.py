@@ -11,19 +11,16 @@ import struct
 from typing import Final
 
 from clusterdns.wire import FormError, Query, skip_name
+from clusterdns.wire.query import FLAG_CD, FLAG_RD, FLAG_TC, TYPE_OPT
+from clusterdns.wire.query import HEADER as _HEADER
+from clusterdns.wire.query import RR_FIXED as _RR_FIXED
+from clusterdns.wire.query import TYPE_CLASS as _TYPE_CLASS
 from clusterdns.wire.render import opt_record
 
-_HEADER: Final = struct.Struct("!HHHHHH")
-_RR_FIXED: Final = struct.Struct("!HHIH")
-_TYPE_CLASS: Final = struct.Struct("!HH")
 _U32: Final = struct.Struct("!I")
 
-FLAG_TC: Final = 0x0200
-FLAG_RD: Final = 0x0100
-FLAG_CD: Final = 0x0010
 TYPE_NS: Final = 2
 TYPE_SOA: Final = 6
-TYPE_OPT: Final = 41
 RCODE_NOERROR: Final = 0
 RCODE_SERVFAIL: Final = 2
 RCODE_NXDOMAIN: Final = 3
