@@ -209,3 +209,26 @@ async def test_tcp_idle_timeout_and_connection_limit(tmp_path: pathlib.Path) -> 
         for _, w in conns:
             w.close()
         w3.close()
+
+
+@pytest.mark.parametrize("mode", ["batch", "thread", "loop"])
+async def test_every_udp_mode_answers_and_truncates(tmp_path: pathlib.Path, mode: str) -> None:
+    from clusterdns.core.lifecycle import App
+    from clusterdns.core.process import Process
+    from clusterdns.core.server import ServerOptions
+
+    path = tmp_path / "Corefile"
+    path.write_text(BASIC)
+    app = App(config_path=str(path), process=Process(), options=ServerOptions(udp_mode=mode))
+    await app.start()
+    try:
+        port = app.server.bound_port("127.0.0.1", 0)
+        for i in range(20):
+            reply = await ask(port, f"n{i}.example.org.")
+            assert reply.rcode() == dns.rcode.NOERROR and reply.id
+        big = dns.message.from_wire(
+            await _udp_raw(port, dns.message.make_query("authors.bind.", "TXT", "CH").to_wire())
+        )
+        assert big.flags & dns.flags.TC
+    finally:
+        await app.shutdown()
