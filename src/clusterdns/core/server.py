@@ -395,52 +395,111 @@ class UdpThread:
 
 
 class TcpConnections:
-    """TCP with two-byte framing, pipelined queries, idle timeout and a connection cap."""
+    """What the TCP connections of one listener share: the dispatcher and the count."""
 
     def __init__(self, server: DnsServer, dispatcher: Dispatcher) -> None:
         self.server = server
         self.dispatcher = dispatcher
         self.active = 0
 
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        options = self.server.options
-        if self.active >= options.tcp_max_connections:
-            writer.close()
-            return
-        self.active += 1
-        peer = writer.get_extra_info("peername") or ("", 0)
-        client = (str(peer[0]), int(peer[1]))
-        pending: set[asyncio.Task[None]] = set()
-        try:
-            while True:
-                try:
-                    header = await asyncio.wait_for(reader.readexactly(2), options.tcp_idle_timeout)
-                    (length,) = _LENGTH.unpack(header)
-                    data = await asyncio.wait_for(
-                        reader.readexactly(length), options.tcp_idle_timeout
-                    )
-                except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
-                    break
-                prepared = self.dispatcher.prepare(data, "tcp", client)
-                if prepared is None:
-                    continue
-                if isinstance(prepared, bytes):
-                    writer.write(_LENGTH.pack(len(prepared)) + prepared)
-                    continue
-                # Pipelining: answer each query as soon as it is ready, in any order.
-                task = asyncio.ensure_future(self._answer(prepared, writer))
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-            if pending:
-                await asyncio.wait(pending, timeout=options.tcp_idle_timeout)
-        finally:
-            self.active -= 1
-            writer.close()
+    def protocol(self) -> TcpDnsProtocol:
+        return TcpDnsProtocol(self)
 
-    async def _answer(self, req: Request, writer: asyncio.StreamWriter) -> None:
-        wire = await self.dispatcher.resolve(req)
-        if not writer.is_closing():
-            writer.write(_LENGTH.pack(len(wire)) + wire)
+
+class TcpDnsProtocol(asyncio.Protocol):
+    """One TCP connection: two-byte framing, pipelined queries answered as each is ready
+    (in any order), an idle timeout, and the listener's connection cap.
+
+    A Protocol with its own framing buffer rather than streams: no coroutine and no
+    timeout wrapper per query (streams cost ~2.3x the CPU of UDP per query, bench/).
+    """
+
+    def __init__(self, shared: TcpConnections) -> None:
+        self.shared = shared
+        self.dispatcher = shared.dispatcher
+        self.transport: asyncio.Transport | None = None
+        self.client = ("", 0)
+        self.buffer = bytearray()
+        self.pending = 0
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.eof = False
+        self.counted = False
+        self.last_activity = 0.0
+        self.idle_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        options = self.shared.server.options
+        if self.shared.active >= options.tcp_max_connections:
+            self.transport.close()
+            return
+        self.shared.active += 1
+        self.counted = True
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.client = (str(peer[0]), int(peer[1]))
+        loop = asyncio.get_running_loop()
+        self.last_activity = loop.time()
+        self.idle_timer = loop.call_later(options.tcp_idle_timeout, self._check_idle)
+
+    def data_received(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self.last_activity = asyncio.get_running_loop().time()
+        buffer = self.buffer
+        buffer += data
+        while len(buffer) >= 2:
+            length = (buffer[0] << 8) | buffer[1]
+            if len(buffer) < 2 + length:
+                break
+            message = bytes(buffer[2 : 2 + length])
+            del buffer[: 2 + length]
+            prepared = self.dispatcher.prepare(message, "tcp", self.client)
+            if prepared is None:
+                continue
+            if isinstance(prepared, bytes):
+                transport.write(_LENGTH.pack(len(prepared)) + prepared)
+                continue
+            self.pending += 1
+            task = asyncio.ensure_future(self._answer(prepared))
+            self.tasks.add(task)  # a strong reference until it is done
+            task.add_done_callback(self.tasks.discard)
+
+    async def _answer(self, req: Request) -> None:
+        try:
+            wire = await self.dispatcher.resolve(req)
+        finally:
+            self.pending -= 1
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(_LENGTH.pack(len(wire)) + wire)
+            if self.eof and self.pending == 0:
+                transport.close()
+
+    def eof_received(self) -> bool:
+        # Half-closed by the client: finish what it asked, then close.
+        self.eof = True
+        return self.pending != 0
+
+    def _check_idle(self) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        timeout = self.shared.server.options.tcp_idle_timeout
+        loop = asyncio.get_running_loop()
+        quiet = loop.time() - self.last_activity
+        if quiet >= timeout and self.pending == 0:
+            transport.close()
+            return
+        self.idle_timer = loop.call_later(max(timeout - quiet, 0.05), self._check_idle)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.counted:
+            self.shared.active -= 1
+            self.counted = False
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        self.transport = None
 
 
 class Listener:
@@ -481,9 +540,7 @@ class Listener:
                     )
                     self.udp.append((transport, protocol))
                 tcp_sock = _tcp_socket(host, self.bound_port, family, options)
-                server = await asyncio.start_server(
-                    self.tcp_connections.handle, sock=tcp_sock, limit=70000
-                )
+                server = await loop.create_server(self.tcp_connections.protocol, sock=tcp_sock)
                 self.tcp.append(server)
         except BaseException:
             await self.close()
