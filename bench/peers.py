@@ -23,21 +23,10 @@ import dns.rdatatype
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    """A port free for UDP and TCP on 127.0.0.1 (best effort)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(("127.0.0.1", 0))
-            port = int(tcp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
+from tests.helpers.server import free_port  # noqa: E402  (one helper for tests and bench)
 
 
 def probe(port: int, name: str, qtype: str = "A", timeout: float = 0.3) -> int | None:

@@ -19,18 +19,7 @@ import dns.rcode
 import pytest
 
 from tests.core.conftest import serve
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return free_port()
-    return port
+from tests.helpers.server import free_port
 
 
 async def version(port: int) -> str:

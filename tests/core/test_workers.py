@@ -13,7 +13,8 @@ import dns.exception
 import dns.message
 import dns.query
 
-from tests.core.test_lifecycle import _wait_udp, free_port, http_get
+from tests.core.test_lifecycle import _wait_udp, http_get
+from tests.helpers.server import free_port
 
 
 def _ask_with_retry(query: dns.message.Message, port: int) -> dns.message.Message:

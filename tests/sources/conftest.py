@@ -10,6 +10,7 @@ import pytest
 
 from clusterdns.sources.kube.kubeconfig import from_endpoint
 from clusterdns.sources.kube.source import KubeAPISource
+from clusterdns.sources.manifests import ManifestsSource
 from clusterdns.sources.model import ClusterModel, Kind
 from tests.helpers.kubeapi import KubeAPIServer
 
@@ -28,7 +29,10 @@ def make_source(server: KubeAPIServer, kinds: set[Kind], **kwargs: object) -> Ku
 
 
 @contextlib.asynccontextmanager
-async def running(source: KubeAPISource, model: ClusterModel) -> AsyncIterator[None]:
+async def running(
+    source: KubeAPISource | ManifestsSource, model: ClusterModel
+) -> AsyncIterator[None]:
+    """Run a source against ``model`` for the duration of the block."""
     task = asyncio.create_task(source.run(model))
     try:
         yield

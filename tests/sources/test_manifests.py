@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import json
 import logging
 import os
 import shutil
 import textwrap
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ from clusterdns.sources.manifests import (
 )
 from clusterdns.sources.model import ClusterModel, IpOwner, Kind
 
-from .conftest import eventually
+from .conftest import eventually, running
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "cluster"
 KINDS = {Kind.SERVICES, Kind.ENDPOINTSLICES, Kind.NAMESPACES, Kind.PODS}
@@ -205,23 +203,12 @@ def test_json_error_line() -> None:
     assert info.value.line == 3
 
 
-@contextlib.asynccontextmanager
-async def polling(source: ManifestsSource, model: ClusterModel) -> AsyncIterator[None]:
-    task = asyncio.create_task(source.run(model))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 async def test_changes_are_picked_up(tmp_path: Path) -> None:
     folder = tmp_path / "cluster"
     shutil.copytree(EXAMPLES, folder)
     model = ClusterModel(kinds=KINDS)
     source = ManifestsSource(folder, kinds=KINDS, poll_interval=0.02)
-    async with polling(source, model):
+    async with running(source, model):
         assert await model.wait_synced(2)
         generation = model.generation
 
@@ -266,7 +253,7 @@ async def test_bad_file_keeps_its_last_good_objects(
     model = ClusterModel(kinds=KINDS)
     source = ManifestsSource(folder, kinds=KINDS, poll_interval=0.02)
     with caplog.at_level(logging.ERROR, logger="clusterdns.sources.manifests"):
-        async with polling(source, model):
+        async with running(source, model):
             assert await model.wait_synced(2)
             (folder / "mysql.yaml").write_text(
                 "apiVersion: v1\nkind: Service\nmetadata:\n  name: [oops\n"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol
 
 from clusterdns.core.request import Handler, Reply, Request
-from clusterdns.corefile import CorefileError, Directive, ServerBlock
+from clusterdns.corefile import Directive, ServerBlock
 from clusterdns.wire import AnswerTemplate, Query
 
 if TYPE_CHECKING:
@@ -158,9 +158,6 @@ def parse_int(
         bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         raise directive.error(f"{what} must be {bound}, got {value}")
     return value
-
-
-ErrorFactory = Callable[[str], CorefileError]
 
 
 class PluginError(Exception):

@@ -25,10 +25,6 @@ COREDNS_ORDER: Final = (
 )  # fmt: skip
 
 
-class UnknownDirective(Exception):
-    pass
-
-
 @cache
 def setup_function(name: str) -> SetupFunction | None:
     """The setup function of plugin ``name``, or None if we do not implement it."""

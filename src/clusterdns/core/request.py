@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import dns.flags
 import dns.message
 import dns.rcode
 
 from clusterdns.wire import AnswerTemplate, FormError, Query
-from clusterdns.wire.query import FLAG_AA
 
 if TYPE_CHECKING:
     from clusterdns.core.block import Block
@@ -149,14 +148,6 @@ class Reply:
     def written(self) -> bool:
         return self.message is not None or self.template is not None or self.wire is not None
 
-    @property
-    def authoritative(self) -> bool:
-        if self.template is not None:
-            return bool(self.template.flags & FLAG_AA)
-        if self.message is not None:
-            return bool(self.message.flags & dns.flags.AA)
-        return False
-
     def to_message(self) -> dns.message.Message | None:
         """A private dnspython copy of the reply, for plugins that edit answers."""
         if self.message is not None:
@@ -174,6 +165,3 @@ class Reply:
 
 
 Handler = Callable[[Request], Awaitable[Reply]]
-
-SERVFAIL: Final = dns.rcode.SERVFAIL
-REFUSED: Final = dns.rcode.REFUSED

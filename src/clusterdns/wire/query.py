@@ -103,11 +103,6 @@ class Query:
         """The question name with the client's letter case (for 0x20 echoing)."""
         return name_to_text(self.qname_wire)
 
-    def suffixes(self) -> list[bytes]:
-        """Every label-aligned suffix of the lower-case name, longest first, ending with root."""
-        lower = self.qname_lower
-        return [lower[offset:] for offset in self.label_offsets]
-
 
 def _read_name(data: bytes, pos: int) -> tuple[int, tuple[int, ...]]:
     """Walk an uncompressed question name; return its end and the offsets of its labels."""

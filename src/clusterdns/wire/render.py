@@ -205,11 +205,6 @@ def render_template(
     )
 
 
-def template_to_message(template: AnswerTemplate) -> dns.message.Message:
-    """Decode a template (for the truncation fallback and for tests)."""
-    return dns.message.from_wire(template.wire)
-
-
 __all__ = [
     "FLAG_AA",
     "AnswerTemplate",
@@ -218,5 +213,4 @@ __all__ = [
     "render_message",
     "render_template",
     "reply_limit",
-    "template_to_message",
 ]
