@@ -10,6 +10,7 @@ import sys
 from importlib import resources
 
 from clusterdns import __version__
+from clusterdns.core.memo import DEFAULT_SIZE as DEFAULT_MEMO_SIZE
 
 
 class _LevelFormatter(logging.Formatter):
@@ -79,6 +80,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         options=ServerOptions(
             reuse_port=args.reuse_port or bool(os.environ.get("CLUSTERDNS_WORKER_DIR")),
             udp_mode=args.udp_mode,
+            reply_memo=args.reply_memo,
         ),
     )
     loop = _new_loop(args.loop)
@@ -138,6 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--udp-mode", choices=("batch", "thread", "loop"), default="batch",
         help="UDP: a receive thread reading batches with recvmmsg (default), one datagram "
         "at a time, or everything on the event loop",
+    )  # fmt: skip
+    serve.add_argument(
+        "--reply-memo", type=int, default=DEFAULT_MEMO_SIZE, metavar="N",
+        help="finished UDP replies kept per socket for identical queries (0: off)",
     )  # fmt: skip
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(func=cmd_serve)

@@ -104,6 +104,12 @@ class Block:
             p.observe for p in plugins if p.observes and p.observe_fast is None
         ]
         self.fast_hooks = fast_hooks(plugins)
+        # The UDP reply memo (core/memo.py) needs every observer to count hits in bulk.
+        self.memo_observers = [p for p in plugins if p.observes and p.memo_sink is not None]
+        self.memoizable = len(self.memo_observers) == len(self.observers)
+        # Record plugins that count changes to their data: a move empties the memo (a
+        # cached answer for their names is stale too, not only their own answers).
+        self.memo_watch = [p for p in plugins if isinstance(getattr(p, "generation", None), int)]
 
     def plugin(self, name: str) -> Plugin | None:
         for plugin in self.plugins:
@@ -135,6 +141,11 @@ class ZoneMux:
             if hit is not None:
                 return hit
         return None
+
+    @functools.cached_property
+    def memo_watch(self) -> list[Plugin]:
+        """The plugins whose generation a reply memo for this mux must watch."""
+        return [p for block in self.blocks for p in block.memo_watch]
 
     @property
     def blocks(self) -> list[Block]:

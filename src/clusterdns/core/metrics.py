@@ -11,10 +11,16 @@ from threading import Lock, get_ident
 from typing import Final, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from clusterdns import __version__
+from clusterdns.core.memo import MemoStats, Sink
 
 # Types CoreDNS labels by name; everything else is "other" (keeps cardinality bounded).
 MONITORED_TYPES: Final = {
@@ -45,6 +51,10 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        # Registered first: the registry collects in registration order, so the reply
+        # memo's hits reach every metric (ours and the plugins') before they are read.
+        self.memo = MemoStats()
+        r.register(_MemoFlusher(self.memo))
         # The per-query metrics are plain integers in a custom collector:
         # prometheus_client's labelled Counter/Histogram cost ~5 us per query
         # for the five of them, more than the whole fast path.
@@ -52,6 +62,9 @@ class Metrics:
         r.register(self.dns)
         self._by_thread: dict[int, DnsStats] = {}
         self._lock = Lock()
+        # Memo hits, recorded at scrape time by MemoStats.flush (under its lock).
+        self._memo_rows = DnsStats()
+        self.dns.parts.append(self._memo_rows)
         self.panics = Counter(
             "coredns_panics", "A metrics that counts the number of panics.", registry=r
         )
@@ -118,6 +131,15 @@ class Metrics:
             stats = self._thread_stats()
         stats.record(key, request_size, response_size, duration)
 
+    def memo_sink(self, key: RowKey, request_size: int, response_size: int) -> Sink:
+        """What a reply memo calls with the hits of answers recorded under ``key``."""
+        rows = self._memo_rows
+
+        def sink(hits: int, seconds_each: float) -> None:
+            rows.record_many(key, request_size, response_size, seconds_each, hits)
+
+        return sink
+
     def _thread_stats(self) -> DnsStats:
         with self._lock:
             stats = DnsStats()
@@ -171,6 +193,21 @@ class DnsStats:
         row.request_sum += request_size
         row.response[bisect_left(_SIZE_BUCKETS, response_size)] += 1
         row.response_sum += response_size
+
+    def record_many(
+        self, key: RowKey, request_size: int, response_size: int, duration: float, count: int
+    ) -> None:
+        """``count`` identical queries (reply memo hits) at once."""
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = _Row()
+        row.count += count
+        row.duration[bisect_left(_DURATION_BUCKETS, duration)] += count
+        row.duration_sum += duration * count
+        row.request[bisect_left(_SIZE_BUCKETS, request_size)] += count
+        row.request_sum += request_size * count
+        row.response[bisect_left(_SIZE_BUCKETS, response_size)] += count
+        row.response_sum += response_size * count
 
     def merge(self, rows: dict[RowKey, _Row]) -> None:
         """Add another worker's rows (for --workers)."""
@@ -245,6 +282,30 @@ class DnsStatsCollector(Collector):
             "coredns_dns_response_size_bytes", "Size of the returned response in bytes.",
             ["server", "zone", "view", "proto"], _SIZE_BUCKETS, response_sizes,
         )  # fmt: skip
+
+
+class _MemoFlusher(Collector):
+    """Flushes the reply memos' hits into the metrics before a scrape, and counts them."""
+
+    def __init__(self, memo: MemoStats) -> None:
+        self.memo = memo
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        self.memo.flush()
+        hits, entries = self.memo.totals()
+        # The memo's own figures: a low hit count under steady load means churn or a
+        # working set larger than --reply-memo.
+        family = CounterMetricFamily(
+            "clusterdns_reply_memo_hits", "UDP queries answered from the reply memo."
+        )
+        family.add_metric([], hits)
+        yield family
+        gauge = GaugeMetricFamily("clusterdns_reply_memo_entries", "Replies held in reply memos.")
+        gauge.add_metric([], entries)
+        yield gauge
 
 
 class _Hist:

@@ -15,11 +15,16 @@ import errno
 import socket
 import struct
 import sys
+import time
 from collections.abc import Callable
 from typing import Final
 
+from clusterdns.core.memo import Entry
+
 BATCH: Final = 64
-BUFFER: Final = 4096  # larger datagrams are truncated by the kernel: a query never needs more
+# One message's buffer, for its query and then its reply (larger replies are sent on
+# their own); larger datagrams are truncated by the kernel: a query never needs more.
+SLOT: Final = 4096
 MSG_WAITFORONE: Final = 0x10000
 _SOCKADDR_SIZE: Final = 28  # sockaddr_in6, the larger of the two
 
@@ -44,6 +49,9 @@ class _MMsgHdr(ctypes.Structure):
     _fields_ = [("msg_hdr", _MsgHdr), ("msg_len", ctypes.c_uint)]
 
 
+_MMSG_SIZE: Final = ctypes.sizeof(_MMsgHdr)
+
+
 def _libc() -> ctypes.CDLL | None:
     if not sys.platform.startswith("linux"):
         return None
@@ -58,7 +66,7 @@ def _libc() -> ctypes.CDLL | None:
         ]
         libc.sendmmsg.argtypes = [
             ctypes.c_int,
-            ctypes.POINTER(_MMsgHdr),
+            ctypes.c_void_p,  # into an array of _MMsgHdr: a batch is sent in runs
             ctypes.c_uint,
             ctypes.c_int,
         ]
@@ -83,7 +91,14 @@ def _client_of(raw: bytes) -> tuple[str, int]:
 
 
 class BatchSocket:
-    """recvmmsg/sendmmsg over a bound, blocking UDP socket with a receive timeout."""
+    """recvmmsg/sendmmsg over a bound, blocking UDP socket with a receive timeout.
+
+    Every message of a batch has one slot of one shared buffer, read and written
+    through a memoryview (no ctypes call per message): the reply is written over the
+    query in its own slot, behind the query's ID, so a memo hit costs a dict lookup
+    and one copy. The send headers point at the same slots and sender addresses
+    once, at start; per batch only the reply lengths change.
+    """
 
     def __init__(self, sock: socket.socket, *, timeout: float = 0.25) -> None:
         assert _LIBC is not None
@@ -93,73 +108,128 @@ class BatchSocket:
         seconds = int(timeout)
         timeval = struct.pack("ll", seconds, int((timeout - seconds) * 1e6))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
-        self._in_bufs = [ctypes.create_string_buffer(BUFFER) for _ in range(BATCH)]
-        self._in_names = [ctypes.create_string_buffer(_SOCKADDR_SIZE) for _ in range(BATCH)]
+        self._namelen = 16 if sock.family == socket.AF_INET else _SOCKADDR_SIZE
+        # One slot per message for query and reply; sender addresses side by side.
+        self._data = bytearray(BATCH * SLOT)
+        self._c_data = (ctypes.c_char * len(self._data)).from_buffer(self._data)
+        self._view = memoryview(self._data)
+        self._names = bytearray(BATCH * _SOCKADDR_SIZE)
+        self._c_names = (ctypes.c_char * len(self._names)).from_buffer(self._names)
+        data_base = ctypes.addressof(self._c_data)
+        names_base = ctypes.addressof(self._c_names)
         self._in_iov = (_IOVec * BATCH)()
-        self._in = (_MMsgHdr * BATCH)()
-        for i in range(BATCH):
-            self._in_iov[i].iov_base = ctypes.addressof(self._in_bufs[i])
-            self._in_iov[i].iov_len = BUFFER
-            # The kernel only writes msg_namelen and msg_len back: point once, here.
-            hdr = self._in[i].msg_hdr
-            hdr.msg_name = ctypes.addressof(self._in_names[i])
-            hdr.msg_namelen = _SOCKADDR_SIZE
-            hdr.msg_iov = ctypes.pointer(self._in_iov[i])
-            hdr.msg_iovlen = 1
-        self._used = 0
-        # Source addresses seen lately → (host, port): clients send many queries each.
-        self._clients: dict[bytes, tuple[str, int]] = {}
-        self._out_bufs = [ctypes.create_string_buffer(65535) for _ in range(BATCH)]
-        self._out_iov = (_IOVec * BATCH)()
+        self._out_iov_raw = bytearray(ctypes.sizeof(_IOVec) * BATCH)
+        self._out_iov = (_IOVec * BATCH).from_buffer(self._out_iov_raw)
+        self._in_raw = bytearray(ctypes.sizeof(_MMsgHdr) * BATCH)
+        self._in = (_MMsgHdr * BATCH).from_buffer(self._in_raw)
         self._out = (_MMsgHdr * BATCH)()
         for i in range(BATCH):
-            self._out_iov[i].iov_base = ctypes.addressof(self._out_bufs[i])
-            self._out[i].msg_hdr.msg_iov = ctypes.pointer(self._out_iov[i])
-            self._out[i].msg_hdr.msg_iovlen = 1
+            for iov in (self._in_iov[i], self._out_iov[i]):
+                iov.iov_base = data_base + i * SLOT
+                iov.iov_len = SLOT
+            for hdr, iovs in (
+                (self._in[i].msg_hdr, self._in_iov),
+                (self._out[i].msg_hdr, self._out_iov),
+            ):
+                hdr.msg_name = names_base + i * _SOCKADDR_SIZE
+                hdr.msg_namelen = self._namelen  # the kernel writes back the same size
+                hdr.msg_iov = ctypes.pointer(iovs[i])
+                hdr.msg_iovlen = 1
+        # Views of the headers' length fields, read and written like lists.
+        u32_stride = ctypes.sizeof(_MMsgHdr) // 4
+        self._in_lens = memoryview(self._in_raw).cast("I")[
+            _MMsgHdr.msg_len.offset // 4 :: u32_stride
+        ]
+        u64_stride = ctypes.sizeof(_IOVec) // 8
+        self._out_lens = memoryview(self._out_iov_raw).cast("Q")[
+            _IOVec.iov_len.offset // 8 :: u64_stride
+        ]
+        self._offsets = [i * SLOT for i in range(BATCH)]
+        # Source addresses seen lately → (host, port): clients send many queries each.
+        self._clients: dict[bytes, tuple[str, int]] = {}
 
-    def serve_batch(self, handle: Callable[[bytes, tuple[str, int]], bytes | None]) -> int:
-        """Receive up to BATCH datagrams, answer each with ``handle``, send the replies.
+    def serve_batch(
+        self,
+        handle: Callable[[bytes, tuple[str, int]], bytes | None],
+        current_memo: Callable[[], dict[bytes, Entry]],
+    ) -> tuple[int, int, float]:
+        """Receive up to BATCH datagrams, answer each, send the replies.
 
-        ``handle`` returns reply bytes to send now, or None (dropped, or answered later
-        by someone else). Returns the number received; 0 on timeout.
+        ``current_memo()`` is called once the batch is in (not before: data may change
+        while the receive blocks). A query whose bytes after the ID are in the memo it
+        returns (and not expired) is answered from there; the rest go to ``handle``, which returns reply bytes to send now, or
+        None (dropped, or answered later by someone else). Returns (received, memo hits,
+        seconds spent answering); (0, 0, 0.0) on timeout.
         """
         assert _LIBC is not None
-        msgs = self._in
-        for i in range(self._used):
-            msgs[i].msg_hdr.msg_namelen = _SOCKADDR_SIZE
-        received = _LIBC.recvmmsg(self.fd, msgs, BATCH, MSG_WAITFORONE, None)
-        self._used = max(received, 0)
-        if received < 0:
-            err = ctypes.get_errno()
-            if err in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
-                return 0
-            raise OSError(err, "recvmmsg failed")
-        out = self._out
-        clients = self._clients
-        count = 0
+        received = _LIBC.recvmmsg(self.fd, self._in, BATCH, MSG_WAITFORONE, None)
+        if received <= 0:
+            if received < 0:
+                err = ctypes.get_errno()
+                if err not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
+                    raise OSError(err, "recvmmsg failed")
+            return 0, 0, 0.0
+        started = time.perf_counter()
+        now = time.monotonic()
+        lens = self._in_lens.tolist()
+        view = self._view
+        out_lens = self._out_lens
+        offsets = self._offsets
+        get = current_memo().get
+        hits = 0
+        skipped: list[int] = []
         for i in range(received):
-            msg = msgs[i]
-            data = ctypes.string_at(self._in_bufs[i], msg.msg_len)
-            name = ctypes.string_at(self._in_names[i], msg.msg_hdr.msg_namelen)
-            client = clients.get(name)
-            if client is None:
-                if len(clients) >= 4096:
-                    clients.clear()
-                client = clients[name] = _client_of(name)
-            reply = handle(data, client)
-            if reply is None:
+            offset = offsets[i]
+            size = lens[i]
+            entry = get(bytes(view[offset + 2 : offset + size]))
+            if entry is not None and entry[1] > now:
+                tail = entry[0]
+                end = offset + 2 + len(tail)
+                view[offset + 2 : end] = tail
+                out_lens[i] = end - offset
+                entry[2][0] += 1
+                hits += 1
                 continue
-            size = len(reply)
-            ctypes.memmove(self._out_bufs[count], reply, size)
-            self._out_iov[count].iov_len = size
-            hdr = out[count].msg_hdr
-            hdr.msg_name = ctypes.addressof(self._in_names[i])
-            hdr.msg_namelen = msg.msg_hdr.msg_namelen
-            count += 1
-        sent = 0
-        while sent < count:
-            done = _LIBC.sendmmsg(self.fd, ctypes.byref(out[sent]), count - sent, 0)
+            client = self._client(i)
+            reply = handle(bytes(view[offset : offset + size]), client)
+            if reply is None:
+                skipped.append(i)
+                continue
+            if len(reply) > SLOT:
+                skipped.append(i)
+                try:
+                    self.sock.sendto(reply, client)
+                except OSError:
+                    pass
+                continue
+            view[offset : offset + len(reply)] = reply
+            out_lens[i] = len(reply)
+        elapsed = time.perf_counter() - started
+        if not skipped:
+            self._send(0, received)
+        else:
+            start = 0
+            for index in (*skipped, received):
+                if index > start:
+                    self._send(start, index)
+                start = index + 1
+        return received, hits, elapsed
+
+    def _client(self, index: int) -> tuple[str, int]:
+        start = index * _SOCKADDR_SIZE
+        raw = bytes(self._names[start : start + self._namelen])
+        client = self._clients.get(raw)
+        if client is None:
+            if len(self._clients) >= 4096:
+                self._clients.clear()
+            client = self._clients[raw] = _client_of(raw)
+        return client
+
+    def _send(self, start: int, stop: int) -> None:
+        assert _LIBC is not None
+        base = ctypes.addressof(self._out)
+        while start < stop:
+            done = _LIBC.sendmmsg(self.fd, base + start * _MMSG_SIZE, stop - start, 0)
             if done <= 0:
-                break  # a full send buffer: UDP may drop, as a single sendto would
-            sent += done
-        return int(received)
+                return  # a full send buffer: UDP may drop, as a single sendto would
+            start += done

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, Protocol
 
+from clusterdns.core.memo import Sink
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.corefile import Directive, ServerBlock
 from clusterdns.wire import AnswerTemplate, Query
@@ -25,6 +26,7 @@ class SlowType:
 
 SLOW: Final = SlowType()
 FastHook = Callable[[Query], "AnswerTemplate | bytes | SlowType | None"]
+MemoTerms = tuple[float, tuple[tuple[Hashable, Sink], ...]]
 
 
 class Plugin:
@@ -50,6 +52,11 @@ class Plugin:
     # query, rcode, wire, duration, plugin)``: the fast path calls it without building a
     # Request (prometheus does; log needs the Request and gets one).
     observe_fast: Callable[..., None] | None = None
+    # An observer that can count reply memo hits without seeing them one by one
+    # defines ``memo_sink(server_label, zone, transport, family, query, rcode, wire,
+    # plugin) -> (key, Sink)`` (core/memo.py); a block with an observer that lacks it
+    # (log) never memoises.
+    memo_sink: Callable[..., tuple[Hashable, Sink]] | None = None
 
     async def serve(self, req: Request, next_handler: Handler) -> Reply:
         return await next_handler(req)
@@ -81,6 +88,12 @@ class Plugin:
     # defines ``fast_filter(wire) -> bytes | None`` instead of ``fast``: it is
     # applied to the finished fast-path reply; None sends the query to the chain.
     fast_filter: Callable[[bytes], bytes | None] | None = None
+    # A plugin whose fast answers may be kept in the UDP reply memo (core/memo.py)
+    # defines ``fast_memo(query, result) -> (until, sinks) | None``: until when (monotonic
+    # seconds, ``inf`` for "until my ``generation`` changes") the answer it just gave to
+    # ``query`` stays right for every client, and the sinks that must count memo hits
+    # as it counts its own answers. None (and no ``fast_memo``): never kept.
+    fast_memo: Callable[[Query, object], MemoTerms | None] | None = None
 
 
 @dataclass

@@ -19,6 +19,8 @@ import dns.rdatatype
 from clusterdns.core import mmsg
 from clusterdns.core.block import Block, FilteredAnswer, ZoneMux
 from clusterdns.core.instance import WILDCARD, Instance
+from clusterdns.core.memo import DEFAULT_SIZE as DEFAULT_MEMO_SIZE
+from clusterdns.core.memo import Entry, ReplyMemo
 from clusterdns.core.plugin import SLOW, PluginError
 from clusterdns.core.process import Process
 from clusterdns.core.request import Reply, Request, Transport
@@ -57,6 +59,8 @@ class ServerOptions:
     # "loop": everything on the event loop. bench/RESULTS.md: batch is 1.21x
     # thread and 1.16x loop at 1k services.
     udp_mode: str = "batch"
+    # Entries of each UDP socket's reply memo (core/memo.py); 0 turns it off.
+    reply_memo: int = DEFAULT_MEMO_SIZE
 
 
 class Dispatcher:
@@ -67,9 +71,14 @@ class Dispatcher:
         self.mux = mux
 
     def prepare(
-        self, data: bytes, transport: Transport, client: tuple[str, int]
+        self,
+        data: bytes,
+        transport: Transport,
+        client: tuple[str, int],
+        memo: ReplyMemo | None = None,
     ) -> bytes | Request | None:
-        """Everything decided without the chain: drops, FORMERR, NOTIMP, BADVERS, REFUSED."""
+        """Everything decided without the chain: drops, FORMERR, NOTIMP, BADVERS, REFUSED,
+        and fast-path answers (kept in ``memo`` when their plugin allows it)."""
         try:
             query = parse_query(data)
         except DropQuery:
@@ -96,7 +105,7 @@ class Dispatcher:
             )  # fmt: skip
         block, zone = hit
         if block.fast_hooks:
-            fast = self.fast_answer(query, block, zone, transport, client)
+            fast = self.fast_answer(query, block, zone, transport, client, memo)
             if fast is not None:
                 return fast
         req = Request(query, transport=transport, client=client, block=block, zone=zone)
@@ -128,7 +137,13 @@ class Dispatcher:
             return None
 
     def fast_answer(
-        self, query: Query, block: Block, zone: str, transport: Transport, client: tuple[str, int]
+        self,
+        query: Query,
+        block: Block,
+        zone: str,
+        transport: Transport,
+        client: tuple[str, int],
+        memo: ReplyMemo | None = None,
     ) -> bytes | None:
         """Answer from precomputed bytes without a coroutine, or None for the chain."""
         started = time.perf_counter()
@@ -154,12 +169,16 @@ class Dispatcher:
                 assert isinstance(result, bytes)
                 wire = result
             # Filters reorder answers (loadbalance): nothing to do for one record.
+            reordered = False
             if filters and (wire[6] or wire[7] > 1):
                 for keep_or_change in filters:
                     filtered = keep_or_change(wire)
                     if filtered is None:
                         return None
+                    reordered = reordered or filtered is not wire
                     wire = filtered
+            if memo is not None and not reordered and block.memoizable:
+                self._memoize(memo, query, block, zone, client, plugin_name, result, wire)
             if block.observers:
                 duration = time.perf_counter() - started
                 rcode = wire[3] & 0xF
@@ -181,6 +200,36 @@ class Dispatcher:
                         observer(req, rcode, wire, duration, plugin_name)
             return wire
         return None
+
+    @staticmethod
+    def _memoize(
+        memo: ReplyMemo,
+        query: Query,
+        block: Block,
+        zone: str,
+        client: tuple[str, int],
+        plugin_name: str,
+        result: object,
+        wire: bytes,
+    ) -> None:
+        """Keep a UDP fast answer for identical queries, if its plugin vouches for it."""
+        plugin = block.plugin(plugin_name)
+        if plugin is None or plugin.fast_memo is None:
+            return
+        terms = plugin.fast_memo(query, result)
+        if terms is None:
+            return
+        until, sinks = terms
+        rcode = wire[3] & 0xF
+        family = 2 if ":" in client[0] else 1
+        for observer in block.memo_observers:
+            assert observer.memo_sink is not None
+            sinks += (
+                observer.memo_sink(
+                    block.server_label, zone, "udp", family, query, rcode, wire, plugin_name
+                ),
+            )
+        memo.put(query.data[2:], wire[2:], until, sinks)
 
     async def resolve(self, req: Request) -> bytes:
         block = req.block
@@ -231,17 +280,28 @@ def encode(req: Request, reply: Reply) -> bytes:
 
 
 class UdpListener(asyncio.DatagramProtocol):
-    def __init__(self, dispatcher: Dispatcher) -> None:
+    def __init__(self, dispatcher: Dispatcher, memo_size: int = DEFAULT_MEMO_SIZE) -> None:
         self.dispatcher = dispatcher
         self.transport: asyncio.DatagramTransport | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self.memo_stats = dispatcher.server.process.metrics.memo
+        self.memo = ReplyMemo(memo_size, self.memo_stats)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's UDP transport does not subclass asyncio.DatagramTransport.
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        prepared = self.dispatcher.prepare(data, "udp", (addr[0], addr[1]))
+        memo = self.memo
+        mux = self.dispatcher.mux
+        memo.check(mux, mux.memo_watch)
+        entry = memo.entries.get(data[2:])
+        if entry is not None and entry[1] > time.monotonic() and self.transport is not None:
+            self.transport.sendto(data[:2] + entry[0], addr)
+            entry[2][0] += 1
+            memo.hits += 1
+            return
+        prepared = self.dispatcher.prepare(data, "udp", (addr[0], addr[1]), memo)
         if prepared is None:
             return
         if isinstance(prepared, bytes):
@@ -260,6 +320,9 @@ class UdpListener(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         log.debug("core: udp error: %s", exc)
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.memo_stats.retire(self.memo)
+
 
 class UdpThread:
     """A blocking receive loop in its own thread for one UDP socket.
@@ -277,9 +340,11 @@ class UdpThread:
         loop: asyncio.AbstractEventLoop,
         *,
         batched: bool = True,
+        memo_size: int = DEFAULT_MEMO_SIZE,
     ) -> None:
         self.sock = sock
         self.batched = batched
+        self.memo_size = memo_size
         self.dispatcher = dispatcher
         self.loop = loop
         self.tasks: set[asyncio.Task[None]] = set()
@@ -294,20 +359,26 @@ class UdpThread:
         self.thread.start()
 
     def _run(self) -> None:
-        if self.batched and mmsg.available():
-            self._run_batched()
-        else:
-            self._run_single()
+        stats = self.dispatcher.server.process.metrics.memo
+        memo = ReplyMemo(self.memo_size, stats)
+        try:
+            if self.batched and mmsg.available():
+                self._run_batched(memo)
+            else:
+                self._run_single(memo)
+        finally:
+            stats.retire(memo)
 
-    def _run_batched(self) -> None:
+    def _run_batched(self, memo: ReplyMemo) -> None:
         batch = mmsg.BatchSocket(self.sock)
-        prepare = self.dispatcher.prepare
+        dispatcher = self.dispatcher
+        prepare = dispatcher.prepare
         handoff = self.loop.call_soon_threadsafe
         spawn = self._spawn
 
         def handle(data: bytes, client: tuple[str, int]) -> bytes | None:
             try:
-                prepared = prepare(data, "udp", client)
+                prepared = prepare(data, "udp", client, memo)
             except Exception:
                 log.exception("core: udp fast path failed")
                 return None
@@ -319,19 +390,31 @@ class UdpThread:
                 pass  # the loop is closed: we are shutting down
             return None
 
+        def current_memo() -> dict[bytes, Entry]:
+            mux = dispatcher.mux
+            memo.check(mux, mux.memo_watch)
+            return memo.entries
+
         while self._running:
             try:
-                batch.serve_batch(handle)
+                _, hits, seconds = batch.serve_batch(handle, current_memo)
             except OSError:
                 if not self._running:
                     return
+                continue
+            if hits:
+                memo.hits += hits
+                memo.hit_seconds += seconds  # the batch's time, charged to its hits
 
-    def _run_single(self) -> None:
+    def _run_single(self, memo: ReplyMemo) -> None:
         recvfrom = self.sock.recvfrom
         sendto = self.sock.sendto
-        prepare = self.dispatcher.prepare
+        dispatcher = self.dispatcher
+        prepare = dispatcher.prepare
         handoff = self.loop.call_soon_threadsafe
         spawn = self._spawn
+        get = memo.entries.get
+        clock = time.monotonic
         while self._running:
             try:
                 data, addr = recvfrom(65535)
@@ -341,8 +424,19 @@ class UdpThread:
                 if not self._running:
                     return
                 continue
+            mux = dispatcher.mux
+            memo.check(mux, mux.memo_watch)
+            entry = get(data[2:])
+            if entry is not None and entry[1] > clock():
+                try:
+                    sendto(data[:2] + entry[0], addr)
+                except OSError:
+                    pass
+                entry[2][0] += 1
+                memo.hits += 1
+                continue
             try:
-                prepared = prepare(data, "udp", (addr[0], addr[1]))
+                prepared = prepare(data, "udp", (addr[0], addr[1]), memo)
             except Exception:
                 log.exception("core: udp fast path failed")
                 continue
@@ -531,12 +625,15 @@ class Listener:
                 self.bound_port = udp_sock.getsockname()[1]
                 if options.udp_mode in ("thread", "batch"):
                     batched = options.udp_mode == "batch"
-                    worker = UdpThread(udp_sock, self.dispatcher, loop, batched=batched)
+                    worker = UdpThread(
+                        udp_sock, self.dispatcher, loop,
+                        batched=batched, memo_size=options.reply_memo,
+                    )  # fmt: skip
                     worker.start()
                     self.udp_threads.append(worker)
                 else:
                     transport, protocol = await loop.create_datagram_endpoint(
-                        lambda: UdpListener(self.dispatcher), sock=udp_sock
+                        lambda: UdpListener(self.dispatcher, options.reply_memo), sock=udp_sock
                     )
                     self.udp.append((transport, protocol))
                 tcp_sock = _tcp_socket(host, self.bound_port, family, options)

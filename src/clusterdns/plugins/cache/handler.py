@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from clusterdns.core.block import Block
-from clusterdns.core.plugin import SLOW, Plugin, PluginError, SlowType
+from clusterdns.core.plugin import SLOW, MemoTerms, Plugin, PluginError, SlowType
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.plugins.cache.entry import CachedAnswer, Kind, ParsedReply, WalkError
 from clusterdns.plugins.cache.metrics import CacheMetrics, Children
@@ -246,6 +246,36 @@ class Cache(Plugin):
         self._children.requests.inc()
         self._count_hit(entry)
         return wire
+
+    def fast_memo(self, query: Query, result: object) -> MemoTerms | None:
+        """A hit just served by :meth:`fast` may be replayed by the UDP reply memo until
+        its TTL would tick down (CoreDNS counts whole seconds), its hits counted here.
+
+        Not with prefetch: popularity is counted per hit. Not for entries the record
+        plugins stamp: the memo also watches their generation, so that is only a
+        matter of reading ``stale()`` once more."""
+        if self.config.prefetch > 0:
+            return None
+        entry = self.denial.get(self.key(query)) or self.success.get(self.key(query))
+        if entry is None or entry.stale():
+            return None
+        now = self.clock()
+        elapsed = now - entry.stored
+        if entry.remaining(now) <= 0:
+            return None
+        # The next whole second since storing, when remaining() drops by one.
+        next_tick = entry.stored + int(elapsed) + 1
+        if self.config.keepttl:
+            next_tick = entry.stored + entry.ttl
+        until = time.monotonic() + max(next_tick - now, 0.0)
+        children = self._children
+        hits = children.hits_success if entry.kind is Kind.SUCCESS else children.hits_denial
+
+        def count(n: int, _seconds_each: float) -> None:
+            children.requests.inc(n)
+            hits.inc(n)
+
+        return until, ((("cache", id(children), entry.kind), count),)
 
     # -- the plugin ---------------------------------------------------------------------------
 

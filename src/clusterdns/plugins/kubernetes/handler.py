@@ -11,7 +11,8 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from clusterdns.core.plugin import SLOW, Plugin, SlowType
+from clusterdns.core.memo import INFINITE
+from clusterdns.core.plugin import SLOW, MemoTerms, Plugin, SlowType
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.plugins.kubernetes.answers import AnswerTable, Outcome
 from clusterdns.plugins.kubernetes.config import KubernetesConfig
@@ -195,6 +196,11 @@ class Kubernetes(Plugin):
         if negative is not None:
             return negative
         return SLOW
+
+    def fast_memo(self, query: Query, result: object) -> MemoTerms | None:
+        """Our fast answers are right for every client until the generation moves, which
+        the reply memo watches: nothing else to count per hit."""
+        return INFINITE, ()
 
     def lookup(self, query: Query) -> AnswerTemplate | None:
         """The stored reply to ``query`` when it is fully determined, else None.

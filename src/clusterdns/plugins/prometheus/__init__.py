@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from clusterdns.core.http import split_http_address
+from clusterdns.core.memo import Sink
 from clusterdns.core.plugin import Plugin, SetupContext, only_once
 from clusterdns.core.process import Process
 from clusterdns.core.request import Request
@@ -54,6 +55,22 @@ class Prometheus(Plugin):
         family = 2 if ":" in client[0] else 1
         key = (server, zone, transport, family, query.qtype, rcode, plugin)
         self.metrics.record_key(key, len(query.data), len(wire), duration)
+
+    def memo_sink(
+        self,
+        server: str,
+        zone: str,
+        transport: str,
+        family: int,
+        query: Query,
+        rcode: int,
+        wire: bytes,
+        plugin: str,
+    ) -> tuple[Hashable, Sink]:
+        """Reply memo hits of this answer, counted as observe_fast would count each."""
+        key = (server, zone, transport, family, query.qtype, rcode, plugin)
+        sizes = (len(query.data), len(wire))
+        return ("prometheus", key, sizes), self.metrics.memo_sink(key, *sizes)
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         body = generate_latest(self.process.metrics_registry())

@@ -1,0 +1,153 @@
+"""The UDP reply memo: finished replies keyed by the query's bytes after its ID.
+
+A fast-path answer (a record plugin's stored template, a cache hit) is a pure
+function of the query bytes from offset 2 on (flags, question with its letter
+case, EDNS OPT) and of the plugins' data. The first such query is answered by
+the fast path and its reply, minus the ID, is kept here; every later identical
+query is answered with one dict lookup and a copy into the send buffer: no
+parsing, no zone match, no hooks, no rendering (bench/RESULTS.md section 1).
+
+Correctness rests on three rules:
+
+- Only answers a plugin vouches for are kept (``Plugin.fast_memo``), with a
+  deadline: ``inf`` for data that only changes with the plugin's ``generation``
+  (kubernetes), the next TTL tick for a cache hit. Client-specific answers
+  (autopath), reordered ones (loadbalance with several records) and blocks
+  whose observers need every query (log) are never kept.
+- Each batch starts with :meth:`ReplyMemo.check`: a new configuration (the mux
+  changed on reload) or any watched plugin's generation moving empties the
+  memo. Entries inserted while a generation moves are dropped by the next check.
+- Metrics still see every query: an entry carries a :class:`Tally` that the
+  receive thread increments; at scrape time :meth:`MemoStats.flush` hands the
+  new hits to the observers' sinks (coredns_dns_*, coredns_cache_*).
+
+One memo per receive thread, so only that thread writes its dict.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import weakref
+from collections.abc import Callable, Hashable, Iterable
+from typing import Final
+
+INFINITE: Final = math.inf
+DEFAULT_SIZE: Final = 100_000
+# Sinks get (new hits, seconds spent per hit on average).
+Sink = Callable[[int, float], None]
+# What the receive loop reads: (reply after the ID, valid until (monotonic), tally).
+Entry = tuple[bytes, float, list[int]]
+
+
+class Tally:
+    """Hits of every memo entry that shares one accounting (labels, sizes, sinks)."""
+
+    __slots__ = ("count", "flushed", "sinks")
+
+    def __init__(self, sinks: tuple[Sink, ...]) -> None:
+        self.count = [0]  # incremented by the receive thread: count[0] += 1
+        self.flushed = 0
+        self.sinks = sinks
+
+
+class ReplyMemo:
+    """The memo of one UDP receive thread."""
+
+    def __init__(self, limit: int = DEFAULT_SIZE, stats: MemoStats | None = None) -> None:
+        self.limit = limit
+        self.entries: dict[bytes, Entry] = {}
+        self.tallies: dict[Hashable, Tally] = {}
+        self.owner: object = None  # the configuration (mux) the entries belong to
+        self._watched: list[tuple[object, int]] = []
+        # Time spent answering memo hits, and how many: metrics share it out per hit.
+        self.hit_seconds = 0.0
+        self.hits = 0
+        self._flushed_seconds = 0.0
+        self._flushed_hits = 0
+        if stats is not None:
+            stats.add(self)
+
+    def check(self, owner: object, generations: Iterable[object]) -> None:
+        """Empty the memo if the configuration changed or a watched plugin's data did."""
+        if owner is not self.owner:
+            self.entries.clear()
+            self.owner = owner
+            self._watched = [(p, _generation(p)) for p in generations]
+            return
+        for plugin, seen in self._watched:
+            if _generation(plugin) != seen:
+                self.entries.clear()
+                self._watched = [(p, _generation(p)) for p, _ in self._watched]
+                return
+
+    def put(
+        self, key: bytes, tail: bytes, until: float, sinks: tuple[tuple[Hashable, Sink], ...]
+    ) -> None:
+        if self.limit <= 0:
+            return
+        entries = self.entries
+        if len(entries) >= self.limit:
+            # Oldest eighth first: a scan of many names does not empty the whole memo.
+            for old in list(itertools.islice(entries, max(self.limit // 8, 1))):
+                del entries[old]
+        accounting = tuple(k for k, _ in sinks)
+        tally = self.tallies.get(accounting)
+        if tally is None:
+            tally = self.tallies[accounting] = Tally(tuple(s for _, s in sinks))
+        entries[key] = (tail, until, tally.count)
+
+    def flush(self) -> None:
+        """Give every tally's new hits to its sinks (the scrape's thread, under MemoStats' lock)."""
+        hits = self.hits
+        seconds = self.hit_seconds
+        new_hits = hits - self._flushed_hits
+        each = (seconds - self._flushed_seconds) / new_hits if new_hits > 0 else 0.0
+        self._flushed_hits = hits
+        self._flushed_seconds = seconds
+        for tally in list(self.tallies.values()):
+            count = tally.count[0]
+            delta = count - tally.flushed
+            if delta <= 0:
+                continue
+            tally.flushed = count
+            for sink in tally.sinks:
+                sink(delta, each)
+
+
+def _generation(plugin: object) -> int:
+    return int(getattr(plugin, "generation", 0))
+
+
+class MemoStats:
+    """Every live memo of the process, flushed into the metrics before each scrape."""
+
+    def __init__(self) -> None:
+        self._memos: weakref.WeakSet[ReplyMemo] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self._retired_hits = 0  # of memos gone with their sockets: the counter never goes back
+
+    def add(self, memo: ReplyMemo) -> None:
+        with self._lock:
+            self._memos.add(memo)
+
+    def flush(self) -> None:
+        with self._lock:
+            for memo in list(self._memos):
+                memo.flush()
+
+    def totals(self) -> tuple[int, int]:
+        """(hits, entries) over every live memo, for /metrics."""
+        with self._lock:
+            memos = list(self._memos)
+        hits = self._retired_hits + sum(m.hits for m in memos)
+        return hits, sum(len(m.entries) for m in memos)
+
+    def retire(self, memo: ReplyMemo) -> None:
+        """A receive thread is done with ``memo``: count its last hits and forget it."""
+        with self._lock:
+            memo.flush()
+            if memo in self._memos:
+                self._memos.discard(memo)
+                self._retired_hits += memo.hits

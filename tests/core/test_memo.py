@@ -1,0 +1,276 @@
+"""The UDP reply memo: same bytes as the fast path, every hit counted, nothing stale."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import pytest
+import pytest_asyncio
+from prometheus_client import generate_latest
+
+from clusterdns.core.lifecycle import App
+from clusterdns.core.memo import INFINITE, ReplyMemo
+from clusterdns.core.process import Process
+from clusterdns.core.server import ServerOptions
+from tests.core.test_server import _udp_raw
+from tests.helpers.dnsclient import make_query, query
+from tests.helpers.kubeapi import KubeAPIServer
+from tests.helpers.responder import Responder
+from tests.plugins.kubernetes.cluster import ROWS, Case, objects, write_manifests
+
+pytestmark = pytest.mark.timeout(30)
+
+ZONES = "cluster.local in-addr.arpa ip6.arpa"
+
+
+def standard(source: str, *, log: bool = False) -> str:
+    """The standard Kubernetes Corefile's query path, on port 0."""
+    return (
+        ".:0 {\n"
+        + ("    log\n" if log else "")
+        + f"    kubernetes {ZONES} {{\n        {source}\n        pods insecure\n"
+        "        fallthrough in-addr.arpa ip6.arpa\n    }\n"
+        "    prometheus 127.0.0.1:0\n    cache 30\n    loadbalance\n}\n"
+    )
+
+
+async def serve(tmp_path: Path, text: str, *, mode: str = "batch", memo: int = 1000) -> App:
+    path = tmp_path / f"Corefile-{mode}-{memo}"
+    path.write_text(text)
+    app = App(
+        config_path=str(path),
+        process=Process(),
+        options=ServerOptions(udp_mode=mode, reply_memo=memo),
+    )
+    await app.start()
+    return app
+
+
+def port_of(app: App) -> int:
+    return (
+        app.server.bound_port("*", 0)
+        if ("*", 0) in app.server.listeners
+        else next(app.server.bound_port(h, p) for (h, p) in app.server.listeners)
+    )
+
+
+def metric(app: App, name: str, **labels: str) -> float:
+    text = generate_latest(app.process.metrics_registry()).decode()
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def ask_raw(port: int, qname: str, qtype: str, qid: int, payload: int | None = 1232) -> bytes:
+    message = make_query(qname, qtype, payload=payload)
+    message.id = qid
+    return await _udp_raw(port, message.to_wire())
+
+
+@pytest_asyncio.fixture
+async def cluster_dir(tmp_path: Path) -> Path:
+    return write_manifests(tmp_path / "manifests")
+
+
+# --- the memo on its own ------------------------------------------------------------------
+
+
+class Owner:
+    def __init__(self) -> None:
+        self.generation = 1
+
+
+def test_memo_empties_when_the_configuration_or_a_generation_moves() -> None:
+    memo = ReplyMemo(10)
+    plugin, config = Owner(), object()
+    memo.check(config, [plugin])
+    memo.put(b"q", b"r", INFINITE, ())
+    memo.check(config, [plugin])
+    assert b"q" in memo.entries
+    plugin.generation += 1
+    memo.check(config, [plugin])
+    assert not memo.entries
+    memo.put(b"q", b"r", INFINITE, ())
+    memo.check(config, [plugin])
+    assert b"q" in memo.entries, "the new generation is the one watched now"
+    memo.check(object(), [plugin])
+    assert not memo.entries
+
+
+def test_memo_is_bounded_and_evicts_oldest_first() -> None:
+    memo = ReplyMemo(16)
+    for i in range(40):
+        memo.put(b"%d" % i, b"r", INFINITE, ())
+    assert len(memo.entries) <= 16
+    assert b"39" in memo.entries and b"0" not in memo.entries
+    off = ReplyMemo(0)
+    off.put(b"q", b"r", INFINITE, ())
+    assert not off.entries
+
+
+def test_flush_hands_each_tally_its_new_hits_once() -> None:
+    seen: list[tuple[int, float]] = []
+    memo = ReplyMemo(10)
+    memo.put(b"a", b"r", INFINITE, (("k", lambda n, s: seen.append((n, s))),))
+    memo.put(b"b", b"r", INFINITE, (("k", lambda n, s: seen.append((n, s))),))
+    for key in (b"a", b"b", b"a"):
+        memo.entries[key][2][0] += 1
+    memo.hits, memo.hit_seconds = 3, 0.003
+    memo.flush()
+    memo.flush()
+    assert seen == [(3, pytest.approx(0.001))], "entries with one accounting share one tally"
+
+
+# --- through the server ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["batch", "thread", "loop"])
+async def test_memo_hits_are_the_fast_path_bytes_for_every_spec_case(
+    tmp_path: Path, cluster_dir: Path, mode: str
+) -> None:
+    """Every row of the kubernetes record table, asked three times: the later answers
+    (memo hits) equal, byte for byte after the ID, what a server without memo sends."""
+    text = standard(f"manifests {cluster_dir}")
+    with_memo = await serve(tmp_path, text, mode=mode)
+    without = await serve(tmp_path, text, mode=mode, memo=0)
+    try:
+        for app in (with_memo, without):
+            plugin = next(p for p in app.instance.plugins() if p.name == "kubernetes")  # type: ignore[union-attr]
+            assert await plugin.model.wait_synced(5)  # type: ignore[attr-defined]
+        memo_port, plain_port = port_of(with_memo), port_of(without)
+        sent = memoisable = 0
+        cases: list[Case] = [param.values[0] for param in ROWS]
+        for case in cases:
+            replies = [await ask_raw(memo_port, case.qname, case.qtype, qid) for qid in (1, 2, 3)]
+            plain = await ask_raw(plain_port, case.qname, case.qtype, 3)
+            sent += 3
+            assert [r[:2] for r in replies] == [b"\x00\x01", b"\x00\x02", b"\x00\x03"]
+            parsed = [dns.message.from_wire(b"\0\0" + r[2:]) for r in (*replies, plain)]
+            # loadbalance rotates multi-record answers: the same records, maybe reordered.
+            assert all(p == parsed[-1] for p in parsed), case
+            if not any(len(rrset) > 1 for rrset in parsed[-1].answer):
+                assert replies[2][2:] == plain[2:], case
+                if parsed[-1].rcode() != dns.rcode.SERVFAIL:  # SERVFAIL: fell through
+                    memoisable += 1
+        hits = metric(with_memo, "clusterdns_reply_memo_hits_total")
+        # The third of three identical questions at least comes from the memo.
+        assert hits >= memoisable > len(cases) / 2
+        assert metric(without, "clusterdns_reply_memo_hits_total") == 0
+        # Every query is counted once, memo hit or not.
+        assert metric(with_memo, "coredns_dns_requests_total", proto="udp") == sent
+        assert metric(with_memo, "coredns_dns_responses_total") == sent
+        assert metric(with_memo, "coredns_dns_request_duration_seconds_count") == sent
+    finally:
+        await with_memo.shutdown()
+        await without.shutdown()
+
+
+async def test_letter_case_and_edns_are_part_of_the_key(tmp_path: Path, cluster_dir: Path) -> None:
+    app = await serve(tmp_path, standard(f"manifests {cluster_dir}"))
+    try:
+        port = port_of(app)
+        name = "svc1.testns.svc.cluster.local."
+        for _ in range(3):
+            await query(port, name, "A")
+        mixed = await query(port, "SvC1.TestNS.svc.Cluster.local.", "A")
+        assert str(mixed.question[0].name) == "SvC1.TestNS.svc.Cluster.local."
+        assert str(mixed.answer[0].name) == "SvC1.TestNS.svc.Cluster.local."
+        for _ in range(2):
+            plain = dns.message.from_wire(await ask_raw(port, name, "A", 7, payload=None))
+            assert plain.edns < 0, "no OPT asked, none answered"
+            with_opt = dns.message.from_wire(await ask_raw(port, name, "A", 8, payload=1400))
+            assert with_opt.edns == 0
+    finally:
+        await app.shutdown()
+
+
+async def test_a_logging_block_sees_every_query(tmp_path: Path, cluster_dir: Path) -> None:
+    app = await serve(tmp_path, standard(f"manifests {cluster_dir}", log=True))
+    try:
+        port = port_of(app)
+        for _ in range(4):
+            await query(port, "svc1.testns.svc.cluster.local.", "A")
+        assert metric(app, "clusterdns_reply_memo_hits_total") == 0
+        assert metric(app, "coredns_dns_requests_total") == 4
+    finally:
+        await app.shutdown()
+
+
+@pytest.mark.parametrize("mode", ["batch", "thread", "loop"])
+async def test_no_stale_answer_after_a_cluster_change(tmp_path: Path, mode: str) -> None:
+    async with KubeAPIServer(bookmark_interval=0.2) as api:
+        for obj in objects():
+            api.create(obj)
+        app = await serve(tmp_path, standard(f"endpoint {api.url}"), mode=mode)
+        try:
+            plugin = next(p for p in app.instance.plugins() if p.name == "kubernetes")  # type: ignore[union-attr]
+            assert await plugin.model.wait_synced(5)  # type: ignore[attr-defined]
+            port = port_of(app)
+            name = "svc1.testns.svc.cluster.local."
+            for _ in range(5):
+                reply = await query(port, name, "A")
+                assert reply.rcode() == dns.rcode.NOERROR
+            assert metric(app, "clusterdns_reply_memo_hits_total") >= 3
+            (svc1,) = [
+                o for o in objects()
+                if o["kind"] == "Service" and o["metadata"]["name"] == "svc1"
+                and o["metadata"]["namespace"] == "testns"
+            ]  # fmt: skip
+            api.delete(svc1)
+            for _ in range(200):
+                reply = await query(port, name, "A")
+                if reply.rcode() == dns.rcode.NXDOMAIN:
+                    break
+                await asyncio.sleep(0.01)
+            assert reply.rcode() == dns.rcode.NXDOMAIN
+            # And it stays gone: nothing in a memo brings the old answer back.
+            for _ in range(5):
+                assert (await query(port, name, "A")).rcode() == dns.rcode.NXDOMAIN
+        finally:
+            await app.shutdown()
+
+
+async def test_reload_drops_memoised_answers(tmp_path: Path, cluster_dir: Path) -> None:
+    app = await serve(tmp_path, standard(f"manifests {cluster_dir}"))
+    try:
+        port = port_of(app)
+        name = "svc1.testns.svc.cluster.local."
+        for _ in range(3):
+            assert (await query(port, name, "A")).answer[0].ttl == 5
+        path = Path(app.config_path)  # type: ignore[arg-type]
+        path.write_text(standard(f"manifests {cluster_dir}\n        ttl 7"))
+        assert await app.reload()
+        for _ in range(3):
+            assert (await query(port, name, "A")).answer[0].ttl == 7
+    finally:
+        await app.shutdown()
+
+
+async def test_cache_hits_are_memoised_until_the_ttl_ticks(tmp_path: Path) -> None:
+    async with Responder() as upstream:
+        text = (
+            ".:0 {\n    prometheus 127.0.0.1:0\n    cache 30\n"
+            f"    forward . 127.0.0.1:{upstream.port}\n}}\n"
+        )
+        app = await serve(tmp_path, text)
+        try:
+            port = port_of(app)
+            ttls = [(await query(port, "example.org.", "A")).answer[0].ttl for _ in range(4)]
+            assert upstream.count() == 1
+            assert metric(app, "clusterdns_reply_memo_hits_total") >= 1
+            await asyncio.sleep(1.2)
+            later = (await query(port, "example.org.", "A")).answer[0].ttl
+            assert later < min(ttls), "a memoised cache hit expires when its TTL ticks"
+            # The cache's own counters see memo hits as hits.
+            assert metric(app, "coredns_cache_hits_total", type="success") == 4
+            assert metric(app, "coredns_cache_requests_total") >= 4
+        finally:
+            await app.shutdown()
