@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
@@ -274,3 +275,28 @@ async def test_cache_hits_are_memoised_until_the_ttl_ticks(tmp_path: Path) -> No
             assert metric(app, "coredns_cache_requests_total") >= 4
         finally:
             await app.shutdown()
+
+
+async def test_tcp_has_its_own_memo(tmp_path: Path, cluster_dir: Path) -> None:
+    """Over TCP nothing is truncated: the same question memoised over UDP with a small
+    buffer must not answer a TCP client, and the other way round."""
+    app = await serve(tmp_path, standard(f"manifests {cluster_dir}"))
+    try:
+        port = port_of(app)
+        name = "_http._tcp.hdls1.testns.svc.cluster.local."
+        over_udp = [await query(port, name, "SRV", payload=None) for _ in range(3)]
+        over_tcp = [await query(port, name, "SRV", tcp=True, payload=None) for _ in range(3)]
+        assert all(r.flags & dns.flags.TC for r in over_udp) or all(
+            len(r.answer[0]) == len(over_tcp[0].answer[0]) for r in over_udp
+        )
+        assert all(not r.flags & dns.flags.TC for r in over_tcp)
+        assert [len(r.answer[0]) for r in over_tcp] == [5, 5, 5]
+        small = "svc1.testns.svc.cluster.local."
+        before = metric(app, "clusterdns_reply_memo_hits_total")
+        for _ in range(4):
+            assert (await query(port, small, "A", tcp=True)).answer[0][0].address == "10.0.0.1"
+        # First sight builds the reply, the second memoises it, the rest are hits.
+        assert metric(app, "clusterdns_reply_memo_hits_total") - before >= 2
+        assert metric(app, "coredns_dns_requests_total", proto="tcp") == 7
+    finally:
+        await app.shutdown()

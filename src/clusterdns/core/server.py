@@ -178,7 +178,9 @@ class Dispatcher:
                     reordered = reordered or filtered is not wire
                     wire = filtered
             if memo is not None and not reordered and block.memoizable:
-                self._memoize(memo, query, block, zone, client, plugin_name, result, wire)
+                self._memoize(
+                    memo, query, block, zone, transport, client, plugin_name, result, wire
+                )
             if block.observers:
                 duration = time.perf_counter() - started
                 rcode = wire[3] & 0xF
@@ -207,12 +209,14 @@ class Dispatcher:
         query: Query,
         block: Block,
         zone: str,
+        transport: Transport,
         client: tuple[str, int],
         plugin_name: str,
         result: object,
         wire: bytes,
     ) -> None:
-        """Keep a UDP fast answer for identical queries, if its plugin vouches for it."""
+        """Keep a fast answer for identical queries, if its plugin vouches for it (one memo
+        per transport: UDP and TCP replies to the same bytes differ in truncation)."""
         plugin = block.plugin(plugin_name)
         if plugin is None or plugin.fast_memo is None:
             return
@@ -226,7 +230,7 @@ class Dispatcher:
             assert observer.memo_sink is not None
             sinks += (
                 observer.memo_sink(
-                    block.server_label, zone, "udp", family, query, rcode, wire, plugin_name
+                    block.server_label, zone, transport, family, query, rcode, wire, plugin_name
                 ),
             )
         memo.put(query.data[2:], wire[2:], until, sinks)
@@ -495,6 +499,12 @@ class TcpConnections:
         self.server = server
         self.dispatcher = dispatcher
         self.active = 0
+        # Every connection of the listener runs on the event loop: one memo for all.
+        self.memo_stats = server.process.metrics.memo
+        self.memo = ReplyMemo(server.options.reply_memo, self.memo_stats)
+
+    def close(self) -> None:
+        self.memo_stats.retire(self.memo)
 
     def protocol(self) -> TcpDnsProtocol:
         return TcpDnsProtocol(self)
@@ -548,7 +558,17 @@ class TcpDnsProtocol(asyncio.Protocol):
                 break
             message = bytes(buffer[2 : 2 + length])
             del buffer[: 2 + length]
-            prepared = self.dispatcher.prepare(message, "tcp", self.client)
+            memo = self.shared.memo
+            mux = self.dispatcher.mux
+            memo.check(mux, mux.memo_watch)
+            entry = memo.entries.get(message[2:])
+            if entry is not None and entry[1] > time.monotonic():
+                tail = entry[0]
+                transport.write(_LENGTH.pack(len(tail) + 2) + message[:2] + tail)
+                entry[2][0] += 1
+                memo.hits += 1
+                continue
+            prepared = self.dispatcher.prepare(message, "tcp", self.client, memo)
             if prepared is None:
                 continue
             if isinstance(prepared, bytes):
@@ -652,6 +672,7 @@ class Listener:
             worker.close()
         for worker in self.udp_threads:
             await worker.wait_closed()
+        self.tcp_connections.close()
         self.udp_threads.clear()
         self.udp.clear()
         self.tcp.clear()
