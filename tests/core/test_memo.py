@@ -300,3 +300,22 @@ async def test_tcp_has_its_own_memo(tmp_path: Path, cluster_dir: Path) -> None:
         assert metric(app, "coredns_dns_requests_total", proto="tcp") == 7
     finally:
         await app.shutdown()
+
+
+async def test_cluster_answers_behind_the_cache_keep_their_ttl(
+    tmp_path: Path, cluster_dir: Path
+) -> None:
+    """kubernetes keeps its replies ready: the cache in front does not store them (a hit
+    would be no faster and its TTL ticking would expire the memo entry every second)."""
+    app = await serve(tmp_path, standard(f"manifests {cluster_dir}"))
+    try:
+        port = port_of(app)
+        ttls = []
+        for _ in range(3):
+            ttls.append((await query(port, "svc1.testns.svc.cluster.local.", "A")).answer[0].ttl)
+            await asyncio.sleep(0.6)
+        assert ttls == [5, 5, 5]
+        assert metric(app, "coredns_cache_entries", type="success") == 0
+        assert metric(app, "clusterdns_reply_memo_hits_total") >= 1
+    finally:
+        await app.shutdown()
