@@ -106,6 +106,47 @@ def test_memo_empties_when_the_configuration_or_a_generation_moves() -> None:
     assert not memo.entries
 
 
+class Tracker(Owner):
+    """A record plugin that says which tokens each generation changed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: dict[int, set[str] | None] = {}
+
+    def change(self, tokens: set[str] | None) -> None:
+        self.generation += 1
+        self.log[self.generation] = tokens
+
+    def memo_changes(self, since: int) -> set[str] | None:
+        touched: set[str] = set()
+        for generation in range(since + 1, self.generation + 1):
+            tokens = self.log.get(generation)
+            if tokens is None:
+                return None
+            touched |= tokens
+        return touched
+
+
+def test_a_change_drops_only_what_depends_on_it() -> None:
+    memo = ReplyMemo(10)
+    plugin, config = Tracker(), object()
+    memo.check(config, [plugin])
+    memo.put(b"svc-a", b"r", INFINITE, (), (plugin, "a"))
+    memo.put(b"svc-b", b"r", INFINITE, (), (plugin, "b"))
+    memo.put(b"nxdomain", b"r", INFINITE, ())
+    plugin.change({"b"})
+    memo.check(config, [plugin])
+    assert set(memo.entries) == {b"svc-a"}, "b's and the untied entries go, a's stays"
+    memo.put(b"svc-b", b"r2", INFINITE, (), (plugin, "b"))
+    plugin.change(set())
+    plugin.change({"a"})
+    memo.check(config, [plugin])
+    assert set(memo.entries) == {b"svc-b"}, "several generations at once"
+    plugin.change(None)
+    memo.check(config, [plugin])
+    assert not memo.entries, "a change the plugin cannot describe drops everything"
+
+
 def test_memo_is_bounded_and_evicts_oldest_first() -> None:
     memo = ReplyMemo(16)
     for i in range(40):
@@ -319,3 +360,35 @@ async def test_cluster_answers_behind_the_cache_keep_their_ttl(
         assert metric(app, "clusterdns_reply_memo_hits_total") >= 1
     finally:
         await app.shutdown()
+
+
+async def test_churn_in_one_service_keeps_the_others_memoised(tmp_path: Path) -> None:
+    async with KubeAPIServer(bookmark_interval=0.2) as api:
+        for obj in objects():
+            api.create(obj)
+        app = await serve(tmp_path, standard(f"endpoint {api.url}"))
+        try:
+            plugin = next(p for p in app.instance.plugins() if p.name == "kubernetes")  # type: ignore[union-attr]
+            assert await plugin.model.wait_synced(5)  # type: ignore[attr-defined]
+            port = port_of(app)
+            one, two = "svc1.testns.svc.cluster.local.", "svc2.other.svc.cluster.local."
+            for _ in range(3):
+                await query(port, one, "A")
+                await query(port, two, "A")
+            (svc2,) = [
+                o for o in objects()
+                if o["kind"] == "Service" and o["metadata"]["name"] == "svc2"
+            ]  # fmt: skip
+            svc2["spec"]["clusterIP"] = "10.0.0.99"
+            api.update(svc2)
+            for _ in range(200):
+                if (await query(port, two, "A")).answer[0][0].address == "10.0.0.99":
+                    break
+                await asyncio.sleep(0.01)
+            assert (await query(port, two, "A")).answer[0][0].address == "10.0.0.99"
+            before = metric(app, "clusterdns_reply_memo_hits_total")
+            assert (await query(port, one, "A")).answer[0][0].address == "10.0.0.1"
+            after = metric(app, "clusterdns_reply_memo_hits_total")
+            assert after == before + 1, "svc1's memoised reply outlived svc2's change"
+        finally:
+            await app.shutdown()

@@ -15,8 +15,12 @@ Correctness rests on three rules:
   (autopath), reordered ones (loadbalance with several records) and blocks
   whose observers need every query (log) are never kept.
 - Each batch starts with :meth:`ReplyMemo.check`: a new configuration (the mux
-  changed on reload) or any watched plugin's generation moving empties the
-  memo. Entries inserted while a generation moves are dropped by the next check.
+  changed on reload) empties the memo; a watched plugin's generation moving drops
+  the entries it says changed (``memo_changes``: kubernetes names the Services an
+  update touched, so endpoint churn elsewhere keeps the rest) and every entry
+  tied to nothing in particular (negative answers carry the SOA serial), or
+  everything when it cannot tell. Entries inserted while a generation moves are
+  dropped by the next check.
 - Metrics still see every query: an entry carries a :class:`Tally` that the
   receive thread increments; at scrape time :meth:`MemoStats.flush` hands the
   new hits to the observers' sinks (coredns_dns_*, coredns_cache_*).
@@ -37,8 +41,10 @@ INFINITE: Final = math.inf
 DEFAULT_SIZE: Final = 100_000
 # Sinks get (new hits, seconds spent per hit on average).
 Sink = Callable[[int, float], None]
-# What the receive loop reads: (reply after the ID, valid until (monotonic), tally).
-Entry = tuple[bytes, float, list[int]]
+# What the receive loop reads: (reply after the ID, valid until (monotonic), tally),
+# and the dependency group the entry belongs to.
+Entry = tuple[bytes, float, list[int], Hashable]
+_NO_KEYS: Final[set[bytes]] = set()
 
 
 class Tally:
@@ -61,6 +67,7 @@ class ReplyMemo:
         self.tallies: dict[Hashable, Tally] = {}
         self.owner: object = None  # the configuration (mux) the entries belong to
         self._watched: list[tuple[object, int]] = []
+        self._groups: dict[Hashable, set[bytes]] = {}
         # Time spent answering memo hits, and how many: metrics share it out per hit.
         self.hit_seconds = 0.0
         self.hits = 0
@@ -70,33 +77,67 @@ class ReplyMemo:
             stats.add(self)
 
     def check(self, owner: object, generations: Iterable[object]) -> None:
-        """Empty the memo if the configuration changed or a watched plugin's data did."""
+        """Drop what a new configuration or a watched plugin's changes made stale."""
         if owner is not self.owner:
-            self.entries.clear()
+            self.clear()
             self.owner = owner
             self._watched = [(p, _generation(p)) for p in generations]
             return
-        for plugin, seen in self._watched:
-            if _generation(plugin) != seen:
-                self.entries.clear()
-                self._watched = [(p, _generation(p)) for p, _ in self._watched]
+        watched = self._watched
+        for index, (plugin, seen) in enumerate(watched):
+            current = _generation(plugin)
+            if current == seen:
+                continue
+            changes = getattr(plugin, "memo_changes", None)
+            touched = changes(seen) if changes is not None else None
+            if touched is None:
+                self.clear()
+                self._watched = [(p, _generation(p)) for p, _ in watched]
                 return
+            # Entries tied to nothing in particular go with any change; the rest only
+            # when their own dependency changed (one Service's endpoints, not all).
+            self._drop_group(None)
+            for token in touched:
+                self._drop_group((id(plugin), token))
+            watched[index] = (plugin, current)
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self._groups.clear()
+
+    def _drop_group(self, group: Hashable) -> None:
+        entries = self.entries
+        for key in self._groups.pop(group, ()):
+            entries.pop(key, None)
 
     def put(
-        self, key: bytes, tail: bytes, until: float, sinks: tuple[tuple[Hashable, Sink], ...]
+        self,
+        key: bytes,
+        tail: bytes,
+        until: float,
+        sinks: tuple[tuple[Hashable, Sink], ...],
+        depends: tuple[object, Hashable] | None = None,
     ) -> None:
+        """Keep a reply. ``depends`` = (plugin, token): it stays until that plugin's
+        ``memo_changes`` names the token; None: until any watched plugin changes."""
         if self.limit <= 0:
             return
         entries = self.entries
+        groups = self._groups
         if len(entries) >= self.limit:
             # Oldest eighth first: a scan of many names does not empty the whole memo.
             for old in list(itertools.islice(entries, max(self.limit // 8, 1))):
-                del entries[old]
+                groups.get(entries.pop(old)[3], _NO_KEYS).discard(old)
+        previous = entries.get(key)
+        if previous is not None:
+            groups.get(previous[3], _NO_KEYS).discard(key)
         accounting = tuple(k for k, _ in sinks)
         tally = self.tallies.get(accounting)
         if tally is None:
             tally = self.tallies[accounting] = Tally(tuple(s for _, s in sinks))
-        entries[key] = (tail, until, tally.count)
+        group = None if depends is None else (id(depends[0]), depends[1])
+        groups.setdefault(group, set()).add(key)
+        entries[key] = (tail, until, tally.count, group)
 
     def flush(self) -> None:
         """Give every tally's new hits to its sinks (the scrape's thread, under MemoStats' lock)."""

@@ -26,7 +26,7 @@ class SlowType:
 
 SLOW: Final = SlowType()
 FastHook = Callable[[Query], "AnswerTemplate | bytes | SlowType | None"]
-MemoTerms = tuple[float, tuple[tuple[Hashable, Sink], ...]]
+MemoTerms = tuple[float, tuple[tuple[Hashable, Sink], ...], Hashable]
 
 
 class Plugin:
@@ -88,11 +88,14 @@ class Plugin:
     # defines ``fast_filter(wire) -> bytes | None`` instead of ``fast``: it is
     # applied to the finished fast-path reply; None sends the query to the chain.
     fast_filter: Callable[[bytes], bytes | None] | None = None
-    # A plugin whose fast answers may be kept in the UDP reply memo (core/memo.py)
-    # defines ``fast_memo(query, result) -> (until, sinks) | None``: until when (monotonic
+    # A plugin whose fast answers may be kept in the reply memo (core/memo.py) defines
+    # ``fast_memo(query, result) -> (until, sinks, token) | None``: until when (monotonic
     # seconds, ``inf`` for "until my ``generation`` changes") the answer it just gave to
-    # ``query`` stays right for every client, and the sinks that must count memo hits
-    # as it counts its own answers. None (and no ``fast_memo``): never kept.
+    # ``query`` stays right for every client, the sinks that must count memo hits as it
+    # counts its own answers, and what the answer depends on: a token its
+    # ``memo_changes(since_generation) -> set of tokens | None`` names when that changes
+    # (None: anything; such entries go with every change). No ``fast_memo``, or None
+    # from it: never kept.
     fast_memo: Callable[[Query, object], MemoTerms | None] | None = None
 
 

@@ -223,7 +223,7 @@ class Dispatcher:
         terms = plugin.fast_memo(query, result)
         if terms is None:
             return
-        until, sinks = terms
+        until, sinks, token = terms
         rcode = wire[3] & 0xF
         family = 2 if ":" in client[0] else 1
         for observer in block.memo_observers:
@@ -233,7 +233,7 @@ class Dispatcher:
                     block.server_label, zone, transport, family, query, rcode, wire, plugin_name
                 ),
             )
-        memo.put(query.data[2:], wire[2:], until, sinks)
+        memo.put(query.data[2:], wire[2:], until, sinks, None if token is None else (plugin, token))
 
     async def resolve(self, req: Request) -> bytes:
         block = req.block

@@ -282,7 +282,7 @@ class Cache(Plugin):
             children.requests.inc(n)
             hits.inc(n)
 
-        return until, ((("cache", id(children), entry.kind), count),)
+        return until, ((("cache", id(children), entry.kind), count),), None
 
     # -- the plugin ---------------------------------------------------------------------------
 

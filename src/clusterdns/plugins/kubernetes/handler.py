@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from typing import Protocol
@@ -16,12 +17,13 @@ from clusterdns.core.plugin import SLOW, MemoTerms, Plugin, SlowType
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.plugins.kubernetes.answers import AnswerTable, Outcome
 from clusterdns.plugins.kubernetes.config import KubernetesConfig
-from clusterdns.sources.model import Change, ClusterModel
-from clusterdns.wire import AnswerTemplate, Query
+from clusterdns.sources.model import Change, ClusterModel, ServiceKey
+from clusterdns.wire import AnswerTemplate, FormError, Query, skip_name
 
 log = logging.getLogger("clusterdns.plugins.kubernetes")
 
 PLUGIN = "kubernetes"
+MEMO_LOG = 1024  # changes remembered for the reply memo; a memo further behind starts over
 CNAME = dns.rdatatype.CNAME
 
 
@@ -49,6 +51,11 @@ class Kubernetes(Plugin):
         self._deadline = 0.0
         self.last_change: float | None = None
         model.subscribe(self._on_change)
+        # (generation, the Services a change touched, or None for "anything"), for the
+        # reply memo: endpoint churn in one Service leaves the others' replies memoised.
+        self._memo_log: collections.deque[tuple[int, frozenset[ServiceKey] | None]] = (
+            collections.deque(maxlen=MEMO_LOG)
+        )
         # Set by adopt(): the predecessor's running model and tasks, and the kinds it watched.
         self._adopted: Kubernetes | None = None
         self._adopted_tasks: list[asyncio.Task[None]] = []
@@ -161,6 +168,12 @@ class Kubernetes(Plugin):
                 self._build_deferred()  # synchronously, so no query sees a synced empty table
             return
         self.table.apply(change)
+        self._memo_log.append(
+            (
+                self.table.generation,
+                None if change.full or change.namespaces else change.services,
+            )
+        )
         self.last_change = time.monotonic()
         log.debug(
             "kubernetes: applied change (%d services, %d namespaces, %d pod ips), generation %d",
@@ -199,8 +212,52 @@ class Kubernetes(Plugin):
 
     def fast_memo(self, query: Query, result: object) -> MemoTerms | None:
         """Our fast answers are right for every client until the generation moves, which
-        the reply memo watches: nothing else to count per hit."""
-        return INFINITE, ()
+        the reply memo watches; nothing else counts per hit.
+
+        A positive answer at or under a Service's name (the Service, its endpoints, its
+        SRV names) depends on that Service alone: its token is the Service's key. Anything
+        else (negative answers carry the SOA serial, PTR, pods, the apex, CNAMEs whose
+        target may be another Service) goes with any change."""
+        return INFINITE, (), self._service_of(query, result)
+
+    def _service_of(self, query: Query, result: object) -> ServiceKey | None:
+        if not isinstance(result, AnswerTemplate):
+            return None
+        wire = result.wire
+        # NOERROR with answers and no authority (no SOA: no serial in it).
+        if len(wire) < 12 or wire[3] & 0xF or not (wire[6] or wire[7]) or wire[8] or wire[9]:
+            return None
+        try:
+            at = skip_name(wire, skip_name(wire, 12) + 4)  # past the question, the owner
+            rrtype = (wire[at] << 8) | wire[at + 1]
+        except (FormError, IndexError):
+            return None
+        if rrtype == CNAME:
+            return None
+        name = query.name.lower()
+        for zone in self.config.zones:
+            if zone != "." and name.endswith("." + zone):
+                labels = name[: -len(zone) - 1].split(".")
+                if len(labels) >= 3 and labels[-1] == "svc":
+                    return (labels[-2], labels[-3])
+        return None
+
+    def memo_changes(self, since: int) -> frozenset[ServiceKey] | None:
+        """The Services whose answers changed after generation ``since``, None if unknown
+        (a full rebuild, a namespace change, or a gap in the log)."""
+        current = self.table.generation
+        touched: set[ServiceKey] = set()
+        expected = since + 1
+        for generation, services in self._memo_log:
+            if generation <= since:
+                continue
+            if generation != expected or services is None:
+                return None
+            touched.update(services)
+            expected += 1
+        if expected != current + 1:
+            return None
+        return frozenset(touched)
 
     def lookup(self, query: Query) -> AnswerTemplate | None:
         """The stored reply to ``query`` when it is fully determined, else None.
