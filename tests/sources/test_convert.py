@@ -14,6 +14,7 @@ from clusterdns.sources.convert import (
     to_pod,
     to_service,
     to_slice_endpoints,
+    to_slice_entries,
 )
 from clusterdns.sources.kube import objects as api
 from clusterdns.sources.records import Endpoint, Namespace, Pod, Service, ServicePort
@@ -30,13 +31,13 @@ HTTP = (ServicePort("http", 80, "TCP"),)
 SERVICE_CASES = [
     pytest.param(
         service("web", cluster_ip="10.96.0.20"),
-        Service("default", "web", "ClusterIP", ("10.96.0.20",), False, None, HTTP, False, (), None),
+        Service("default", "web", "ClusterIP", ("10.96.0.20",), False, None, HTTP, False, ()),
         id="clusterIP only",
     ),
     pytest.param(
         service("web", cluster_ip="None", selector={"app": "web"}),
-        Service("default", "web", "ClusterIP", (), True, None, HTTP, False, (), (("app", "web"),)),
-        id="clusterIP None → headless",
+        Service("default", "web", "ClusterIP", (), True, None, HTTP, False, ()),
+        id="clusterIP None → headless (the selector is not kept)",
     ),
     pytest.param(
         service(
@@ -55,15 +56,12 @@ SERVICE_CASES = [
             HTTP,
             False,
             (("a", "1"), ("b", "2")),
-            None,
         ),
         id="dual-stack clusterIPs, canonical IPv6, sorted labels",
     ),
     pytest.param(
         service("search", type="ExternalName", external_name="www.example.com.", ports=()),
-        Service(
-            "default", "search", "ExternalName", (), False, "www.example.com", (), False, (), None
-        ),
+        Service("default", "search", "ExternalName", (), False, "www.example.com", (), False, ()),
         id="ExternalName",
     ),
     pytest.param(
@@ -84,7 +82,6 @@ SERVICE_CASES = [
             (ServicePort("dns", 53, "UDP"),),
             True,
             (),
-            None,
         ),
         id="publishNotReadyAddresses, UDP port",
     ),
@@ -100,9 +97,8 @@ SERVICE_CASES = [
             (ServicePort("", 8080, "TCP"),),
             False,
             (),
-            None,
         ),
-        id="defaults: unnamed TCP port, no clusterIP, empty selector → None",
+        id="defaults: unnamed TCP port, no clusterIP",
     ),
 ]
 
@@ -115,7 +111,7 @@ def test_to_service(obj: dict[str, Any], expected: Service) -> None:
 def _ep(
     ip: str, ready: bool = True, hostname: str | None = None, ports: tuple[ServicePort, ...] = HTTP
 ) -> Endpoint:
-    return Endpoint((ip,), ready, hostname, None, None, ports)
+    return Endpoint((ip,), ready, hostname, None, ports)
 
 
 SLICE_CASES = [
@@ -147,7 +143,7 @@ SLICE_CASES = [
             "metadata": {"name": "orphan", "namespace": "default"},
             "endpoints": [{"addresses": ["10.0.0.9"]}],
         },
-        (None, (Endpoint(("10.0.0.9",), True, None, None, None, ()),)),
+        (None, (Endpoint(("10.0.0.9",), True, None, None, ()),)),
         id="no service-name label, no ports",
     ),
 ]
@@ -160,13 +156,15 @@ def test_to_slice_endpoints(
     assert to_slice_endpoints(decode(obj, api.EndpointSlice)) == expected
 
 
-def test_slice_target_ref_and_node() -> None:
+def test_slice_target_ref() -> None:
     obj = endpoint_slice("web-a", "web", addresses=["10.0.0.1"])
     obj["endpoints"][0].update(
         nodeName="node-1", targetRef={"kind": "Pod", "name": "web-0", "namespace": "default"}
     )
     _, (ep,) = to_slice_endpoints(decode(obj, api.EndpointSlice))
-    assert (ep.node_name, ep.pod_name) == ("node-1", "web-0")
+    assert ep.pod_name == "web-0"
+    # Stored without Pod names (no endpoint_pod_names): a bare IP.
+    assert to_slice_entries(decode(obj, api.EndpointSlice), pod_names=False)[2] == ("10.0.0.1",)
     obj["endpoints"][0]["targetRef"]["kind"] = "Node"
     _, (ep,) = to_slice_endpoints(decode(obj, api.EndpointSlice))
     assert ep.pod_name is None
@@ -229,11 +227,11 @@ def test_to_namespace() -> None:
     )
 
 
-def test_strings_are_interned() -> None:
+def test_namespaces_and_ports_are_shared() -> None:
     a = to_service(decode(service("web", "some-namespace", cluster_ip="10.96.0.20"), api.Service))
     b = to_pod(decode(pod("p", "some-namespace", ip="10.96.0.20"), api.Pod))
     assert a.namespace is b.namespace
-    assert a.cluster_ips[0] is b.ips[0]
+    assert a.ports is to_service(decode(service("api", cluster_ip="10.96.0.21"), api.Service)).ports
 
 
 @pytest.mark.parametrize(

@@ -253,3 +253,75 @@ def test_subscriber_errors_do_not_break_updates(model: ClusterModel) -> None:
     rec = Recorder(model)
     model.apply(Kind.SERVICES, "ADDED", obj(Kind.SERVICES, service("web", cluster_ip="10.96.0.20")))
     assert len(rec.changes) == 1 and model.service("default", "web") is not None
+
+
+def test_listing_page_by_page_applies_at_commit(model: ClusterModel) -> None:
+    rec = Recorder(model)
+    listing = model.listing(Kind.SERVICES)
+    listing.add([obj(Kind.SERVICES, service("a", cluster_ip="10.96.0.1"))])
+    listing.add([obj(Kind.SERVICES, service("b", cluster_ip="10.96.0.2"))])
+    assert model.service("default", "a") is None and not rec.changes  # nothing until commit
+    listing.commit()
+    assert listing.count == 2
+    assert sorted(s.name for s in model.services()) == ["a", "b"]
+    assert rec.changes[-1].services == {("default", "a"), ("default", "b")}
+
+
+def test_relist_keeps_the_stored_records(model: ClusterModel) -> None:
+    objs = [
+        obj(Kind.SERVICES, service("a", cluster_ip="10.96.0.1")),
+        obj(Kind.SERVICES, service("b", cluster_ip="10.96.0.2")),
+    ]
+    model.replace_all(Kind.SERVICES, objs)
+    stored = model.service("default", "a")
+    generation = model.generation
+    model.replace_all(Kind.SERVICES, objs)  # a relist finding nothing new
+    assert model.service("default", "a") is stored  # one copy, not two
+    assert model.generation == generation
+
+
+def test_reverse_index_follows_owners_and_records(model: ClusterModel) -> None:
+    model.replace_all(
+        Kind.SERVICES,
+        [
+            obj(Kind.SERVICES, service("one", cluster_ip="None")),
+            obj(Kind.SERVICES, service("two", cluster_ip="None")),
+        ],
+    )
+    model.replace_all(
+        Kind.ENDPOINTSLICES,
+        [
+            obj(Kind.ENDPOINTSLICES, endpoint_slice("one-a", "one", addresses=["10.0.0.1"])),
+            obj(Kind.ENDPOINTSLICES, endpoint_slice("two-a", "two", addresses=["10.0.0.1"])),
+        ],
+    )
+    # The same address in two Services: both answer its PTR query, in claim order.
+    assert [o.service for o in model.ip_owners("10.0.0.1")] == ["one", "two"]
+    # A changed Service record replaces the old one in place (order kept).
+    model.apply(
+        Kind.SERVICES,
+        "MODIFIED",
+        obj(Kind.SERVICES, service("one", cluster_ip="None", labels={"x": "y"})),
+    )
+    assert [s.labels for s in model.ip_services("10.0.0.1")] == [(("x", "y"),), ()]
+    model.apply(Kind.SERVICES, "DELETED", obj(Kind.SERVICES, service("one")))
+    assert model.ip_owners("10.0.0.1") == (IpOwner("default", "two", None),)
+
+
+def test_large_change_is_full(model: ClusterModel) -> None:
+    rec = Recorder(model)
+    model.replace_all(
+        Kind.SERVICES,
+        [obj(Kind.SERVICES, service(f"s{i}", cluster_ip="None")) for i in range(10_001)],
+    )
+    assert rec.changes[-1].full and not rec.changes[-1].services
+    assert model.service_count() == 10_001
+
+
+def test_slices_of_two_kinds_merge_in_kind_then_name_order(model: ClusterModel) -> None:
+    model.replace_all(
+        Kind.ENDPOINTSLICES,
+        [obj(Kind.ENDPOINTSLICES, endpoint_slice("web-a", "web", addresses=["10.0.0.2"]))],
+    )
+    model.replace_all(Kind.ENDPOINTS, [obj(Kind.ENDPOINTS, endpoints("web", ready=["10.0.0.1"]))])
+    assert [e.addresses[0] for e in model.endpoints("default", "web")] == ["10.0.0.1", "10.0.0.2"]

@@ -6,41 +6,55 @@ import ipaddress
 import socket
 import sys
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
 
 from .kube import objects as api
 from .records import Endpoint, Namespace, Pod, Service, ServicePort
 
 __all__ = [
     "SERVICE_NAME_LABEL",
+    "EndpointEntry",
     "canonical_ip",
+    "expand",
     "pod_is_ready",
     "to_endpoints",
+    "to_endpoints_entries",
     "to_namespace",
     "to_pod",
     "to_service",
     "to_slice_endpoints",
+    "to_slice_entries",
 ]
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 _intern = sys.intern
 
+# An endpoint as stored: the bare IP for the common one (ready, one address, no hostname,
+# no Pod name kept, its object's ports), which saves ~130 bytes an endpoint; else in full.
+EndpointEntry = str | Endpoint
 
-@lru_cache(maxsize=65536)
+# Equal port lists are one tuple: most Services of a cluster share a handful of them.
+_PORTS: dict[tuple[ServicePort, ...], tuple[ServicePort, ...]] = {}
+_PORTS_LIMIT = 4096
+
+
 def canonical_ip(text: str) -> str | None:
-    """The canonical text form of an IP address (``0:0::1`` → ``::1``), None if invalid."""
-    text = text.strip()
+    """The canonical text form of an IP address (``0:0::1`` → ``::1``), None if invalid.
+
+    ``text`` itself when it is canonical already, as API servers send them: no second copy.
+    Not interned: nearly every address is unique, so a table of them costs more than it
+    saves (it was 20 MiB at 400k endpoint addresses).
+    """
     # inet_pton/inet_ntop round trip: the same canonical forms as ipaddress, ~20x faster
     # (it matters when listing 100k EndpointSlices). inet_pton accepts only plain forms.
     family = socket.AF_INET6 if ":" in text else socket.AF_INET
     try:
-        return _intern(socket.inet_ntop(family, socket.inet_pton(family, text)))
+        canonical = socket.inet_ntop(family, socket.inet_pton(family, text))
     except (OSError, ValueError):
-        pass
-    try:
-        return _intern(str(ipaddress.ip_address(text)))
-    except ValueError:
-        return None
+        try:
+            canonical = str(ipaddress.ip_address(text.strip()))
+        except ValueError:
+            return None
+    return text if canonical == text else canonical
 
 
 def _ips(texts: Iterable[str]) -> tuple[str, ...]:
@@ -75,13 +89,15 @@ def to_service(obj: api.Service) -> Service:
             headless = True
         else:
             cluster_ips = _ips(raw)
-    ports = tuple(
-        ServicePort(name=_intern(p.name), port=p.port, protocol=_protocol(p.protocol))
-        for p in spec.ports or ()
+    ports = _shared(
+        tuple(
+            ServicePort(name=_intern(p.name), port=p.port, protocol=_protocol(p.protocol))
+            for p in spec.ports or ()
+        )
     )
     return Service(
         namespace=_intern(obj.metadata.namespace),
-        name=_intern(obj.metadata.name),
+        name=obj.metadata.name,  # unique: interning would only add a table entry
         type=_intern(spec.type or "ClusterIP"),
         cluster_ips=cluster_ips,
         headless=headless,
@@ -89,75 +105,130 @@ def to_service(obj: api.Service) -> Service:
         ports=ports,
         publish_not_ready=spec.publish_not_ready_addresses,
         labels=_pairs(obj.metadata.labels),
-        selector=_pairs(spec.selector) or None,
     )
 
 
+def _shared(ports: tuple[ServicePort, ...]) -> tuple[ServicePort, ...]:
+    if not ports:
+        return ()
+    found = _PORTS.get(ports)
+    if found is not None:
+        return found
+    if len(_PORTS) < _PORTS_LIMIT:
+        _PORTS[ports] = ports
+    return ports
+
+
 def _endpoint_ports(ports: list[api.EndpointPort] | None) -> tuple[ServicePort, ...]:
-    return tuple(
-        ServicePort(name=_intern(p.name or ""), port=p.port, protocol=_protocol(p.protocol))
-        for p in ports or ()
-        if p.port is not None
+    return _shared(
+        tuple(
+            ServicePort(name=_intern(p.name or ""), port=p.port, protocol=_protocol(p.protocol))
+            for p in ports or ()
+            if p.port is not None
+        )
     )
 
 
 def _pod_name(ref: api.ObjectReference | None) -> str | None:
-    return _intern(ref.name) if ref is not None and ref.kind == "Pod" and ref.name else None
+    return ref.name if ref is not None and ref.kind == "Pod" and ref.name else None
 
 
 def _opt(value: str | None) -> str | None:
-    return _intern(value) if value else None
+    # Not interned: hostnames, Pod and slice names are (nearly) unique.
+    return value or None
+
+
+def expand(entry: EndpointEntry, ports: tuple[ServicePort, ...]) -> Endpoint:
+    """The full Endpoint a stored entry stands for."""
+    if isinstance(entry, str):
+        return Endpoint((entry,), True, None, None, ports)
+    return entry
+
+
+def _entry(
+    addresses: tuple[str, ...],
+    ready: bool,
+    hostname: str | None,
+    pod_name: str | None,
+    ports: tuple[ServicePort, ...],
+) -> EndpointEntry:
+    if ready and hostname is None and pod_name is None and len(addresses) == 1:
+        return addresses[0]
+    return Endpoint(addresses, ready, hostname, pod_name, ports)
+
+
+def to_slice_entries(
+    obj: api.EndpointSlice, *, pod_names: bool = True
+) -> tuple[str | None, tuple[ServicePort, ...], tuple[EndpointEntry, ...]]:
+    """An EndpointSlice as stored: its Service (the service-name label), ports and entries.
+
+    ``conditions.ready`` unset means ready, as the API documents. FQDN slices carry no
+    addresses DNS can serve and convert to no endpoints. Without ``pod_names`` the Pod
+    names are dropped (only ``endpoint_pod_names`` reads them).
+    """
+    service = _opt((obj.metadata.labels or {}).get(SERVICE_NAME_LABEL))
+    if obj.address_type not in ("IPv4", "IPv6"):
+        return (service, (), ())
+    ports = _endpoint_ports(obj.ports)
+    entries: list[EndpointEntry] = []
+    for ep in obj.endpoints or ():
+        raw = ep.addresses
+        if len(raw) == 1:  # nearly always (the API allows 1 to 100)
+            ip = canonical_ip(raw[0])
+            if ip is None:
+                continue
+            addresses: tuple[str, ...] = (ip,)
+        else:
+            addresses = _ips(raw)
+            if not addresses:
+                continue
+        entries.append(
+            _entry(
+                addresses,
+                ep.conditions.ready is not False,
+                ep.hostname or None,
+                _pod_name(ep.target_ref) if pod_names else None,
+                ports,
+            )
+        )
+    return (service, ports, tuple(entries))
 
 
 def to_slice_endpoints(obj: api.EndpointSlice) -> tuple[str | None, tuple[Endpoint, ...]]:
-    """The Service an EndpointSlice belongs to (its service-name label) and its endpoints.
-
-    ``conditions.ready`` unset means ready, as the API documents. FQDN slices carry no
-    addresses DNS can serve and convert to no endpoints.
-    """
-    service = (obj.metadata.labels or {}).get(SERVICE_NAME_LABEL)
-    if obj.address_type not in ("IPv4", "IPv6"):
-        return (_opt(service), ())
-    ports = _endpoint_ports(obj.ports)
-    endpoints = []
-    for ep in obj.endpoints or ():
-        addresses = _ips(ep.addresses)
-        if not addresses:
-            continue
-        endpoints.append(
-            Endpoint(
-                addresses=addresses,
-                ready=ep.conditions.ready is not False,
-                hostname=_opt(ep.hostname),
-                node_name=_opt(ep.node_name),
-                pod_name=_pod_name(ep.target_ref),
-                ports=ports,
-            )
-        )
-    return (_opt(service), tuple(endpoints))
+    """The Service an EndpointSlice belongs to and its endpoints, in full."""
+    service, ports, entries = to_slice_entries(obj)
+    return (service, tuple(expand(e, ports) for e in entries))
 
 
-def to_endpoints(obj: api.Endpoints) -> tuple[Endpoint, ...]:
-    """Endpoints of a legacy v1 Endpoints object: ``addresses`` are ready, ``notReadyAddresses`` not."""
-    endpoints: list[Endpoint] = []
+def to_endpoints_entries(
+    obj: api.Endpoints, *, pod_names: bool = True
+) -> tuple[tuple[ServicePort, ...], tuple[EndpointEntry, ...]]:
+    """A legacy v1 Endpoints object as stored: the first subset's ports and the entries
+    (``addresses`` are ready, ``notReadyAddresses`` not; other subsets' ports in full)."""
+    entries: list[EndpointEntry] = []
+    first: tuple[ServicePort, ...] | None = None
     for subset in obj.subsets or ():
         ports = _endpoint_ports(subset.ports)
+        if first is None:
+            first = ports
         for ready, addresses in ((True, subset.addresses), (False, subset.not_ready_addresses)):
             for address in addresses or ():
                 ip = canonical_ip(address.ip)
                 if ip is None:
                     continue
-                endpoints.append(
-                    Endpoint(
-                        addresses=(ip,),
-                        ready=ready,
-                        hostname=_opt(address.hostname),
-                        node_name=_opt(address.node_name),
-                        pod_name=_pod_name(address.target_ref),
-                        ports=ports,
-                    )
-                )
-    return tuple(endpoints)
+                hostname = _opt(address.hostname)
+                pod_name = _pod_name(address.target_ref) if pod_names else None
+                if ports is first:
+                    entries.append(_entry((ip,), ready, hostname, pod_name, ports))
+                else:
+                    entries.append(Endpoint((ip,), ready, hostname, pod_name, ports))
+    return (first or (), tuple(entries))
+
+
+def to_endpoints(obj: api.Endpoints) -> tuple[Endpoint, ...]:
+    """Endpoints of a legacy v1 Endpoints object: ``addresses`` are ready, ``notReadyAddresses`` not."""
+    ports, entries = to_endpoints_entries(obj)
+    return tuple(expand(e, ports) for e in entries)
 
 
 def pod_is_ready(status: api.PodStatus) -> bool:
@@ -176,7 +247,7 @@ def to_pod(obj: api.Pod) -> Pod:
         ips = _ips([p.ip for p in status.pod_ips] if status.pod_ips else [status.pod_ip or ""])
     return Pod(
         namespace=_intern(obj.metadata.namespace),
-        name=_intern(obj.metadata.name),
+        name=obj.metadata.name,
         ips=ips,
         ready=pod_is_ready(status),
     )

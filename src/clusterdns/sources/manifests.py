@@ -486,10 +486,7 @@ def _slices_for(svc: api.Service, pods: Iterable[api.Pod]) -> list[api.EndpointS
                         ready=pod_is_ready(pod.status) or spec.publish_not_ready_addresses
                     ),
                     hostname=hostname,
-                    node_name=pod.spec.node_name,
-                    target_ref=api.ObjectReference(
-                        kind="Pod", name=pod.metadata.name, namespace=meta.namespace
-                    ),
+                    target_ref=api.ObjectReference(kind="Pod", name=pod.metadata.name),
                 )
             )
     slices = []

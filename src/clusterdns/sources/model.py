@@ -14,19 +14,22 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import msgspec
 
 from .convert import (
+    EndpointEntry,
     canonical_ip,
-    to_endpoints,
+    expand,
+    to_endpoints_entries,
     to_namespace,
     to_pod,
     to_service,
-    to_slice_endpoints,
+    to_slice_entries,
 )
 from .kube import objects as api
 from .podips import PodIPIndex
@@ -39,6 +42,7 @@ __all__ = [
     "EventType",
     "IpOwner",
     "Kind",
+    "Listing",
     "Namespace",
     "Pod",
     "Service",
@@ -49,6 +53,8 @@ log = logging.getLogger("clusterdns.sources")
 
 EventType: TypeAlias = Literal["ADDED", "MODIFIED", "DELETED"]
 ServiceKey: TypeAlias = tuple[str, str]  # (namespace, name)
+FULL_CHANGE = 10_000  # services (and pod IPs) changed by one update above which it is "full"
+_intern = sys.intern
 
 
 class Kind(enum.StrEnum):
@@ -84,10 +90,90 @@ class Change:
 
 
 class _SliceRecord(msgspec.Struct, frozen=True, gc=False):
-    """Stored form of one EndpointSlice or v1 Endpoints object."""
+    """Stored form of one EndpointSlice.
 
+    ``entries`` are :data:`~clusterdns.sources.convert.EndpointEntry`: a bare IP stands for
+    a ready endpoint with that one address, no hostname and ``ports``.
+    """
+
+    name: str
     service: str | None
-    endpoints: tuple[Endpoint, ...]
+    ports: tuple[ServicePort, ...]
+    entries: tuple[EndpointEntry, ...]
+
+
+class _EndpointsRecord(_SliceRecord, frozen=True, gc=False):
+    """Stored form of one legacy v1 Endpoints object (a type, not a field: 8 bytes less
+    for every slice)."""
+
+
+def _slice_order(record: _SliceRecord) -> tuple[bool, str]:
+    # As (kind, name) sort: "endpoints" before "endpointslices".
+    return (not isinstance(record, _EndpointsRecord), record.name)
+
+
+_Members: TypeAlias = tuple[_SliceRecord, ...]  # a Service's slices, in _slice_order
+# Stored: the record itself for a Service with one slice (nearly all), no 1-tuple.
+_StoredMembers: TypeAlias = "_SliceRecord | tuple[_SliceRecord, ...]"
+# ip → the Service (or Services, in the order they claimed it) answering its PTR query
+_Owners: TypeAlias = "Service | tuple[Service, ...]"
+
+
+def _merge(members: _Members) -> list[tuple[EndpointEntry, tuple[ServicePort, ...]]]:
+    """A Service's endpoints over its slices with their ports, deduplicated by first address.
+
+    The same address in two slices (during a migration): the first is kept, unless only a
+    later one is ready (it then takes the first one's place).
+    """
+    if not members:
+        return []
+    if len(members) == 1:
+        record = members[0]
+        entries = record.entries
+        if all(isinstance(e, str) for e in entries) and len(set(entries)) == len(entries):
+            return [(e, record.ports) for e in entries]  # the usual slice: nothing to merge
+    merged: dict[str, tuple[EndpointEntry, tuple[ServicePort, ...]]] = {}
+    for record in members:
+        for entry in record.entries:
+            first = entry if isinstance(entry, str) else entry.addresses[0]
+            seen = merged.get(first)
+            if seen is None or (_ready(entry) and not _ready(seen[0])):
+                merged[first] = (entry, record.ports)
+    return list(merged.values())
+
+
+def _ready(entry: EndpointEntry) -> bool:
+    return isinstance(entry, str) or entry.ready
+
+
+def _has_entries(members: _Members) -> bool:
+    return any(record.entries for record in members)
+
+
+def _owned(svc: Service | None, members: _Members) -> tuple[str, ...]:
+    """The IPs a Service answers PTR queries for: ClusterIPs, then served endpoints."""
+    if svc is None:
+        return ()
+    if not members:
+        return svc.cluster_ips
+    owned = dict.fromkeys(svc.cluster_ips)
+    if len(members) == 1:
+        entries = members[0].entries
+        if all(isinstance(e, str) for e in entries):
+            owned.update(dict.fromkeys(entries))  # type: ignore[arg-type]  # all bare IPs
+            return tuple(owned)
+    publish = svc.publish_not_ready
+    for entry, _ in _merge(members):
+        if isinstance(entry, str):
+            owned[entry] = None
+        elif entry.ready or publish:
+            for ip in entry.addresses:
+                owned[ip] = None
+    return tuple(owned)
+
+
+def _key_of(svc: Service) -> ServiceKey:
+    return (svc.namespace, svc.name)
 
 
 @dataclass
@@ -95,34 +181,91 @@ class _Pending:
     services: set[ServiceKey] = field(default_factory=set)
     namespaces: set[str] = field(default_factory=set)
     pod_ips: set[str] = field(default_factory=set)
-    dirty_services: set[ServiceKey] = field(default_factory=set)  # merge endpoints/owners
+    # Services whose record or slices this update touches, as they were before it: their
+    # endpoints and reverse entries are compared and refreshed at commit. The record alone
+    # (or None) when it had no slices: a LIST touches 100k of them at once.
+    before: dict[ServiceKey, Service | tuple[Service | None, _Members] | None] = field(
+        default_factory=dict
+    )
+
+    full: bool = False  # too many changes to list: notify a full change
 
     def __bool__(self) -> bool:
-        return bool(self.services or self.namespaces or self.pod_ips)
+        return bool(self.full or self.services or self.namespaces or self.pod_ips)
+
+
+class Listing:
+    """One LIST being received: each page is converted as it arrives (so the decoded page
+    can go), and :meth:`commit` applies the whole as :meth:`ClusterModel.replace_all` does.
+
+    A record equal to the stored one is kept as the stored object, so a relist holds one
+    copy of what did not change, not two.
+    """
+
+    def __init__(self, model: ClusterModel, kind: Kind) -> None:
+        self.model = model
+        self.kind = kind
+        self.count = 0
+        self._records: dict[str, dict[str, object]] = {}
+        self._pod_ips: dict[int, int] | None = None
+        if kind is Kind.POD_IPS or (kind is Kind.PODS and Kind.POD_IPS in model.kinds):
+            self._pod_ips = {}
+
+    def add(self, objects: Iterable[object]) -> None:
+        """Convert one page of API objects."""
+        model, kind = self.model, self.kind
+        if self._pod_ips is not None:
+            objects = list(objects)
+            model._pod_ips.collect(objects, self._pod_ips)  # type: ignore[arg-type]
+            if kind is Kind.POD_IPS:
+                self.count += len(objects)
+                return
+        records = self._records
+        for obj in objects:
+            ns, name, record = model._convert(kind, obj)
+            old = model._get(kind, ns, name)
+            if old is not None and old == record:
+                record = old
+            in_ns = records.get(ns)
+            if in_ns is None:
+                in_ns = records[ns] = {}
+            in_ns[name] = record
+            self.count += 1
+
+    def commit(self) -> None:
+        """Swap the kind's contents for what was added, and mark it synced."""
+        records, self._records = self._records, {}
+        self.model._replace(self.kind, records, self._pod_ips)
 
 
 class ClusterModel:
-    """Indexed cluster state. Mutated only from the event loop; readers never await."""
+    """Indexed cluster state. Mutated only from the event loop; readers never await.
 
-    def __init__(self, *, kinds: set[Kind]) -> None:
+    Records are kept by namespace, then name (no key tuple per object). A Service's
+    endpoints are not stored merged: its slices are, and merging is done when asked
+    (rarely more than one slice). The reverse index holds the owning Service records.
+    """
+
+    def __init__(self, *, kinds: set[Kind], pod_names: bool = True) -> None:
         self.kinds: frozenset[Kind] = frozenset(kinds)
+        # Keep the Pod names of endpoints (only ``endpoint_pod_names`` reads them): without
+        # them the usual endpoint is stored as its bare IP.
+        self.pod_names = pod_names
         self.generation = 0
         self.synced = False
         self.synced_event = asyncio.Event()
         self._synced_kinds: set[Kind] = set()
         self._subscribers: list[Callable[[Change], None]] = []
 
-        self._services: dict[ServiceKey, Service] = {}
-        self._services_by_ns: dict[str, dict[str, Service]] = {}
-        # (kind, namespace, object name) → stored slice; per service: slice keys
-        self._slices: dict[tuple[Kind, str, str], _SliceRecord] = {}
-        self._slices_by_service: dict[ServiceKey, set[tuple[Kind, str, str]]] = {}
-        self._endpoints: dict[ServiceKey, tuple[Endpoint, ...]] = {}
-        self._pods: dict[ServiceKey, Pod] = {}
+        self._services: dict[str, dict[str, Service]] = {}
+        self._slices: dict[Kind, dict[str, dict[str, _SliceRecord]]] = {
+            kind: {} for kind in _ENDPOINT_KINDS
+        }
+        self._members: dict[str, dict[str, _StoredMembers]] = {}  # by Service namespace, name
+        self._pods: dict[str, dict[str, Pod]] = {}
         self._pods_by_ip: dict[str, tuple[Pod, ...]] = {}
         self._namespaces: dict[str, Namespace] = {}
-        self._owned_ips: dict[ServiceKey, tuple[tuple[str, IpOwner], ...]] = {}
-        self._ip_owners: dict[str, tuple[IpOwner, ...]] = {}
+        self._ip_owners: dict[str, _Owners] = {}
         self._pod_ips = PodIPIndex()  # maintained only when POD_IPS is required
         if not self.kinds:
             self._set_synced()
@@ -168,17 +311,34 @@ class ClusterModel:
         self.synced = True
         self.synced_event.set()
 
+    def _settle(self, pending: _Pending) -> None:
+        """Refresh the Services touched so far (a LIST does it a namespace at a time, so
+        what it remembers stays small: pymalloc keeps the arenas of a peak)."""
+        for key, old in pending.before.items():
+            if isinstance(old, tuple):
+                self._refresh_service(key, old[0], old[1], pending)
+            else:
+                self._refresh_service(key, old, (), pending)
+        pending.before.clear()
+        if len(pending.services) + len(pending.pod_ips) > FULL_CHANGE:
+            # Changed this much: subscribers start over anyway, no need to say what.
+            pending.full = True
+            pending.services.clear()
+            pending.pod_ips.clear()
+
     def _commit(self, pending: _Pending) -> None:
-        for key in pending.dirty_services:
-            self._refresh_service(key, pending)
+        self._settle(pending)
         if not pending:
             return
         self.generation += 1
-        change = Change(
-            services=frozenset(pending.services),
-            namespaces=frozenset(pending.namespaces),
-            pod_ips=frozenset(pending.pod_ips),
-        )
+        if pending.full:
+            change = Change(frozenset(), frozenset(), frozenset(), full=True)
+        else:
+            change = Change(
+                services=frozenset(pending.services),
+                namespaces=frozenset(pending.namespaces),
+                pod_ips=frozenset(pending.pod_ips),
+            )
         for callback in self._subscribers:
             try:
                 callback(change)
@@ -187,27 +347,19 @@ class ClusterModel:
 
     # --- writers -------------------------------------------------------------------------
 
+    def listing(self, kind: Kind) -> Listing:
+        """Start receiving a full list of ``kind`` page by page (see :class:`Listing`)."""
+        return Listing(self, kind)
+
     def replace_all(self, kind: Kind, objects: Iterable[object]) -> None:
-        """Swap the whole contents of ``kind`` for ``objects`` (a list) and mark it synced.
+        """Swap the whole contents of ``kind`` for ``objects`` and mark it synced.
 
         Only the differences are applied, so a relist that finds nothing new bumps no
         generation and notifies nobody.
         """
-        if kind is Kind.POD_IPS or (kind is Kind.PODS and Kind.POD_IPS in self.kinds):
-            objects = list(objects)
-            self._pod_ips.replace_all(objects)  # type: ignore[arg-type]
-            if kind is Kind.POD_IPS:
-                # Nothing the DNS plugin precomputes depends on it: no generation, no notice.
-                self._mark_synced(kind)
-                return
-        pending = _Pending()
-        fresh = dict(self._convert(kind, obj) for obj in objects)
-        for key in [k for k in self._keys(kind) if k not in fresh]:
-            self._put(kind, key, None, pending)
-        for key, record in fresh.items():
-            self._put(kind, key, record, pending)
-        self._mark_synced(kind)
-        self._commit(pending)
+        listing = self.listing(kind)
+        listing.add(objects)
+        listing.commit()
 
     def apply(self, kind: Kind, event: EventType, obj: object) -> None:
         """Apply one watch event. An update equal to the stored record (only the
@@ -217,151 +369,247 @@ class ClusterModel:
             self._pod_ips.apply(obj, deleted=event == "DELETED")
             if kind is Kind.POD_IPS:
                 return
-        key, record = self._convert(kind, obj)
+        ns, name, record = self._convert(kind, obj)
         pending = _Pending()
-        self._put(kind, key, None if event == "DELETED" else record, pending)
+        self._put(kind, ns, name, None if event == "DELETED" else record, pending)
         self._commit(pending)
 
-    @staticmethod
-    def _convert(kind: Kind, obj: object) -> tuple[ServiceKey, object]:
+    def _replace(
+        self, kind: Kind, records: dict[str, dict[str, object]], pod_ips: dict[int, int] | None
+    ) -> None:
+        if pod_ips is not None:
+            self._pod_ips.swap(pod_ips)
+            if kind is Kind.POD_IPS:
+                # Nothing the DNS plugin precomputes depends on it: no generation, no notice.
+                self._mark_synced(kind)
+                return
+        pending = _Pending()
+        for ns, names in list(self._table(kind).items()):
+            fresh = records.get(ns, {})
+            for name in [n for n in names if n not in fresh]:
+                self._put(kind, ns, name, None, pending)
+            self._settle(pending)
+        for ns in list(records):
+            fresh = records.pop(ns)  # in list order (popitem() is the reverse)
+            for name, record in fresh.items():
+                self._put(kind, ns, name, record, pending)
+            del fresh
+            self._settle(pending)
+        self._mark_synced(kind)
+        self._commit(pending)
+
+    def _convert(self, kind: Kind, obj: object) -> tuple[str, str, object]:
         if kind is Kind.SERVICES:
             assert isinstance(obj, api.Service), obj
             svc = to_service(obj)
-            return (svc.namespace, svc.name), svc
+            return svc.namespace, svc.name, svc
         if kind is Kind.ENDPOINTSLICES:
             assert isinstance(obj, api.EndpointSlice), obj
-            service, endpoints = to_slice_endpoints(obj)
+            service, ports, entries = to_slice_entries(obj, pod_names=self.pod_names)
             meta = obj.metadata
-            return (meta.namespace, meta.name), _SliceRecord(service, endpoints)
+            ns = _intern(meta.namespace)
+            if service is not None:
+                owner = self.service(ns, service)
+                service = owner.name if owner is not None else service  # one copy of the name
+            return ns, meta.name, _SliceRecord(meta.name, service, ports, entries)
         if kind is Kind.ENDPOINTS:
             assert isinstance(obj, api.Endpoints), obj
             meta = obj.metadata
-            return (meta.namespace, meta.name), _SliceRecord(meta.name, to_endpoints(obj))
+            ports, entries = to_endpoints_entries(obj, pod_names=self.pod_names)
+            ns = _intern(meta.namespace)
+            owner = self.service(ns, meta.name)
+            name = owner.name if owner is not None else meta.name  # also its Service's name
+            return ns, name, _EndpointsRecord(name, name, ports, entries)
         if kind is Kind.PODS:
             assert isinstance(obj, api.Pod), obj
             pod = to_pod(obj)
-            return (pod.namespace, pod.name), pod
+            return pod.namespace, pod.name, pod
         if kind is Kind.NAMESPACES:
             assert isinstance(obj, api.Namespace), obj
-            ns = to_namespace(obj)
-            return ("", ns.name), ns
+            namespace = to_namespace(obj)
+            return "", namespace.name, namespace
         raise ValueError(f"unknown kind {kind!r}")
 
-    def _keys(self, kind: Kind) -> list[ServiceKey]:
+    def _table(self, kind: Kind) -> dict[str, dict[str, Any]]:
+        """The stored records of ``kind``, by namespace then name."""
         if kind is Kind.SERVICES:
-            return list(self._services)
+            return self._services
         if kind in _ENDPOINT_KINDS:
-            return [(ns, name) for k, ns, name in self._slices if k is kind]
+            return self._slices[kind]
         if kind is Kind.PODS:
-            return list(self._pods)
-        return [("", name) for name in self._namespaces]
+            return self._pods
+        return {"": self._namespaces} if self._namespaces else {}
 
-    def _put(self, kind: Kind, key: ServiceKey, record: object, pending: _Pending) -> None:
+    def _get(self, kind: Kind, ns: str, name: str) -> object:
+        if kind is Kind.NAMESPACES:
+            return self._namespaces.get(name)
+        in_ns = self._table(kind).get(ns)
+        return None if in_ns is None else in_ns.get(name)
+
+    def _put(self, kind: Kind, ns: str, name: str, record: object, pending: _Pending) -> None:
         if kind is Kind.SERVICES:
             assert record is None or isinstance(record, Service)
-            self._put_service(key, record, pending)
+            self._put_service(ns, name, record, pending)
         elif kind in _ENDPOINT_KINDS:
             assert record is None or isinstance(record, _SliceRecord)
-            self._put_slice((kind, *key), record, pending)
+            self._put_slice(kind, ns, name, record, pending)
         elif kind is Kind.PODS:
             assert record is None or isinstance(record, Pod)
-            self._put_pod(key, record, pending)
+            self._put_pod(ns, name, record, pending)
         else:
             assert record is None or isinstance(record, Namespace)
-            self._put_namespace(key[1], record, pending)
+            self._put_namespace(name, record, pending)
 
-    def _put_service(self, key: ServiceKey, svc: Service | None, pending: _Pending) -> None:
-        old = self._services.get(key)
-        if old == svc:
+    def _touch(self, key: ServiceKey, pending: _Pending) -> None:
+        """Remember how Service ``key`` was before this update first changes it."""
+        if key not in pending.before:
+            svc = self.service(*key)
+            members = self._members_of(*key)
+            pending.before[key] = (svc, members) if members else svc
+
+    def _put_service(self, ns: str, name: str, svc: Service | None, pending: _Pending) -> None:
+        in_ns = self._services.get(ns)
+        old = None if in_ns is None else in_ns.get(name)
+        if old is svc or old == svc:
             return
-        ns, name = key
+        key = (ns, name)
+        self._touch(key, pending)
         if svc is None:
-            del self._services[key]
-            in_ns = self._services_by_ns[ns]
+            assert in_ns is not None
             del in_ns[name]
             if not in_ns:
-                del self._services_by_ns[ns]
+                del self._services[ns]
                 pending.namespaces.add(ns)
         else:
-            self._services[key] = svc
-            if ns not in self._services_by_ns:
+            if in_ns is None:
+                in_ns = self._services[ns] = {}
                 pending.namespaces.add(ns)
-            self._services_by_ns.setdefault(ns, {})[name] = svc
+            in_ns[name] = svc
         pending.services.add(key)
-        pending.dirty_services.add(key)
+
+    def _members_of(self, ns: str, service: str) -> _Members:
+        in_ns = self._members.get(ns)
+        members = None if in_ns is None else in_ns.get(service)
+        if members is None:
+            return ()
+        return members if isinstance(members, tuple) else (members,)
+
+    def _set_members(self, ns: str, service: str, members: _Members) -> None:
+        if members:
+            in_ns = self._members.get(ns)
+            if in_ns is None:
+                in_ns = self._members[ns] = {}
+            in_ns[service] = members[0] if len(members) == 1 else members
+            return
+        in_ns = self._members.get(ns)
+        if in_ns is not None:
+            in_ns.pop(service, None)
+            if not in_ns:
+                del self._members[ns]
 
     def _put_slice(
-        self, key: tuple[Kind, str, str], record: _SliceRecord | None, pending: _Pending
+        self, kind: Kind, ns: str, name: str, record: _SliceRecord | None, pending: _Pending
     ) -> None:
-        old = self._slices.get(key)
-        if old == record:
+        table = self._slices[kind]
+        in_ns = table.get(ns)
+        old = None if in_ns is None else in_ns.get(name)
+        if old is record or old == record:
             return
-        ns = key[1]
         if old is not None and old.service is not None:
-            svc_key = (ns, old.service)
-            members = self._slices_by_service[svc_key]
-            members.discard(key)
-            if not members:
-                del self._slices_by_service[svc_key]
-            pending.dirty_services.add(svc_key)
+            self._touch((ns, old.service), pending)
+            rest = tuple(r for r in self._members_of(ns, old.service) if r is not old)
+            self._set_members(ns, old.service, rest)
         if record is None:
-            del self._slices[key]
-        else:
-            self._slices[key] = record
-            if record.service is not None:
-                svc_key = (ns, record.service)
-                self._slices_by_service.setdefault(svc_key, set()).add(key)
-                pending.dirty_services.add(svc_key)
-
-    def _refresh_service(self, key: ServiceKey, pending: _Pending) -> None:
-        """Recompute a Service's merged endpoints and its reverse (PTR) entries."""
-        merged: dict[str, Endpoint] = {}
-        for slice_key in sorted(self._slices_by_service.get(key, ())):
-            for ep in self._slices[slice_key].endpoints:
-                first = ep.addresses[0]
-                seen = merged.get(first)
-                # The same address in two slices (during a migration): keep the first,
-                # unless only the later one is ready.
-                if seen is None or (ep.ready and not seen.ready):
-                    merged[first] = ep
-        endpoints = tuple(merged.values())
-        if endpoints != self._endpoints.get(key, ()):
-            pending.services.add(key)
-            if endpoints:
-                self._endpoints[key] = endpoints
-            else:
-                self._endpoints.pop(key, None)
-
-        owned: dict[str, IpOwner] = {}
-        svc = self._services.get(key)
-        if svc is not None:
-            ns, name = key
-            for ip in svc.cluster_ips:
-                owned[ip] = IpOwner(ns, name, None)
-            for ep in endpoints:
-                if ep.ready or svc.publish_not_ready:
-                    for ip in ep.addresses:
-                        owned.setdefault(ip, IpOwner(ns, name, ep.hostname))
-        new_owned = tuple(owned.items())
-        old_owned = self._owned_ips.get(key, ())
-        if new_owned == old_owned:
+            assert in_ns is not None
+            del in_ns[name]
+            if not in_ns:
+                del table[ns]
             return
-        for ip, owner in old_owned:
-            rest = tuple(o for o in self._ip_owners[ip] if o is not owner)
-            if rest:
-                self._ip_owners[ip] = rest
-            else:
-                del self._ip_owners[ip]
-        for ip, owner in new_owned:
-            self._ip_owners[ip] = (*self._ip_owners.get(ip, ()), owner)
-        if new_owned:
-            self._owned_ips[key] = new_owned
-        else:
-            del self._owned_ips[key]
+        if in_ns is None:
+            in_ns = table[ns] = {}
+        in_ns[name] = record
+        if record.service is not None:
+            self._touch((ns, record.service), pending)
+            members = self._members_of(ns, record.service)
+            members = tuple(sorted((*members, record), key=_slice_order)) if members else (record,)
+            self._set_members(ns, record.service, members)
 
-    def _put_pod(self, key: ServiceKey, pod: Pod | None, pending: _Pending) -> None:
-        old = self._pods.get(key)
-        if old == pod:
+    def _refresh_service(
+        self, key: ServiceKey, old_svc: Service | None, old_members: _Members, pending: _Pending
+    ) -> None:
+        """Compare a Service's merged endpoints with before, and move its reverse entries."""
+        ns, name = key
+        svc = self.service(ns, name)
+        members = self._members_of(ns, name)
+        if members is not old_members and members != old_members:
+            if not _has_entries(old_members):
+                changed = _has_entries(members)
+            elif not _has_entries(members):
+                changed = True
+            else:
+                old_eps = [expand(e, p) for e, p in _merge(old_members)]
+                changed = old_eps != [expand(e, p) for e, p in _merge(members)]
+            if changed:
+                pending.services.add(key)
+        if svc is None and old_svc is None:
+            return
+        old_owned = _owned(old_svc, old_members)
+        new_owned = _owned(svc, members)
+        if svc is old_svc and old_owned == new_owned:
+            return
+        index = self._ip_owners
+        old_set = set(old_owned)
+        if svc is not None and not old_set.isdisjoint(new_owned) and svc is not old_svc:
+            for ip in new_owned:
+                if ip in old_set:
+                    self._own(ip, key, svc, replace=True)  # the same IP, the new record
+        if old_owned:
+            new_set = set(new_owned)
+            for ip in old_owned:
+                if ip not in new_set:
+                    self._disown(ip, key)
+        for ip in new_owned:
+            if ip not in old_set:
+                if index.get(ip) is None:
+                    index[ip] = svc  # type: ignore[assignment]
+                else:
+                    self._own(ip, key, svc, replace=False)  # type: ignore[arg-type]
+
+    def _own(self, ip: str, key: ServiceKey, svc: Service, *, replace: bool) -> None:
+        index = self._ip_owners
+        current = index.get(ip)
+        if current is None:
+            index[ip] = svc
+        elif isinstance(current, tuple):
+            if replace:
+                index[ip] = tuple(svc if _key_of(o) == key else o for o in current)
+            else:
+                index[ip] = (*current, svc)
+        elif replace and _key_of(current) == key:
+            index[ip] = svc
+        else:
+            index[ip] = (current, svc)
+
+    def _disown(self, ip: str, key: ServiceKey) -> None:
+        index = self._ip_owners
+        current = index.get(ip)
+        if current is None:
+            return
+        if isinstance(current, tuple):
+            rest = tuple(o for o in current if _key_of(o) != key)
+            if len(rest) == 1:
+                index[ip] = rest[0]
+            elif rest:
+                index[ip] = rest
+            else:
+                del index[ip]
+        elif _key_of(current) == key:
+            del index[ip]
+
+    def _put_pod(self, ns: str, name: str, pod: Pod | None, pending: _Pending) -> None:
+        in_ns = self._pods.get(ns)
+        old = None if in_ns is None else in_ns.get(name)
+        if old is pod or old == pod:
             return
         if old is not None:
             for ip in old.ips:
@@ -372,16 +620,21 @@ class ClusterModel:
                     del self._pods_by_ip[ip]
             pending.pod_ips.update(old.ips)
         if pod is None:
-            del self._pods[key]
-        else:
-            self._pods[key] = pod
-            for ip in pod.ips:
-                self._pods_by_ip[ip] = (*self._pods_by_ip.get(ip, ()), pod)
-            pending.pod_ips.update(pod.ips)
+            assert in_ns is not None
+            del in_ns[name]
+            if not in_ns:
+                del self._pods[ns]
+            return
+        if in_ns is None:
+            in_ns = self._pods[ns] = {}
+        in_ns[name] = pod
+        for ip in pod.ips:
+            self._pods_by_ip[ip] = (*self._pods_by_ip.get(ip, ()), pod)
+        pending.pod_ips.update(pod.ips)
 
     def _put_namespace(self, name: str, ns: Namespace | None, pending: _Pending) -> None:
         old = self._namespaces.get(name)
-        if old == ns:
+        if old is ns or old == ns:
             return
         if ns is None:
             del self._namespaces[name]
@@ -392,17 +645,18 @@ class ClusterModel:
     # --- readers (O(1), no awaits) -------------------------------------------------------
 
     def service(self, namespace: str, name: str) -> Service | None:
-        return self._services.get((namespace, name))
+        in_ns = self._services.get(namespace)
+        return None if in_ns is None else in_ns.get(name)
 
     def endpoints(self, namespace: str, service: str) -> tuple[Endpoint, ...]:
         """All endpoints of a Service, merged over its slices, deduplicated by address."""
-        return self._endpoints.get((namespace, service), ())
+        return tuple(expand(e, p) for e, p in _merge(self._members_of(namespace, service)))
 
     def namespace_exists(self, namespace: str) -> bool:
         """Namespace objects decide when they are watched; otherwise any Service in it."""
         if Kind.NAMESPACES in self.kinds:
             return namespace in self._namespaces
-        return namespace in self._services_by_ns
+        return namespace in self._services
 
     def namespace(self, name: str) -> Namespace | None:
         return self._namespaces.get(name)
@@ -410,11 +664,15 @@ class ClusterModel:
     def namespaces(self) -> Iterable[Namespace]:
         return self._namespaces.values()
 
-    def services(self) -> Iterable[Service]:
-        return self._services.values()
+    def services(self) -> Iterator[Service]:
+        for in_ns in self._services.values():
+            yield from in_ns.values()
+
+    def service_count(self) -> int:
+        return sum(len(in_ns) for in_ns in self._services.values())
 
     def services_in(self, namespace: str) -> Iterable[Service]:
-        in_ns = self._services_by_ns.get(namespace)
+        in_ns = self._services.get(namespace)
         return in_ns.values() if in_ns is not None else ()
 
     def pods_by_ip(self, ip: str) -> tuple[Pod, ...]:
@@ -437,10 +695,31 @@ class ClusterModel:
         namespaces = {p.namespace for p in pods}
         return namespaces.pop() if len(namespaces) == 1 else None
 
+    def ip_services(self, ip: str) -> tuple[Service, ...]:
+        """The Services answering the PTR query of ``ip`` (canonical), in claim order."""
+        current = self._ip_owners.get(ip)
+        if current is None:
+            return ()
+        return current if isinstance(current, tuple) else (current,)
+
     def ip_owners(self, ip: str) -> tuple[IpOwner, ...]:
         """Reverse index for PTR: ClusterIPs, then ready (or published) endpoint addresses.
 
         Only Services that exist own IPs; ``ip`` must be canonical (see
         :func:`clusterdns.sources.convert.canonical_ip`).
         """
-        return self._ip_owners.get(ip, ())
+        return tuple(
+            IpOwner(svc.namespace, svc.name, self._hostname_of(svc, ip))
+            for svc in self.ip_services(ip)
+        )
+
+    def _hostname_of(self, svc: Service, ip: str) -> str | None:
+        if ip in svc.cluster_ips:
+            return None
+        for entry, _ in _merge(self._members_of(svc.namespace, svc.name)):
+            if isinstance(entry, str):
+                if entry == ip:
+                    return None
+            elif (entry.ready or svc.publish_not_ready) and ip in entry.addresses:
+                return entry.hostname
+        return None

@@ -129,6 +129,11 @@ class PodIPIndex:
     def replace_all(self, pods: Iterable[api.Pod]) -> bool:
         """Rebuild from a full list; True if the index changed."""
         fresh: dict[int, int] = {}
+        self.collect(pods, fresh)
+        return self.swap(fresh)
+
+    def collect(self, pods: Iterable[api.Pod], fresh: dict[int, int]) -> None:
+        """Add one page of a full list to ``fresh`` (for :meth:`swap`)."""
         for pod in pods:
             keys = _status_keys(pod) if eligible(pod) else ()
             if not keys:
@@ -137,6 +142,9 @@ class PodIPIndex:
             value = _tag(meta.namespace, meta.name) << _NS_BITS | self._ns_id(meta.namespace)
             for key in keys:
                 fresh[key] = value
+
+    def swap(self, fresh: dict[int, int]) -> bool:
+        """Replace the index with a full list's entries; True if it changed."""
         if fresh == self._by_ip:
             return False
         self._by_ip = fresh

@@ -2,7 +2,9 @@
 
 Instances are immutable msgspec Structs without GC tracking; namespaces, names, port names
 and IP addresses are interned, so equal strings across thousands of records share memory and
-compare by identity first. IP addresses are canonical (``ipaddress`` text form).
+compare by identity first, and equal port lists are one shared tuple. IP addresses are
+canonical (``ipaddress`` text form). Fields DNS never reads (selectors, node names) are not
+kept: at 100k Services every field costs megabytes.
 """
 
 from __future__ import annotations
@@ -28,14 +30,12 @@ class Service(msgspec.Struct, frozen=True, gc=False):
     ports: tuple[ServicePort, ...]
     publish_not_ready: bool
     labels: tuple[tuple[str, str], ...]  # sorted
-    selector: tuple[tuple[str, str], ...] | None  # sorted; None when the Service has none
 
 
 class Endpoint(msgspec.Struct, frozen=True, gc=False):
     addresses: tuple[str, ...]
     ready: bool
     hostname: str | None
-    node_name: str | None
     pod_name: str | None  # set when targetRef.kind == "Pod"
     ports: tuple[ServicePort, ...]
 

@@ -1,11 +1,14 @@
-"""The answer table: every name the cluster defines, with its replies encoded once per change.
+"""The answer table: every name the cluster defines, answered from the Service records.
 
-Services are turned into names (``svc.ns.svc.zone``, ``_port._proto.svc...``, endpoint
-names) when a model :class:`Change` arrives. Replies are encoded as
-:class:`AnswerTemplate` on first use: positive ones are kept until their name changes,
-the rest (NODATA, pod names, PTR) memoised until the next change, and NXDOMAIN for
-names that cannot exist comes from one template per zone and question shape. :meth:`AnswerTable.outcome` is the one place that decides an answer; the templates
-and the dnspython path both render what it returns.
+Nothing is stored per name. A query under ``<svc>.<ns>.svc.<zone>`` is parsed to its
+Service, whose names (the Service, its endpoints, ``_port._proto`` and the ``_proto``
+empty non-terminals) are built from the model's record when asked, a few Services' worth
+kept (``views``). Replies are encoded as :class:`AnswerTemplate` on first use: positive
+ones of a Service's names are kept (bounded) until that Service changes, the rest
+(NODATA, apex, pod names, PTR) memoised (bounded) until the next change, and NXDOMAIN for
+names that cannot exist comes from one template per zone and question shape.
+:meth:`AnswerTable.outcome` is the one place that decides an answer; the templates and the
+dnspython path both render what it returns.
 """
 
 from __future__ import annotations
@@ -67,12 +70,16 @@ DNS_VERSION_TTL: Final = 28800  # as CoreDNS (and the spec's example)
 DNS_SERVICE: Final = ("kube-system", "kube-dns")  # whose ClusterIP ns.dns.<zone> answers
 EAGER_TYPES: Final = (A, AAAA, SRV, CNAME, TXT, SOA, NS)
 TEMPLATE_TYPES: Final = (*EAGER_TYPES, dns.rdatatype.PTR)
-# Lazily built replies (PTR, NODATA, pod names) kept at most; the oldest tenth goes
-# when full, so a scan of many names cannot grow memory or thrash the whole memo.
-MEMO_LIMIT: Final = 100_000
-# Types whose positive replies are kept per name in `templates` (forgotten when the name
-# changes); everything else lives in the memo, which any change clears.
+# Replies kept at most: positive ones of Service names (forgotten when their Service
+# changes) and the rest (cleared by any change). The oldest tenth goes when full, so a scan
+# of many names cannot grow memory or thrash the whole memo; the server's reply memo in
+# front of the plugin serves the hot names.
+TEMPLATE_LIMIT: Final = 100_000  # the server's reply memo holds as many
+MEMO_LIMIT: Final = 50_000
+# Services whose names are kept built (a headless Service's view holds all its endpoints).
+VIEW_LIMIT: Final = 1024
 CNAME_DEPTH: Final = 8
+_APEX_LABELS: Final = frozenset({b"dns", b"svc", b"pod", b"dns-version"})
 _FLAGS: Final = dns.flags.QR | dns.flags.AA
 
 ServiceKey = tuple[str, str]
@@ -163,23 +170,30 @@ class AnswerTable:
         self.own_addresses = tuple(own_addresses)
         self.zones = tuple(sorted(config.zones, key=len, reverse=True))
         self.zone_wires = frozenset(text_to_wire(z) for z in config.zones)
+        self.forward_zones = config.forward_zones
+        # The few names of each zone's apex (the zone, dns, ns.dns, svc, pod, dns-version).
         self.names: dict[str, NameData] = {}
-        self.owned: dict[ServiceKey, tuple[str, ...]] = {}
-        self.owned_in_ns: dict[str, set[ServiceKey]] = {}
+        # Positive replies of Service names, kept until that Service changes (at most
+        # TEMPLATE_LIMIT; the oldest tenth goes when full), and which Service each is of.
         self.templates: dict[tuple[bytes, int], AnswerTemplate] = {}
+        self.template_service: dict[tuple[bytes, int], ServiceKey] = {}
+        self.templated: dict[ServiceKey, list[tuple[bytes, int]]] = {}
+        # Everything else (NODATA, NXDOMAIN, apex, PTR, pods...): until the next change.
         self.memo: dict[tuple[bytes, int], AnswerTemplate] = {}
-        self.cname_names: set[str] = set()  # ExternalName names whose target is ours
-        # ExternalName names whose target is elsewhere: the handler chases those
-        # through the server (CoreDNS's upstream), so the fast path must not answer them.
+        # The names of a few Services, built when asked: (service, zone) → name → data.
+        self.views: dict[tuple[ServiceKey, str], dict[str, NameData]] = {}
+        # ExternalName Services' names: those whose target is one of ours (their replies
+        # include the target's records, so they live in the memo), and, in wire form,
+        # those whose target is elsewhere (the handler chases them through the server,
+        # CoreDNS's upstream, so the fast path must not answer them).
+        self.externals: dict[ServiceKey, tuple[str, ...]] = {}
+        self.cname_names: set[str] = set()
         self.external_cnames: set[bytes] = set()
-        # Every existing name in wire form, and NXDOMAIN replies for names that cannot
-        # exist, one per (zone, where the zone starts in the question): the SOA owner is a
-        # pointer to that spot, so one encoded reply serves every such name.
-        self.name_wires: set[bytes] = set()
         self.forward_zone_wires = frozenset(text_to_wire(z) for z in config.forward_zones)
+        # NXDOMAIN replies for names that cannot exist, one per (zone, where the zone
+        # starts in the question): the SOA owner is a pointer to that spot, so one encoded
+        # reply serves every such name.
         self.negatives: dict[tuple[bytes, int], AnswerTemplate] = {}
-        # Positive templates built so far, by name: what to forget when a name changes.
-        self.templated: dict[bytes, list[int]] = {}
         # True until the plugin has the initial lists (or gave up waiting): changes are
         # not applied one by one, the plugin calls rebuild() once instead.
         self.deferring = True
@@ -187,26 +201,34 @@ class AnswerTable:
         self.serial = int(time.time())
         self.ttl = config.ttl
 
+    def stored(self) -> int:
+        """How many encoded replies are kept (the ``names`` metric)."""
+        return len(self.templates) + len(self.memo)
+
     # --- updates ---------------------------------------------------------------------------
 
     def rebuild(self) -> None:
-        """Build every name from the model (start, and a Change with ``full``)."""
+        """Start over from the model (start, and a Change with ``full``).
+
+        Nothing per Service is built here: a Service's names are parsed from the query
+        and answered from its record (see _view), so this costs a scan for ExternalNames.
+        """
         self.names.clear()
-        self.owned.clear()
-        self.owned_in_ns.clear()
         self.templates.clear()
+        self.template_service.clear()
         self.templated.clear()
-        self.name_wires.clear()
+        self.views.clear()
+        self.externals.clear()
         self.cname_names.clear()
         self.external_cnames.clear()
         self._build_apex()
         for svc in list(self.model.services()):
-            self._build_service((svc.namespace, svc.name))
-        self._refresh_dependents()
+            if svc.type == "ExternalName":
+                self._refresh_external((svc.namespace, svc.name))
         self._changed()
 
     def apply(self, change: Change) -> None:
-        """Rebuild only what ``change`` touched (nothing while deferring: see rebuild())."""
+        """Forget what ``change`` touched (nothing while deferring: see rebuild())."""
         if self.deferring:
             return
         if change.full:
@@ -214,14 +236,19 @@ class AnswerTable:
             return
         self.memo.clear()  # again in _changed; here so no stale negative outlives the update
         keys = set(change.services)
-        for ns in change.namespaces:
-            keys.update((svc.namespace, svc.name) for svc in self.model.services_in(ns))
-            keys.update(self.owned_in_ns.get(ns, ()))
+        if change.namespaces:
+            namespaces = change.namespaces
+            for ns in namespaces:
+                keys.update((svc.namespace, svc.name) for svc in self.model.services_in(ns))
+            # Visibility follows the namespace: what was built for its Services goes too.
+            keys.update(k for k in self.templated if k[0] in namespaces)
+            keys.update(k for k in self.externals if k[0] in namespaces)
+            keys.update(k for k, _ in self.views if k[0] in namespaces)
         for key in keys:
-            self._build_service(key)
+            self._forget_service(key)
+            self._refresh_external(key)
         if DNS_SERVICE in keys:
             self._build_apex()
-        self._refresh_dependents()
         self._changed()
 
     def _changed(self) -> None:
@@ -229,9 +256,6 @@ class AnswerTable:
         self.negatives.clear()  # they carry the SOA serial
         self.generation += 1
         self.serial = max(self.serial, int(time.time()))
-        # The SOA answer carries the serial.
-        for zone in self.config.zones:
-            self._encode_name(zone, self.names[zone])
 
     def _build_apex(self) -> None:
         ns_items = self._ns_items
@@ -243,8 +267,7 @@ class AnswerTable:
                 names[join("svc", zone)] = EMPTY
                 names[join("pod", zone)] = EMPTY
                 names[join("dns-version", zone)] = NameData(txt=DNS_SCHEMA_VERSION)
-            for name, data in names.items():
-                self._set_name(name, data)
+            self.names.update(names)
 
     def _ns_items(self) -> list[str]:
         svc = self.model.service(*DNS_SERVICE)
@@ -252,22 +275,47 @@ class AnswerTable:
             return list(svc.cluster_ips)
         return list(self.own_addresses)
 
-    def _build_service(self, key: ServiceKey) -> None:
-        for name in self.owned.pop(key, ()):
-            self._drop_name(name)
-        self.owned_in_ns.get(key[0], set()).discard(key)
+    def _forget_service(self, key: ServiceKey) -> None:
+        for template_key in self.templated.pop(key, ()):
+            self.templates.pop(template_key, None)
+            self.template_service.pop(template_key, None)
+        for zone in self.forward_zones:
+            self.views.pop((key, zone), None)
+
+    def _refresh_external(self, key: ServiceKey) -> None:
+        for name in self.externals.pop(key, ()):
+            self.cname_names.discard(name)
+            self.external_cnames.discard(text_to_wire(name))
         svc = self.model.service(*key)
-        if svc is None or not self.service_visible(svc):
+        if svc is None or svc.type != "ExternalName" or not self.service_visible(svc):
             return
-        built: dict[str, NameData] = {}
-        for zone in self.config.forward_zones:
-            built.update(self._service_names(svc, zone))
-        if not built:
-            return
-        for name, data in built.items():
-            self._set_name(name, data)
-        self.owned[key] = tuple(built)
-        self.owned_in_ns.setdefault(key[0], set()).add(key)
+        names = []
+        for zone in self.forward_zones:
+            for name, data in self._service_names(svc, zone).items():
+                assert data.cname is not None
+                names.append(name)
+                if self.zone_for(data.cname) is not None:
+                    self.cname_names.add(name)
+                else:
+                    self.external_cnames.add(text_to_wire(name))
+        if names:
+            self.externals[key] = tuple(names)
+
+    def _view(self, key: ServiceKey, zone: str) -> dict[str, NameData]:
+        """The names Service ``key`` defines under ``zone`` (built on first use, a few
+        kept); empty when it has none (missing, filtered out, headless without endpoints)."""
+        view = self.views.get((key, zone))
+        if view is not None:
+            return view
+        svc = self.model.service(*key)
+        if svc is None:
+            return {}
+        view = self._service_names(svc, zone) if self.service_visible(svc) else {}
+        if len(self.views) >= VIEW_LIMIT:
+            for old in list(itertools.islice(self.views, VIEW_LIMIT // 10)):
+                del self.views[old]
+        self.views[(key, zone)] = view
+        return view
 
     def _service_names(self, svc: Service, zone: str) -> dict[str, NameData]:
         config = self.config
@@ -276,7 +324,7 @@ class AnswerTable:
             if not svc.external_name:
                 return {}
             return {base: NameData(cname=svc.external_name.lower().rstrip(".") + ".")}
-        endpoints = [] if config.noendpoints else self.model.endpoints(svc.namespace, svc.name)
+        endpoints = () if config.noendpoints else self.model.endpoints(svc.namespace, svc.name)
         served = [ep for ep in endpoints if ep.ready or svc.publish_not_ready]
         if config.ignore_empty_service and not svc.headless and not served:
             return {}
@@ -320,43 +368,19 @@ class AnswerTable:
             result = {}
         return result
 
-    def _set_name(self, name: str, data: NameData) -> None:
-        self._drop_name(name)  # and with it any reply encoded for the old data
-        self.names[name] = data
-        wire = text_to_wire(name)
-        self.name_wires.add(wire)
-        if data.cname is not None:
-            if self.zone_for(data.cname) is not None:
-                self.cname_names.add(name)
-            else:
-                self.external_cnames.add(wire)
+    @staticmethod
+    def _service_key(name: str, zone: str) -> ServiceKey | None:
+        """The Service a name below ``<svc>.<ns>.svc.<zone>`` would belong to (by its
+        shape only), else None."""
+        relative = name[: -len(zone)] if zone != "." else name
+        labels = relative.rstrip(".").split(".")
+        if 3 <= len(labels) <= 5 and labels[-1] == "svc":
+            return (labels[-2], labels[-3])
+        return None
 
-    def _drop_name(self, name: str) -> None:
-        if self.names.pop(name, None) is None:
-            return
-        self.cname_names.discard(name)
-        wire = text_to_wire(name)
-        self.name_wires.discard(wire)
-        self.external_cnames.discard(wire)
-        self._forget(wire)
-
-    def _encode_name(self, name: str, data: NameData) -> None:
-        """Forget the encoded replies of ``name``: lookup() encodes them again on first use.
-
-        Encoding with dnspython costs ~0.1 ms a reply; doing it for every name of 100k
-        Services at start-up took minutes. Built on first use and kept until the name
-        changes, a reply is still encoded once per change, and only if someone asks.
-        """
-        self._forget(text_to_wire(name))
-
-    def _forget(self, wire: bytes) -> None:
-        for qtype in self.templated.pop(wire, ()):
-            self.templates.pop((wire, qtype), None)
-
-    def _refresh_dependents(self) -> None:
-        """ExternalName answers that include records of our own names."""
-        for name in list(self.cname_names):
-            self._encode_name(name, self.names[name])
+    def has_names(self, key: ServiceKey) -> bool:
+        """Does Service ``key`` define any name (PTR answers only point at those)?"""
+        return bool(self.forward_zones) and bool(self._view(key, self.forward_zones[0]))
 
     # --- visibility ------------------------------------------------------------------------
 
@@ -393,18 +417,16 @@ class AnswerTable:
         """NXDOMAIN for a name that cannot exist, decided on the wire without building
         anything for the name: the search-path misses ``ndots:5`` produces by the dozen.
 
-        Mirrors outcome() and _dynamic(): a name under a forward zone that is not in the
-        table is NXDOMAIN unless it is ``<ns>.svc.<zone>`` (a namespace) or under
-        ``pod.<zone>`` (pod names); None (ask outcome()) for those, for reverse zones,
-        before the first sync, and when fallthrough may apply.
+        Mirrors outcome(): below a forward zone, only the apex names, ``<ns>.svc``,
+        what is under ``pod`` and the names of an existing Service may exist; None (ask
+        outcome()) for those, for reverse zones, before the first sync, and when
+        fallthrough may apply. Reads the model: safe from the UDP thread (dict lookups).
         """
         if self.deferring or not self.model.synced or query.qclass != IN:
             return None
         if self.config.fallthrough.enabled:
             return None
         lower = query.qname_lower
-        if lower in self.name_wires:
-            return None
         offsets = query.label_offsets
         for index, offset in enumerate(offsets):  # noqa: B007 (used after the loop)
             zone = lower[offset:]
@@ -415,7 +437,17 @@ class AnswerTable:
         if index == 0 or zone not in self.forward_zone_wires:
             return None
         last = lower[offsets[index - 1] + 1 : offset]
-        if (index == 2 and last == b"svc") or last == b"pod":
+        if last == b"pod" or (index == 1 and last in _APEX_LABELS):
+            return None
+        if last == b"svc":
+            if index == 2:
+                return None  # a namespace
+            if index <= 5:
+                ns = lower[offsets[index - 2] + 1 : offsets[index - 1]]
+                svc = lower[offsets[index - 3] + 1 : offsets[index - 2]]
+                if self.model.service(ns.decode("latin-1"), svc.decode("latin-1")) is not None:
+                    return None
+        elif index == 2 and last == b"dns" and lower[offsets[0] + 1 : offsets[1]] == b"ns":
             return None
         key = (zone, offset)
         template = self.negatives.get(key)
@@ -448,14 +480,22 @@ class AnswerTable:
             return template
         if query.qclass != IN:
             return None
-        outcome = self.outcome(query.name, query.qtype)
+        name = query.name
+        outcome = self.outcome(name, query.qtype)
         if outcome is None:
             return None
-        template = encode(query.name, query.qtype, outcome)
-        if outcome.answer and query.qtype in TEMPLATE_TYPES and query.name in self.names:
-            # A positive answer of a name in the table: kept until that name changes.
+        template = encode(name, query.qtype, outcome)
+        service = None
+        if outcome.answer and query.qtype in TEMPLATE_TYPES and name not in self.cname_names:
+            zone = self.zone_for(name)
+            service = self._service_key(name, zone) if zone in self.forward_zones else None
+        if service is not None:
+            # A positive answer of a Service's name: kept until that Service changes.
+            if len(self.templates) >= TEMPLATE_LIMIT:
+                self._evict_templates()
             self.templates[key] = template
-            self.templated.setdefault(key[0], []).append(key[1])
+            self.template_service[key] = service
+            self.templated.setdefault(service, []).append(key)
         elif outcome.rcode != SERVFAIL:
             if len(self.memo) >= MEMO_LIMIT:
                 for old in list(itertools.islice(self.memo, MEMO_LIMIT // 10)):
@@ -463,12 +503,22 @@ class AnswerTable:
             self.memo[key] = template
         return template
 
+    def _evict_templates(self) -> None:
+        for old in list(itertools.islice(self.template_service, TEMPLATE_LIMIT // 10)):
+            service = self.template_service.pop(old)
+            self.templates.pop(old, None)
+            keys = self.templated.get(service)
+            if keys is not None:
+                keys.remove(old)
+                if not keys:
+                    del self.templated[service]
+
     def outcome(self, name: str, qtype: int) -> Outcome | None:
         """The answer to (name, qtype); None when it is not ours or falls through."""
         zone = self.zone_for(name)
         if zone is None:
             return None
-        data = self.names.get(name)
+        data = self._static(name, zone)
         if data is None:
             data = self._dynamic(name, zone)
         if data is not None:
@@ -478,6 +528,14 @@ class AnswerTable:
         # CoreDNS: before the first sync a missing name is not proof of absence.
         rcode = NXDOMAIN if self.model.synced else SERVFAIL
         return Outcome(rcode, authority=[self.soa(zone)])
+
+    def _static(self, name: str, zone: str) -> NameData | None:
+        """An apex name or a Service's name."""
+        data = self.names.get(name)
+        if data is not None or zone not in self.forward_zones:
+            return data
+        key = self._service_key(name, zone)
+        return None if key is None else self._view(key, zone).get(name)
 
     def _positive(self, name: str, data: NameData, qtype: int, zone: str) -> Outcome:
         answer, additional = self._records(name, data, qtype, zone, 0)
@@ -496,9 +554,11 @@ class AnswerTable:
             rrset.add(_rdata(dns.rdtypes.ANY.CNAME.CNAME, IN, CNAME, _name(data.cname)))
             answer = [rrset]
             additional: list[dns.rrset.RRset] = []
-            target = self.names.get(data.cname)
+            target_zone = self.zone_for(data.cname)
+            target = None if target_zone is None else self._static(data.cname, target_zone)
             if qtype != CNAME and target is not None and depth < CNAME_DEPTH:
-                more, extra = self._records(data.cname, target, qtype, zone, depth + 1)
+                assert target_zone is not None
+                more, extra = self._records(data.cname, target, qtype, target_zone, depth + 1)
                 answer += more
                 additional += extra
             return answer, additional
@@ -627,7 +687,7 @@ class AnswerTable:
         endpoints: list[str] = []
         for owner in self.model.ip_owners(ip):
             key = (owner.namespace, owner.service)
-            if key not in self.owned:  # filtered out, or no names (ignore empty_service)
+            if not self.has_names(key):  # filtered out, or no names (ignore empty_service)
                 continue
             svc = self.model.service(*key)
             if svc is None:

@@ -100,7 +100,8 @@ class Kubernetes(Plugin):
                 self.table.rebuild()
                 self._tasks = tasks
                 log.info(
-                    "kubernetes: reload kept the running watch (%d names)", len(self.table.names)
+                    "kubernetes: reload kept the running watch (%d services)",
+                    self.model.service_count(),
                 )
                 return
             for task in tasks:
@@ -150,9 +151,9 @@ class Kubernetes(Plugin):
         # Answers that were SERVFAIL before the sync are now NXDOMAIN: let caches know.
         self.table.apply(Change(frozenset(), frozenset(), frozenset(), full=False))
         log.info(
-            "kubernetes: synced with the cluster in %.3fs, %d names",
+            "kubernetes: synced with the cluster in %.3fs, %d services",
             loop.time() - started,
-            len(self.table.names),
+            self.model.service_count(),
         )
 
     def _build_deferred(self) -> None:

@@ -48,7 +48,7 @@ class KubernetesCollector(Collector):
             "clusterdns_kubernetes_synced", "1 once the first full sync is done.", labels=labels
         )
         names = GaugeMetricFamily(
-            "clusterdns_kubernetes_names", "Names with precomputed answers.", labels=labels
+            "clusterdns_kubernetes_names", "Encoded answers kept for the fast path.", labels=labels
         )
         generation = GaugeMetricFamily(
             "clusterdns_kubernetes_generation",
@@ -72,7 +72,7 @@ class KubernetesCollector(Collector):
             relists.add_metric(key, float(getattr(source, "relists", 0)))
             synced.add_metric(key, 1.0 if plugin.ready() else 0.0)
             table = getattr(plugin, "table", None)
-            names.add_metric(key, float(len(getattr(table, "names", ()))))
+            names.add_metric(key, float(table.stored() if table is not None else 0))
             generation.add_metric(key, float(getattr(plugin, "generation", 0)))
             changed = getattr(plugin, "last_change", None)
             if changed is not None:

@@ -220,6 +220,6 @@ def setup(directives: Sequence[Directive], ctx: SetupContext) -> Plugin:
     config = parse_config(directive, ctx.zones)
     kinds = model_kinds(config)
     source = build_source(directive, config, kinds)
-    model = ClusterModel(kinds=kinds)
+    model = ClusterModel(kinds=kinds, pod_names=config.endpoint_pod_names)
     metrics.register(ctx.process, ctx.process.metrics.registry)
     return Kubernetes(config, model, source, own_addresses=own_addresses(ctx))

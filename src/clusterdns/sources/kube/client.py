@@ -188,6 +188,27 @@ class KubeClient:
             raise
         return True
 
+    async def list_pages(
+        self,
+        path: str,
+        decoder: msgspec.json.Decoder[api.ObjectList[T]],
+        *,
+        label_selector: str | None = None,
+        limit: int = PAGE_SIZE,
+    ) -> AsyncIterator[api.ObjectList[T]]:
+        """The pages of a collection, one request each, decoded as they come (so a caller
+        converting each page holds one page of API objects at a time, not the whole list).
+        The list's resourceVersion is in every page's ``metadata``."""
+        params: dict[str, str] = {"limit": str(limit)}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        while True:
+            page = decoder.decode(await self.get(path, params))
+            yield page
+            if not page.metadata.continue_:
+                return
+            params["continue"] = page.metadata.continue_
+
     async def list(
         self,
         path: str,
@@ -198,15 +219,12 @@ class KubeClient:
     ) -> tuple[list[T], str]:
         """All items of a collection, fetched in pages; returns (items, resourceVersion)."""
         items: list[T] = []
-        params: dict[str, str] = {"limit": str(limit)}
-        if label_selector:
-            params["labelSelector"] = label_selector
-        while True:
-            page = decoder.decode(await self.get(path, params))
+        version = ""
+        pages = self.list_pages(path, decoder, label_selector=label_selector, limit=limit)
+        async for page in pages:
             items.extend(page.items or ())
-            if not page.metadata.continue_:
-                return items, page.metadata.resource_version
-            params["continue"] = page.metadata.continue_
+            version = page.metadata.resource_version
+        return items, version
 
     async def watch(
         self,

@@ -1,5 +1,8 @@
 """Kubernetes API object shapes: just the fields cluster DNS reads, decoded with msgspec.
 
+A field left out is skipped by the decoder without building an object for it, which is
+most of a LIST page's bytes (managedFields, annotations, status, node names...).
+
 These Structs are also the input type of :class:`clusterdns.sources.model.ClusterModel`:
 the API source decodes watch/list JSON straight into them, and the manifests source turns
 YAML/JSON documents into them with :func:`from_builtins`, so both sources share one
@@ -45,14 +48,12 @@ class ObjectMeta(_Obj):
     namespace: str = ""
     labels: dict[str, str] | None = None
     resource_version: str = ""
-    uid: str = ""
     deletion_timestamp: str | None = None
 
 
 class ObjectReference(_Obj):
     kind: str = ""
     name: str = ""
-    namespace: str = ""
 
 
 # --- Service (v1) -------------------------------------------------------------------------
@@ -87,15 +88,12 @@ class Service(_Obj):
 
 class EndpointConditions(_Obj):
     ready: bool | None = None
-    serving: bool | None = None
-    terminating: bool | None = None
 
 
 class SliceEndpoint(_Obj):
     addresses: list[str] = field(default_factory=list)
     conditions: EndpointConditions = field(default_factory=EndpointConditions)
     hostname: str | None = None
-    node_name: str | None = None
     target_ref: ObjectReference | None = None
 
 
@@ -120,7 +118,6 @@ class EndpointSlice(_Obj):
 class EndpointAddress(_Obj):
     ip: str = ""
     hostname: str | None = None
-    node_name: str | None = None
     target_ref: ObjectReference | None = None
 
 

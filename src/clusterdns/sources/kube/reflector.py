@@ -175,6 +175,27 @@ def _resource_version_of(obj: _HasMetadata) -> str:
     return obj.metadata.resource_version
 
 
+async def _list_into(client: KubeClient, resource: Resource[T], model: ClusterModel) -> str:
+    """One full LIST into the model; returns its resourceVersion.
+
+    Each page is converted to slim records as it arrives and its API objects dropped, so
+    the peak is one page of them (pymalloc keeps the arenas a peak needed); the model
+    changes only once the whole list is in.
+    """
+    listing = model.listing(resource.kind)
+    version = ""
+    pages = client.list_pages(
+        resource.path, resource.list_decoder, label_selector=resource.label_selector
+    )
+    async for page in pages:
+        listing.add(page.items or ())
+        version = page.metadata.resource_version
+        del page
+    listing.commit()
+    log.debug("kubernetes: listed %d %s at %s", listing.count, resource.kind, version)
+    return version
+
+
 async def list_then_watch(
     *,
     client: KubeClient,
@@ -199,12 +220,7 @@ async def list_then_watch(
         if state.resource_version is None:
             if state.listed:
                 counters.relists += 1
-            items, rv = await client.list(
-                resource.path, resource.list_decoder, label_selector=resource.label_selector
-            )
-            model.replace_all(resource.kind, items)
-            log.debug("kubernetes: listed %d %s at %s", len(items), resource.kind, rv)
-            del items
+            rv = await _list_into(client, resource, model)
             state.resource_version, state.listed, state.fresh_list = rv, True, True
             on_progress()
         while max_watches is None or watches < max_watches:
