@@ -921,6 +921,112 @@ def section_propagation(ctx: Context) -> str:
     )
 
 
+def _memo_hits(cd: ClusterDNS) -> float:
+    """clusterdns_reply_memo_hits_total from the server's /metrics (nan if unreadable)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{cd.metrics_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+    except OSError:
+        return float("nan")
+    for line in text.splitlines():
+        if line.startswith("clusterdns_reply_memo_hits_total "):
+            return float(line.split()[1])
+    return float("nan")
+
+
+def section_churn(ctx: Context) -> str:
+    """1b. Cluster-record QPS while EndpointSlices change (the reply memo under churn)."""
+    cluster = Cluster(BIG, pods=True)
+    queries: Path = ctx.fixture(Cluster(BIG))["queries"]  # type: ignore[assignment]
+    cd = ctx.servers.get(BIG_KEY) or api_clusterdns(ctx, cluster, key=BIG_KEY)
+    api = api_server(ctx, cluster)
+    ctx.warm(cd, queries)
+    slices = [cluster.service_objects(i)[1] for i in range(0, BIG, max(BIG // 5000, 1))]
+    rates = [0, 10, 100]
+    result = Rounds()
+    hit_share: dict[str, list[float]] = {}
+    print("  qps under endpoint churn", flush=True)
+    for index in range(ctx.rounds):
+        for rate in rates:
+            label = "no changes" if rate == 0 else f"{rate} EndpointSlice updates/s"
+            stop = threading.Event()
+            done = [0]
+
+            def churn(
+                rate: int = rate, stop: threading.Event = stop, done: list[int] = done
+            ) -> None:
+                # Bounded: at most rate x (round length + 5 s) updates, each a readiness flip
+                # of one endpoint (the Service's A record stays, its memo entry is dropped).
+                deadline = time.monotonic() + ctx.seconds + 5
+                limit = int(rate * (ctx.seconds + 5))
+                while not stop.is_set() and done[0] < limit and time.monotonic() < deadline:
+                    obj = json.loads(json.dumps(slices[done[0] % len(slices)]))
+                    obj["endpoints"][-1]["conditions"]["ready"] = done[0] // len(slices) % 2 == 1
+                    api.call(api.server.update, obj)
+                    done[0] += 1
+                    stop.wait(1 / rate)
+
+            worker = threading.Thread(target=churn, daemon=True) if rate else None
+            if worker is not None:
+                worker.start()
+            before_cpu, before_hits = cpu_seconds(cd.pid), _memo_hits(cd)
+            res = load.dnsperf(
+                cd.port,
+                queries,
+                seconds=ctx.seconds,
+                out=OUT / "dnsperf" / f"churn-{rate}-{index}.txt",
+            )
+            used = cpu_seconds(cd.pid) - before_cpu
+            hits = _memo_hits(cd) - before_hits
+            stop.set()
+            if worker is not None:
+                worker.join(10)
+            result.add(label, res, used / res.completed * 1e6 if res.completed else float("nan"))
+            hit_share.setdefault(label, []).append(hits / res.completed if res.completed else 0.0)
+            print(
+                f"    round {index + 1} {label:<28} {res.qps:>10,.0f} qps  memo hits "
+                f"{hit_share[label][-1]:.0%}  updates {done[0]}",
+                flush=True,
+            )
+    labels = list(result.by_label)
+    rows = [
+        [
+            label,
+            fmt(result.med(label, "qps"), 0),
+            result.spread(label),
+            fmt(median(result.cpu_us[label]), 1),
+            f"{median(hit_share[label]):.0%}",
+            fmt(result.ratio(label, labels[0]), 2),
+        ]
+        for label in labels
+    ]
+    command = result.by_label[labels[0]][0].command
+    return (
+        f"The section 6 cluster ({BIG:,} Services, EndpointSlices and Pods) served from the "
+        "API test server to clusterdns (standard Corefile), section 1's query file. During "
+        "the churn rounds a thread in this process (core 1, with dnsperf) flips the "
+        f"readiness of one endpoint of a Service at the given rate, cycling over "
+        f"{len(slices):,} Services; each update reaches clusterdns as a watch event. "
+        "Rounds alternate between the rates. Memo hits = clusterdns_reply_memo_hits_total "
+        "growth / queries answered. An update drops the memoised replies of its Service and "
+        "the untied ones (negative answers, PTR), not the whole memo.\n\n"
+        + table(
+            [
+                "load",
+                "median QPS",
+                "range",
+                "server CPU µs/query",
+                "memo hits",
+                "QPS vs no changes",
+            ],
+            rows,
+        )
+        + f"\n\n- command: `{command}`\n"
+    )
+
+
 def section_workers(ctx: Context) -> str:
     """7. --workers 1 vs 2 on this 2-core machine."""
     cluster = Cluster(1000)
@@ -1143,6 +1249,7 @@ def _frame(text: str) -> str:
 
 SECTIONS: dict[str, tuple[str, Callable[[Context], str]]] = {
     "qps": ("1. Cluster-record QPS and latency (1k and 100k services)", section_qps),
+    "churn": ("1b. Cluster-record QPS under endpoint churn", section_churn),
     "forward": ("2. Forwarded names from cache vs dnsmasq", section_forward),
     "latency": ("3. Latency at a fixed 10k qps; TCP QPS", section_latency),
     "propagation": ("4. Propagation of Service create/delete", section_propagation),
@@ -1151,8 +1258,14 @@ SECTIONS: dict[str, tuple[str, Callable[[Context], str]]] = {
     "workers": ("7. --workers 1 vs 2", section_workers),
     "profile": ("8. Where the time goes", section_profile),
 }
-ORDER = ["qps", "latency", "profile", "forward", "workers", "startup", "propagation", "memory"]
-SHOWN = ["qps", "forward", "latency", "propagation", "memory", "startup", "workers", "profile"]
+ORDER = [
+    "qps", "latency", "profile", "forward", "workers", "startup", "propagation", "churn",
+    "memory",
+]  # fmt: skip
+SHOWN = [
+    "qps", "churn", "forward", "latency", "propagation", "memory", "startup", "workers",
+    "profile",
+]  # fmt: skip
 
 
 def render(store: dict[str, dict[str, str]], info: dict[str, str], analysis: str) -> str:
