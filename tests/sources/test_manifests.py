@@ -309,3 +309,66 @@ def test_configmap_data_dirs_are_skipped(tmp_path: Path) -> None:
 def test_missing_directory_serves_nothing(tmp_path: Path) -> None:
     _, model = load(tmp_path / "nope")
     assert model.synced and list(model.services()) == []
+
+
+def _json_list(*services: tuple[str, str, str]) -> str:
+    items = [
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"clusterIP": ip, "ports": [{"name": "http", "port": 80}]},
+        }
+        for name, ns, ip in services
+    ]
+    return json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=1)
+
+
+async def test_broken_edit_of_a_json_list_keeps_every_object(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """JSON Lists are read item by item without keeping the decoded objects: a broken edit
+    must still leave all of the file's last good objects served, and name its line."""
+    folder = tmp_path / "cluster"
+    folder.mkdir()
+    many = [(f"s{i}", "big", f"10.96.{i // 250}.{i % 250 + 1}") for i in range(3000)]
+    (folder / "big.json").write_text(_json_list(*many))
+    model = ClusterModel(kinds=KINDS)
+    source = ManifestsSource(folder, kinds=KINDS, poll_interval=0.02)
+    with caplog.at_level(logging.ERROR, logger="clusterdns.sources.manifests"):
+        async with running(source, model):
+            assert await model.wait_synced(2)
+            assert model.service("big", "s2999") is not None
+            text = (folder / "big.json").read_text()
+            (folder / "big.json").write_text(text.replace('"s17"', '"s17",,', 1))
+            await eventually(lambda: source.errors >= 1)
+            assert all(model.service("big", f"s{i}") is not None for i in range(3000))
+            edited = text.replace("10.96.0.18", "10.96.99.18")  # s17's address
+            (folder / "big.json").write_text(edited)
+            await eventually(
+                lambda: (
+                    getattr(model.service("big", "s17"), "cluster_ips", None) == ("10.96.99.18",)
+                )
+            )
+            assert model.service("big", "s2999") is not None
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if '"s17"' in row)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        f"{folder / 'big.json'}:{line}:" in m and "keeping its 3000 previous objects" in m
+        for m in messages
+    ), messages
+
+
+def test_an_object_defined_in_two_json_files_is_served_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "a.json").write_text(_json_list(("web", "x", "10.96.0.10")))
+    (tmp_path / "b.json").write_text(
+        _json_list(("web", "x", "10.96.0.11"), ("api", "x", "10.96.0.12"))
+    )
+    with caplog.at_level(logging.INFO, logger="clusterdns.sources.manifests"):
+        _, model = load(tmp_path)
+    web = model.service("x", "web")
+    assert web is not None and web.cluster_ips in (("10.96.0.10",), ("10.96.0.11",))
+    assert model.service("x", "api") is not None
+    assert any("also defined at" in r.getMessage() for r in caplog.records)

@@ -11,7 +11,8 @@ deterministic allocator over ``service_cidr``, and EndpointSlices derived from t
 Pods for a Service with a selector and no endpoints given.
 
 The folder is polled: file sizes and mtimes, then a content hash, and the differences go to
-the model through :meth:`ClusterModel.replace_all`. A file that fails to parse is logged as
+the model through its listings (as :meth:`ClusterModel.replace_all`), streamed from each
+file's compact last good parse. A file that fails to parse is logged as
 ``manifests: path:line: message`` and keeps serving its last good objects.
 """
 
@@ -23,6 +24,7 @@ import ipaddress
 import json
 import logging
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,8 +121,12 @@ def _json_documents(path: Path, text: str) -> Iterator[tuple[Any, int, list[int]
 
 def parse_manifest(path: Path, text: str) -> list[Manifest]:
     """All usable objects of one file; raises :class:`ManifestError` on the first problem."""
+    return list(_manifests(path, text))
+
+
+def _manifests(path: Path, text: str) -> Iterator[Manifest]:
+    """The objects of one file, each converted as its document is read."""
     documents = _json_documents if path.suffix == ".json" else _yaml_documents
-    found: list[Manifest] = []
     for data, line, item_lines in documents(path, text):
         if data is None:
             continue  # an empty document ("---" at the end)
@@ -135,24 +141,32 @@ def parse_manifest(path: Path, text: str) -> list[Manifest]:
                 if not isinstance(item, dict):
                     raise ManifestError(path, item_line, "expected a Kubernetes object (a mapping)")
                 item.setdefault("kind", data["kind"].removesuffix("List") or None)
-                _add(found, path, item_line, item)
+                manifest = _convert(path, item_line, item)
+                if manifest is not None:
+                    yield manifest
         else:
-            _add(found, path, line, data)
-    return found
+            manifest = _convert(path, line, data)
+            if manifest is not None:
+                yield manifest
 
 
-def _add(found: list[Manifest], path: Path, line: int, data: dict[str, Any]) -> None:
+def _convert(path: Path, line: int, data: dict[str, Any]) -> Manifest | None:
     kind = data.get("kind")
     if not kind or not isinstance(kind, str):
         raise ManifestError(path, line, "object has no kind")
     if kind not in _TYPES:
         log.debug("manifests: %s:%d: ignoring a %s", path, line, kind)
-        return
-    model_kind, struct_type, namespaced = _TYPES[kind]
+        return None
     try:
-        obj = api.from_builtins(data, struct_type)
+        obj = api.from_builtins(data, _TYPES[kind][1])
     except msgspec.ValidationError as exc:
         raise ManifestError(path, line, f"{kind}: {exc}") from exc
+    return _manifest(path, line, kind, obj)
+
+
+def _manifest(path: Path, line: int, kind: str, obj: ApiObject) -> Manifest:
+    """``obj`` with the namespace the API server would give it."""
+    model_kind, _, namespaced = _TYPES[kind]
     meta = obj.metadata
     if not meta.name:
         raise ManifestError(path, line, f"{kind} has no metadata.name")
@@ -163,7 +177,53 @@ def _add(found: list[Manifest], path: Path, line: int, data: dict[str, Any]) -> 
         obj = replace(obj, metadata=replace(meta, namespace="default"))
     elif not namespaced and meta.namespace:
         obj = replace(obj, metadata=replace(meta, namespace=""))
-    found.append(Manifest(model_kind, obj, str(path), line))
+    return Manifest(model_kind, obj, str(path), line)
+
+
+class _Fallback(Exception):
+    """The JSON fast path met something only the general path can judge (or word)."""
+
+
+class _JSONTop(msgspec.Struct, forbid_unknown_fields=False):
+    kind: Any = None
+    items: list[msgspec.Raw] | None = None
+
+
+class _JSONKind(msgspec.Struct, forbid_unknown_fields=False):
+    kind: Any = msgspec.UNSET
+
+
+def _json_fast(path: Path, data: bytes) -> Iterator[Manifest]:
+    """A JSON file decoded with msgspec straight into the API Structs, an item at a time,
+    without building a dict per object (a 100k-service List file is 70 MB). Anything
+    unusual raises :class:`_Fallback`, and the file is read again by :func:`_manifests`,
+    which words the error as it does for YAML."""
+    try:
+        top = msgspec.json.decode(data, type=_JSONTop)
+        if top.kind in _LIST_KINDS:
+            default = top.kind.removesuffix("List") or None
+            for raw in top.items or ():
+                kind = msgspec.json.decode(raw, type=_JSONKind).kind
+                kind = default if kind is msgspec.UNSET else kind
+                manifest = _json_object(path, kind, raw)
+                if manifest is not None:
+                    yield manifest
+        else:
+            manifest = _json_object(path, top.kind, data)
+            if manifest is not None:
+                yield manifest
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise _Fallback from exc
+
+
+def _json_object(path: Path, kind: Any, raw: bytes | msgspec.Raw) -> Manifest | None:
+    if not kind or not isinstance(kind, str):
+        raise _Fallback
+    if kind not in _TYPES:
+        log.debug("manifests: %s:1: ignoring a %s", path, kind)
+        return None
+    obj = msgspec.json.decode(raw, type=_TYPES[kind][1], strict=False)
+    return _manifest(path, 1, kind, obj)
 
 
 # --- ClusterIP allocation -----------------------------------------------------------------
@@ -210,11 +270,55 @@ class ClusterIPAllocator:
 # --- the source ---------------------------------------------------------------------------
 
 
+_CHUNK = 1024  # objects per stored chunk
+_KIND_ORDER = (Kind.NAMESPACES, Kind.SERVICES, Kind.ENDPOINTSLICES, Kind.ENDPOINTS, Kind.PODS)
+_STRUCTS: dict[Kind, type[Any]] = {kind: struct for kind, struct, _ in _TYPES.values()}
+_Location: TypeAlias = tuple[int, int, int]  # (file, chunk, position) of one object of a kind
+
+
+class _Head(msgspec.Struct, forbid_unknown_fields=False):
+    """Just the metadata of a stored object: decoding skips the rest."""
+
+    metadata: api.ObjectMeta = msgspec.field(default_factory=api.ObjectMeta)
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_HEADS = msgspec.msgpack.Decoder(list[tuple[int, _Head]])
+_DECODERS: dict[Kind, msgspec.msgpack.Decoder[Any]] = {
+    kind: msgspec.msgpack.Decoder(list[tuple[int, struct]])  # type: ignore[valid-type]
+    for kind, struct in _STRUCTS.items()
+}
+
+
 @dataclass
 class _FileState:
+    """What a file's last good parse contributed, kept compact: its objects as zlib'd
+    msgpack chunks of ``[line, object]`` per kind (~18 bytes an object for a generated
+    cluster, where the decoded Structs took ~2.8 KB). Each build streams them through the
+    model's listings a chunk at a time, so a broken edit can keep serving them."""
+
     stat: tuple[int, int]  # (mtime_ns, size)
     digest: bytes
-    manifests: list[Manifest] = field(default_factory=list)  # the last good parse
+    chunks: dict[Kind, list[bytes]] = field(default_factory=dict)
+    count: int = 0
+
+
+def _pack(manifests: Iterable[Manifest]) -> tuple[dict[Kind, list[bytes]], int]:
+    """Encode objects as they are decoded, so a file's Structs never all exist at once."""
+    chunks: dict[Kind, list[bytes]] = {}
+    pending: dict[Kind, list[tuple[int, ApiObject]]] = {}
+    count = 0
+    for manifest in manifests:
+        count += 1
+        batch = pending.setdefault(manifest.kind, [])
+        batch.append((manifest.line, manifest.obj))
+        if len(batch) >= _CHUNK:
+            chunks.setdefault(manifest.kind, []).append(zlib.compress(_ENCODER.encode(batch), 1))
+            batch.clear()
+    for kind, batch in pending.items():
+        if batch:
+            chunks.setdefault(kind, []).append(zlib.compress(_ENCODER.encode(batch), 1))
+    return chunks, count
 
 
 class ManifestsSource:
@@ -301,18 +405,20 @@ class ManifestsSource:
         if state is not None and state.digest == digest:
             state.stat = stat
             return False
-        old = state.manifests if state is not None else []
+        old_chunks = state.chunks if state is not None else {}
+        old_count = state.count if state is not None else 0
         try:
-            manifests = parse_manifest(path, data.decode("utf-8"))
+            chunks, count = _parse(path, data)
         except UnicodeDecodeError as exc:
             self._error(f"manifests: {path}:1: not UTF-8 text: {exc}")
-            manifests = old
+            chunks, count = old_chunks, old_count
         except ManifestError as exc:
-            kept = f", keeping its {len(old)} previous objects" if old else ""
+            kept = f", keeping its {old_count} previous objects" if old_count else ""
             self._error(f"manifests: {exc}{kept}")
-            manifests = old
-        self._files[path] = _FileState(stat, digest, manifests)
-        return manifests != old
+            chunks, count = old_chunks, old_count
+        del data
+        self._files[path] = _FileState(stat, digest, chunks, count)
+        return chunks != old_chunks
 
     def _error(self, message: str) -> None:
         self.errors += 1
@@ -320,69 +426,142 @@ class ManifestsSource:
         log.error("%s", message)
 
     # --- building the cluster ------------------------------------------------------------
+    #
+    # Every build streams the files' stored chunks through the model's listings, kind by
+    # kind, a chunk at a time: only the few objects a fill-in needs (Services to allocate an
+    # IP for, Services and Pods to derive endpoints from) are held whole. The model keeps
+    # what did not change as it was, so an edit bumps the generation only for real changes.
 
-    def build(self) -> dict[Kind, list[ApiObject]]:
-        """All objects of the folder's last good parse, with the fill-ins applied."""
+    def _push(self, model: ClusterModel) -> None:
+        paths = sorted(self._files)
+        files = [self._files[p] for p in paths]
         messages: list[str] = []
-        unique: dict[tuple[Kind, str, str], Manifest] = {}
-        for path in sorted(self._files):
-            for manifest in self._files[path].manifests:
-                previous = unique.get(manifest.key)
-                if previous is not None:
-                    messages.append(
-                        f"manifests: {manifest.path}:{manifest.line}: {manifest.key[0]} "
-                        f"{manifest.key[1]}/{manifest.key[2]} also defined at "
-                        f"{previous.path}:{previous.line}, using this one"
-                    )
-                unique[manifest.key] = manifest
-        objects: dict[Kind, list[ApiObject]] = {kind: [] for kind in Kind}
-        for manifest in unique.values():
-            objects[manifest.kind].append(manifest.obj)
+        skip, namespaces = self._scan_keys(files, [str(p) for p in paths], messages)
 
-        defined = {obj.metadata.name for obj in objects[Kind.NAMESPACES]}
-        used = sorted(
-            {obj.metadata.namespace for kind, objs in objects.items() for obj in objs}
-            - {""}
-            - defined
-        )
-        for name in used:
+        # Services: allocate ClusterIPs first (the taken ones span every file).
+        allocated, selected = self._allocate_cluster_ips(files, skip, messages)
+        wanted = self._without_endpoints(files, skip, selected) if selected else set()
+
+        listing = model.listing(Kind.NAMESPACES)
+        defined: set[str] = set()
+        for _, objs in _chunks(files, Kind.NAMESPACES, skip):
+            defined.update(o.metadata.name for o in objs)
+            listing.add(objs)
+        implied = sorted(namespaces - {""} - defined)
+        for name in implied:
             messages.append(f"manifests: namespace {name} implied by its objects")
-            objects[Kind.NAMESPACES].append(api.Namespace(metadata=api.ObjectMeta(name=name)))
+        listing.add(api.Namespace(metadata=api.ObjectMeta(name=name)) for name in implied)
+        listing.commit()
 
-        objects[Kind.SERVICES] = self._allocate_cluster_ips(objects[Kind.SERVICES], messages)
-        objects[Kind.ENDPOINTSLICES] += self._derive_endpoints(objects, messages)
+        listing = model.listing(Kind.SERVICES)
+        to_derive: list[api.Service] = []
+        for where, objs in _chunks(files, Kind.SERVICES, skip):
+            if allocated:
+                objs = [allocated.get((*where, i), svc) for i, svc in enumerate(objs)]
+            if wanted:
+                to_derive += [s for s in objs if (s.metadata.namespace, s.metadata.name) in wanted]
+            listing.add(objs)
+        listing.commit()
+
+        kinds = self.kinds | model.kinds  # autopath may have asked the model for POD_IPS
+        pod_kind = (
+            Kind.PODS if Kind.PODS in kinds else Kind.POD_IPS if Kind.POD_IPS in kinds else None
+        )
+        pods = model.listing(pod_kind) if pod_kind is not None else None
+        pods_by_ns: dict[str, list[api.Pod]] = {}
+        if pods is not None or to_derive:
+            derive_in = {s.metadata.namespace for s in to_derive}
+            for _, objs in _chunks(files, Kind.PODS, skip):
+                for pod in objs:
+                    if pod.metadata.namespace in derive_in:
+                        pods_by_ns.setdefault(pod.metadata.namespace, []).append(pod)
+                if pods is not None:
+                    pods.add(objs)
+
+        listing = model.listing(Kind.ENDPOINTSLICES)
+        for _, objs in _chunks(files, Kind.ENDPOINTSLICES, skip):
+            listing.add(objs)
+        to_derive.sort(key=lambda s: (s.metadata.namespace, s.metadata.name))
+        listing.add(self._derive_endpoints(to_derive, pods_by_ns, messages))
+        listing.commit()
+
+        listing = model.listing(Kind.ENDPOINTS)
+        for _, objs in _chunks(files, Kind.ENDPOINTS, skip):
+            listing.add(objs)
+        listing.commit()
+        if pods is not None:
+            pods.commit()  # the POD_IPS index as well
 
         for message in messages:
             if message not in self._logged:
                 log.info("%s", message)
         self._logged = set(messages)
-        return objects
 
-    def _push(self, model: ClusterModel) -> None:
-        objects = self.build()
-        for kind in (Kind.NAMESPACES, Kind.SERVICES, Kind.ENDPOINTSLICES, Kind.ENDPOINTS):
-            model.replace_all(kind, objects[kind])
-        kinds = self.kinds | model.kinds  # autopath may have asked the model for POD_IPS
-        if Kind.PODS in kinds:
-            model.replace_all(Kind.PODS, objects[Kind.PODS])  # the POD_IPS index as well
-        elif Kind.POD_IPS in kinds:
-            model.replace_all(Kind.POD_IPS, objects[Kind.PODS])
+    def _scan_keys(
+        self, files: list[_FileState], paths: list[str], messages: list[str]
+    ) -> tuple[set[tuple[Kind, int, int, int]], set[str]]:
+        """Objects defined again later (the last definition wins; skip the others), and
+        every namespace used. Keys are hashed first: duplicates are rare, and 200k
+        key tuples would outlive the build in pymalloc's arenas."""
+        seen: set[int] = set()
+        twice: set[int] = set()
+        namespaces: set[str] = set()
+        for kind in _KIND_ORDER:
+            for _, heads in _chunks(files, kind, None, _HEADS):
+                for _, head in heads:
+                    meta = head.metadata
+                    namespaces.add(meta.namespace)
+                    key = hash((kind, meta.namespace, meta.name))
+                    if key in seen:
+                        twice.add(key)
+                    else:
+                        seen.add(key)
+        del seen
+        skip: set[tuple[Kind, int, int, int]] = set()
+        if not twice:
+            return skip, namespaces
+        for kind in _KIND_ORDER:
+            last: dict[tuple[str, str], tuple[tuple[int, int, int], int]] = {}
+            for (f, c), heads in _chunks(files, kind, None, _HEADS):
+                for i, (line, head) in enumerate(heads):
+                    meta = head.metadata
+                    if hash((kind, meta.namespace, meta.name)) not in twice:
+                        continue
+                    previous = last.get((meta.namespace, meta.name))
+                    if previous is not None:
+                        (pf, pc, pi), pline = previous
+                        skip.add((kind, pf, pc, pi))
+                        messages.append(
+                            f"manifests: {paths[f]}:{line}: {kind} {meta.namespace}/{meta.name}"
+                            f" also defined at {paths[pf]}:{pline}, using this one"
+                        )
+                    last[(meta.namespace, meta.name)] = ((f, c, i), line)
+        return skip, namespaces
 
     def _allocate_cluster_ips(
-        self, services: list[api.Service], messages: list[str]
-    ) -> list[api.Service]:
+        self, files: list[_FileState], skip: set[tuple[Kind, int, int, int]], messages: list[str]
+    ) -> tuple[dict[_Location, api.Service], set[tuple[str, str]]]:
+        """ClusterIPs for the Services without one (by location), and the Services whose
+        endpoints may have to be derived from Pods (those with a selector)."""
         taken: set[str] = set()
-        for svc in services:
-            for raw in [svc.spec.cluster_ip, *(svc.spec.cluster_ips or ())]:
-                ip = canonical_ip(raw) if raw and raw != "None" else None
-                if ip is not None:
-                    taken.add(ip)
-        result = []
-        for svc in sorted(services, key=lambda s: (s.metadata.namespace, s.metadata.name)):
+        needy: list[tuple[_Location, api.Service]] = []
+        selected: set[tuple[str, str]] = set()
+        for (f, c), objs in _chunks(files, Kind.SERVICES, skip):
+            for i, svc in enumerate(objs):
+                spec = svc.spec
+                for raw in [spec.cluster_ip, *(spec.cluster_ips or ())]:
+                    ip = canonical_ip(raw) if raw and raw != "None" else None
+                    if ip is not None:
+                        taken.add(ip)
+                if spec.selector and spec.type != "ExternalName":
+                    selected.add((svc.metadata.namespace, svc.metadata.name))
+                if not (spec.type == "ExternalName" or spec.cluster_ip or spec.cluster_ips):
+                    needy.append(((f, c, i), svc))
+        allocated: dict[_Location, api.Service] = {}
+        for where, svc in sorted(
+            needy, key=lambda n: (n[1].metadata.namespace, n[1].metadata.name)
+        ):
             spec = svc.spec
-            if spec.type == "ExternalName" or spec.cluster_ip or spec.cluster_ips:
-                result.append(svc)
-                continue
             families = list(spec.ip_families or ())
             if not families:
                 families = ["IPv6" if self.allocator.networks[0].version == 6 else "IPv4"]
@@ -399,33 +578,45 @@ class ManifestsSource:
                 except ValueError as exc:
                     self._error(f"manifests: service {meta.namespace}/{meta.name}: {exc}")
             if not ips:
-                result.append(svc)
                 continue
             messages.append(
                 f"manifests: service {svc.metadata.namespace}/{svc.metadata.name} "
                 f"has no clusterIP, allocated {', '.join(ips)}"
             )
-            result.append(replace(svc, spec=replace(spec, cluster_ip=ips[0], cluster_ips=ips)))
-        return result
+            allocated[where] = replace(svc, spec=replace(spec, cluster_ip=ips[0], cluster_ips=ips))
+        return allocated, selected
+
+    def _without_endpoints(
+        self,
+        files: list[_FileState],
+        skip: set[tuple[Kind, int, int, int]],
+        selected: set[tuple[str, str]],
+    ) -> set[tuple[str, str]]:
+        """The Services of ``selected`` that no EndpointSlice or Endpoints names."""
+        wanted = set(selected)
+        for kind in (Kind.ENDPOINTSLICES, Kind.ENDPOINTS):
+            for _, heads in _chunks(files, kind, skip, _HEADS):
+                for _, head in heads:
+                    meta = head.metadata
+                    name = (
+                        (meta.labels or {}).get(SERVICE_NAME_LABEL)
+                        if kind is Kind.ENDPOINTSLICES
+                        else meta.name
+                    )
+                    wanted.discard((meta.namespace, name or ""))
+        return wanted
 
     def _derive_endpoints(
-        self, objects: dict[Kind, list[ApiObject]], messages: list[str]
+        self,
+        services: list[api.Service],
+        pods_by_ns: dict[str, list[api.Pod]],
+        messages: list[str],
     ) -> list[api.EndpointSlice]:
         """What the EndpointSlice controller would make of the folder's Pods."""
-        given = {
-            (s.metadata.namespace, (s.metadata.labels or {}).get(SERVICE_NAME_LABEL))
-            for s in objects[Kind.ENDPOINTSLICES]
-        } | {(e.metadata.namespace, e.metadata.name) for e in objects[Kind.ENDPOINTS]}
-        pods_by_ns: dict[str, list[api.Pod]] = {}
-        for pod in objects[Kind.PODS]:
-            pods_by_ns.setdefault(pod.metadata.namespace, []).append(pod)
         derived: list[api.EndpointSlice] = []
-        for svc in objects[Kind.SERVICES]:
+        for svc in services:
             meta, spec = svc.metadata, svc.spec
-            if not spec.selector or spec.type == "ExternalName":
-                continue
-            if (meta.namespace, meta.name) in given:
-                continue
+            assert spec.selector
             pods = [
                 p
                 for p in pods_by_ns.get(meta.namespace, ())
@@ -441,6 +632,38 @@ class ManifestsSource:
                 f"from {count} pod address(es) matching its selector"
             )
         return derived
+
+
+def _parse(path: Path, data: bytes) -> tuple[dict[Kind, list[bytes]], int]:
+    """One file's objects, packed; raises :class:`ManifestError` (or UnicodeDecodeError)."""
+    if path.suffix == ".json":
+        try:
+            return _pack(_json_fast(path, data))
+        except _Fallback:
+            pass  # read it again the general way, for the error and its line
+    return _pack(_manifests(path, data.decode("utf-8")))
+
+
+def _chunks(
+    files: list[_FileState],
+    kind: Kind,
+    skip: set[tuple[Kind, int, int, int]] | None,
+    decoder: msgspec.msgpack.Decoder[Any] | None = None,
+) -> Iterator[tuple[tuple[int, int], list[Any]]]:
+    """((file, chunk), objects) for each stored chunk of ``kind``, in file order, less the
+    objects in ``skip``. With a ``decoder`` (such as :data:`_HEADS`) its (line, value)
+    pairs instead. Positions in a chunk count the objects left after ``skip``."""
+    for f, state in enumerate(files):
+        for c, chunk in enumerate(state.chunks.get(kind, ())):
+            if decoder is None:
+                items: list[Any] = [
+                    obj for _, obj in _DECODERS[kind].decode(zlib.decompress(chunk))
+                ]
+            else:
+                items = decoder.decode(zlib.decompress(chunk))
+            if skip:
+                items = [o for i, o in enumerate(items) if (kind, f, c, i) not in skip]
+            yield (f, c), items
 
 
 def _pod_ips(pod: api.Pod) -> list[str]:
