@@ -325,3 +325,30 @@ def test_slices_of_two_kinds_merge_in_kind_then_name_order(model: ClusterModel) 
     )
     model.replace_all(Kind.ENDPOINTS, [obj(Kind.ENDPOINTS, endpoints("web", ready=["10.0.0.1"]))])
     assert [e.addresses[0] for e in model.endpoints("default", "web")] == ["10.0.0.1", "10.0.0.2"]
+
+
+def test_change_names_the_ips_whose_ptr_may_differ(model: ClusterModel) -> None:
+    """Change.ips: what a changed Service owned before and after (its PTR answers)."""
+    rec = Recorder(model)
+    model.replace_all(
+        Kind.SERVICES, [obj(Kind.SERVICES, service("db", "x", cluster_ip="10.96.0.7"))]
+    )
+    model.replace_all(
+        Kind.ENDPOINTSLICES,
+        [obj(Kind.ENDPOINTSLICES, endpoint_slice("db-a", "db", "x", addresses=["10.1.0.1"]))],
+    )
+    model.apply(
+        Kind.ENDPOINTSLICES,
+        "MODIFIED",
+        obj(Kind.ENDPOINTSLICES, endpoint_slice("db-a", "db", "x", addresses=["10.1.0.2"])),
+    )
+    assert {"10.1.0.1", "10.1.0.2"} <= rec.changes[-1].ips
+    model.apply(
+        Kind.SERVICES, "MODIFIED", obj(Kind.SERVICES, service("db", "x", cluster_ip="10.96.0.8"))
+    )
+    assert {"10.96.0.7", "10.96.0.8"} <= rec.changes[-1].ips
+    # Another Service's change says nothing about db's addresses.
+    model.apply(
+        Kind.SERVICES, "ADDED", obj(Kind.SERVICES, service("web", "x", cluster_ip="10.96.0.9"))
+    )
+    assert rec.changes[-1].ips == {"10.96.0.9"}

@@ -87,6 +87,9 @@ class Change:
     namespaces: frozenset[str]  # Namespace record, or (un)existence of a namespace
     pod_ips: frozenset[str]  # IPs whose Pods changed
     full: bool = False  # True: assume anything may have changed
+    # IPs a changed Service owned (ClusterIPs, served endpoints) before or after the
+    # update: their PTR answers may differ. Not filled with ``full``.
+    ips: frozenset[str] = frozenset()
 
 
 class _SliceRecord(msgspec.Struct, frozen=True, gc=False):
@@ -181,6 +184,7 @@ class _Pending:
     services: set[ServiceKey] = field(default_factory=set)
     namespaces: set[str] = field(default_factory=set)
     pod_ips: set[str] = field(default_factory=set)
+    ips: set[str] = field(default_factory=set)  # reverse entries of changed Services
     # Services whose record or slices this update touches, as they were before it: their
     # endpoints and reverse entries are compared and refreshed at commit. The record alone
     # (or None) when it had no slices: a LIST touches 100k of them at once.
@@ -325,6 +329,7 @@ class ClusterModel:
             pending.full = True
             pending.services.clear()
             pending.pod_ips.clear()
+            pending.ips.clear()
 
     def _commit(self, pending: _Pending) -> None:
         self._settle(pending)
@@ -338,6 +343,7 @@ class ClusterModel:
                 services=frozenset(pending.services),
                 namespaces=frozenset(pending.namespaces),
                 pod_ips=frozenset(pending.pod_ips),
+                ips=frozenset(pending.ips),
             )
         for callback in self._subscribers:
             try:
@@ -555,6 +561,10 @@ class ClusterModel:
             return
         old_owned = _owned(old_svc, old_members)
         new_owned = _owned(svc, members)
+        if key in pending.services:
+            # Owners, names or hostnames behind these IPs' PTR answers may have changed.
+            pending.ips.update(old_owned)
+            pending.ips.update(new_owned)
         if svc is old_svc and old_owned == new_owned:
             return
         index = self._ip_owners

@@ -150,3 +150,53 @@ def test_pod_names_kept_only_when_asked() -> None:
         model.replace_all(Kind.ENDPOINTSLICES, [msgspec.convert(data, api.EndpointSlice)])
         (endpoint,) = model.endpoints("default", "web")
         assert endpoint.pod_name == expected
+
+
+@pytest.mark.parametrize(
+    ("fallthrough", "zone", "may"),
+    [
+        (None, "cluster.local.", False),
+        ((), "cluster.local.", True),  # `fallthrough`: every name
+        (("in-addr.arpa.", "ip6.arpa."), "cluster.local.", False),  # the standard Corefile
+        (("in-addr.arpa.",), "in-addr.arpa.", True),
+        (("local.",), "cluster.local.", True),  # a parent zone
+        (("x.cluster.local.",), "cluster.local.", True),  # a part of the zone
+        ((".",), "cluster.local.", True),
+        (("example.org.",), "cluster.local.", False),
+        (("cluster.local.",), ".", True),
+    ],
+)
+def test_which_zones_may_fall_through(
+    fallthrough: tuple[str, ...] | None, zone: str, may: bool
+) -> None:
+    assert answers._may_fall_through(fallthrough, zone) is may
+
+
+@pytest.mark.parametrize(
+    ("fallthrough", "on_the_wire"),
+    [
+        (("in-addr.arpa.", "ip6.arpa."), True),
+        ((), False),
+        (("cluster.local.",), False),
+    ],
+)
+def test_negative_on_the_wire_with_fallthrough(
+    fallthrough: tuple[str, ...], on_the_wire: bool
+) -> None:
+    """The standard Corefile falls through for reverse zones only: the search-path NXDOMAINs
+    of cluster.local stay on the fast path; a fallthrough covering the zone sends them to
+    outcome(), which lets the next plugin answer."""
+    from clusterdns.core.fallthrough import Fallthrough
+
+    model = web_and_api().model
+    table = AnswerTable(
+        KubernetesConfig(
+            zones=("cluster.local.", "in-addr.arpa."), fallthrough=Fallthrough(fallthrough)
+        ),
+        model,
+        own_addresses=("127.0.0.1",),
+    )
+    table.deferring = False
+    table.rebuild()
+    name = "web.other.svc.cluster.local.default.svc.cluster.local."
+    assert (table.negative(q(name)) is not None) is on_the_wire

@@ -159,6 +159,24 @@ def _filler(length: int) -> bytes:
     return bytes(out)
 
 
+def _may_fall_through(fallthrough: tuple[str, ...] | None, zone: str) -> bool:
+    """Whether ``fallthrough`` covers any name in ``zone`` (both lower-case, absolute)."""
+    if fallthrough is None:
+        return False
+    if not fallthrough or zone == ".":
+        return True  # `fallthrough` alone: every name; or a root zone holds every name
+    return any(
+        f == "." or f == zone or zone.endswith("." + f) or f.endswith("." + zone)
+        for f in fallthrough
+    )
+
+
+def ptr_key(ip: str) -> ServiceKey:
+    """Where a positive PTR reply is kept, as if by a Service: forgotten when the model says
+    the IP's owners changed (Change.ips). The empty namespace cannot be a real one."""
+    return ("", ip)
+
+
 class AnswerTable:
     """Names and encoded replies for one ``kubernetes`` block. See the module docstring."""
 
@@ -190,6 +208,14 @@ class AnswerTable:
         self.cname_names: set[str] = set()
         self.external_cnames: set[bytes] = set()
         self.forward_zone_wires = frozenset(text_to_wire(z) for z in config.forward_zones)
+        # Forward zones some of whose names may fall through: their NXDOMAIN is decided by
+        # outcome(). The standard Corefile's `fallthrough in-addr.arpa ip6.arpa` leaves
+        # cluster.local on the fast path.
+        self.negative_zone_wires = frozenset(
+            text_to_wire(z)
+            for z in config.forward_zones
+            if not _may_fall_through(config.fallthrough.zones, z)
+        )
         # NXDOMAIN replies for names that cannot exist, one per (zone, where the zone
         # starts in the question): the SOA owner is a pointer to that spot, so one encoded
         # reply serves every such name.
@@ -247,6 +273,8 @@ class AnswerTable:
         for key in keys:
             self._forget_service(key)
             self._refresh_external(key)
+        for ip in change.ips:
+            self._forget_service(ptr_key(ip))
         if DNS_SERVICE in keys:
             self._build_apex()
         self._changed()
@@ -419,12 +447,10 @@ class AnswerTable:
 
         Mirrors outcome(): below a forward zone, only the apex names, ``<ns>.svc``,
         what is under ``pod`` and the names of an existing Service may exist; None (ask
-        outcome()) for those, for reverse zones, before the first sync, and when
+        outcome()) for those, for reverse zones, before the first sync, and in zones where
         fallthrough may apply. Reads the model: safe from the UDP thread (dict lookups).
         """
         if self.deferring or not self.model.synced or query.qclass != IN:
-            return None
-        if self.config.fallthrough.enabled:
             return None
         lower = query.qname_lower
         offsets = query.label_offsets
@@ -434,7 +460,7 @@ class AnswerTable:
                 break
         else:
             return None
-        if index == 0 or zone not in self.forward_zone_wires:
+        if index == 0 or zone not in self.negative_zone_wires:
             return None
         last = lower[offsets[index - 1] + 1 : offset]
         if last == b"pod" or (index == 1 and last in _APEX_LABELS):
@@ -488,7 +514,11 @@ class AnswerTable:
         service = None
         if outcome.answer and query.qtype in TEMPLATE_TYPES and name not in self.cname_names:
             zone = self.zone_for(name)
-            service = self._service_key(name, zone) if zone in self.forward_zones else None
+            if zone in self.forward_zones:
+                service = self._service_key(name, zone)
+            elif query.qtype == PTR:
+                ip = ip_from_reverse(name)
+                service = None if ip is None else ptr_key(ip)
         if service is not None:
             # A positive answer of a Service's name: kept until that Service changes.
             if len(self.templates) >= TEMPLATE_LIMIT:

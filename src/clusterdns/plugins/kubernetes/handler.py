@@ -15,8 +15,9 @@ import dns.rdatatype
 from clusterdns.core.memo import INFINITE
 from clusterdns.core.plugin import SLOW, MemoTerms, Plugin, SlowType
 from clusterdns.core.request import Handler, Reply, Request
-from clusterdns.plugins.kubernetes.answers import AnswerTable, Outcome
+from clusterdns.plugins.kubernetes.answers import AnswerTable, Outcome, ptr_key
 from clusterdns.plugins.kubernetes.config import KubernetesConfig
+from clusterdns.plugins.kubernetes.names import ip_from_reverse
 from clusterdns.sources.model import Change, ClusterModel, ServiceKey
 from clusterdns.wire import AnswerTemplate, FormError, Query, skip_name
 
@@ -25,6 +26,7 @@ log = logging.getLogger("clusterdns.plugins.kubernetes")
 PLUGIN = "kubernetes"
 MEMO_LOG = 1024  # changes remembered for the reply memo; a memo further behind starts over
 CNAME = dns.rdatatype.CNAME
+PTR = dns.rdatatype.PTR
 
 
 class Source(Protocol):
@@ -150,6 +152,7 @@ class Kubernetes(Plugin):
             await self.model.wait_synced()
         # Answers that were SERVFAIL before the sync are now NXDOMAIN: let caches know.
         self.table.apply(Change(frozenset(), frozenset(), frozenset(), full=False))
+        self._memo_log.append((self.table.generation, frozenset()))  # no Service changed
         log.info(
             "kubernetes: synced with the cluster in %.3fs, %d services",
             loop.time() - started,
@@ -172,7 +175,9 @@ class Kubernetes(Plugin):
         self._memo_log.append(
             (
                 self.table.generation,
-                None if change.full or change.namespaces else change.services,
+                None
+                if change.full or change.namespaces
+                else change.services | {ptr_key(ip) for ip in change.ips},
             )
         )
         self.last_change = time.monotonic()
@@ -216,8 +221,9 @@ class Kubernetes(Plugin):
         the reply memo watches; nothing else counts per hit.
 
         A positive answer at or under a Service's name (the Service, its endpoints, its
-        SRV names) depends on that Service alone: its token is the Service's key. Anything
-        else (negative answers carry the SOA serial, PTR, pods, the apex, CNAMEs whose
+        SRV names) depends on that Service alone: its token is the Service's key; a positive
+        PTR depends on its IP's owners, which the model reports per change (Change.ips).
+        Anything else (negative answers carry the SOA serial, pods, the apex, CNAMEs whose
         target may be another Service) goes with any change."""
         return INFINITE, (), self._service_of(query, result)
 
@@ -236,6 +242,9 @@ class Kubernetes(Plugin):
         if rrtype == CNAME:
             return None
         name = query.name.lower()
+        if query.qtype == PTR:
+            ip = ip_from_reverse(name)  # its owners' changes come with Change.ips
+            return None if ip is None else ptr_key(ip)
         for zone in self.config.zones:
             if zone != "." and name.endswith("." + zone):
                 labels = name[: -len(zone) - 1].split(".")
