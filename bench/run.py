@@ -1012,8 +1012,9 @@ def section_churn(ctx: Context) -> str:
         f"readiness of one endpoint of a Service at the given rate, cycling over "
         f"{len(slices):,} Services; each update reaches clusterdns as a watch event. "
         "Rounds alternate between the rates. Memo hits = clusterdns_reply_memo_hits_total "
-        "growth / queries answered. An update drops the memoised replies of its Service and "
-        "the untied ones (negative answers, PTR), not the whole memo.\n\n"
+        "growth / queries answered. An update drops the memoised replies of its Service, "
+        "the PTR replies of the IPs it owned before and after, and the untied ones "
+        "(negative answers), not the whole memo.\n\n"
         + table(
             [
                 "load",
