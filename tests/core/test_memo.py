@@ -19,7 +19,7 @@ from clusterdns.core.process import Process
 from clusterdns.core.server import ServerOptions
 from tests.core.test_server import _udp_raw
 from tests.helpers.dnsclient import make_query, query
-from tests.helpers.kubeapi import KubeAPIServer
+from tests.helpers.kubeapi import KubeAPIServer, service
 from tests.helpers.responder import Responder
 from tests.plugins.kubernetes.cluster import ROWS, Case, objects, write_manifests
 
@@ -146,6 +146,21 @@ def test_a_change_drops_only_what_depends_on_it() -> None:
     plugin.change(None)
     memo.check(config, [plugin])
     assert not memo.entries, "a change the plugin cannot describe drops everything"
+
+
+def test_an_entry_tied_to_several_tokens_goes_with_any_of_them() -> None:
+    memo = ReplyMemo(10)
+    plugin, config = Tracker(), object()
+    memo.check(config, [plugin])
+    for key in (b"nx-a", b"nx-b"):
+        memo.put(key, b"r", INFINITE, (), (plugin, frozenset({key.decode()[3:], "serial"})))
+    plugin.change({"a"})
+    memo.check(config, [plugin])
+    assert set(memo.entries) == {b"nx-b"}
+    plugin.change({"serial"})
+    memo.check(config, [plugin])
+    assert not memo.entries
+    assert not any(memo._groups.values()), "no key left behind in another group"
 
 
 def test_memo_is_bounded_and_evicts_oldest_first() -> None:
@@ -400,5 +415,32 @@ async def test_churn_in_one_service_keeps_the_others_memoised(tmp_path: Path) ->
             assert not (await query(port, ptr_two, "PTR")).answer
             new_ptr = "99.0.0.10.in-addr.arpa."
             assert str((await query(port, new_ptr, "PTR")).answer[0][0].target) == two
+        finally:
+            await app.shutdown()
+
+
+async def test_a_memoised_nxdomain_goes_when_its_service_appears(tmp_path: Path) -> None:
+    async with KubeAPIServer(bookmark_interval=0.2) as api:
+        for obj in objects():
+            api.create(obj)
+        app = await serve(tmp_path, standard(f"endpoint {api.url}"))
+        try:
+            port = port_of(app)
+            name = "late.testns.svc.cluster.local."
+            search = "late.testns.svc.cluster.local.testns.svc.cluster.local."
+            before = metric(app, "clusterdns_reply_memo_hits_total")
+            for _ in range(4):
+                assert (await query(port, name, "A")).rcode() == dns.rcode.NXDOMAIN
+                assert (await query(port, search, "A")).rcode() == dns.rcode.NXDOMAIN
+            assert metric(app, "clusterdns_reply_memo_hits_total") - before >= 4
+            api.create(service("late", "testns", cluster_ip="10.0.0.77"))
+            for _ in range(200):
+                reply = await query(port, name, "A")
+                if reply.rcode() == dns.rcode.NOERROR:
+                    break
+                await asyncio.sleep(0.01)
+            assert reply.answer[0][0].address == "10.0.0.77"
+            for _ in range(3):
+                assert (await query(port, name, "A")).answer[0][0].address == "10.0.0.77"
         finally:
             await app.shutdown()

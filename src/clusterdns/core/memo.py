@@ -42,8 +42,8 @@ DEFAULT_SIZE: Final = 100_000
 # Sinks get (new hits, seconds spent per hit on average).
 Sink = Callable[[int, float], None]
 # What the receive loop reads: (reply after the ID, valid until (monotonic), tally),
-# and the dependency group the entry belongs to.
-Entry = tuple[bytes, float, list[int], Hashable]
+# and the dependency groups the entry belongs to (dropping any of them drops it).
+Entry = tuple[bytes, float, list[int], tuple[Hashable, ...]]
 _NO_KEYS: Final[set[bytes]] = set()
 
 
@@ -108,7 +108,9 @@ class ReplyMemo:
     def _drop_group(self, group: Hashable) -> None:
         entries = self.entries
         for key in self._groups.pop(group, ()):
-            entries.pop(key, None)
+            entry = entries.pop(key, None)
+            if entry is not None and len(entry[3]) > 1:
+                self._ungroup(key, entry[3])  # the other groups it was in
 
     def put(
         self,
@@ -119,25 +121,35 @@ class ReplyMemo:
         depends: tuple[object, Hashable] | None = None,
     ) -> None:
         """Keep a reply. ``depends`` = (plugin, token): it stays until that plugin's
-        ``memo_changes`` names the token; None: until any watched plugin changes."""
+        ``memo_changes`` names the token (a frozenset of tokens: any of them); None:
+        until any watched plugin changes."""
         if self.limit <= 0:
             return
         entries = self.entries
-        groups = self._groups
         if len(entries) >= self.limit:
             # Oldest eighth first: a scan of many names does not empty the whole memo.
             for old in list(itertools.islice(entries, max(self.limit // 8, 1))):
-                groups.get(entries.pop(old)[3], _NO_KEYS).discard(old)
+                self._ungroup(old, entries.pop(old)[3])
         previous = entries.get(key)
         if previous is not None:
-            groups.get(previous[3], _NO_KEYS).discard(key)
+            self._ungroup(key, previous[3])
         accounting = tuple(k for k, _ in sinks)
         tally = self.tallies.get(accounting)
         if tally is None:
             tally = self.tallies[accounting] = Tally(tuple(s for _, s in sinks))
-        group = None if depends is None else (id(depends[0]), depends[1])
-        groups.setdefault(group, set()).add(key)
-        entries[key] = (tail, until, tally.count, group)
+        if depends is None:
+            groups: tuple[Hashable, ...] = (None,)
+        else:
+            plugin, token = depends
+            tokens = token if isinstance(token, frozenset) else (token,)
+            groups = tuple((id(plugin), t) for t in tokens)
+        for group in groups:
+            self._groups.setdefault(group, set()).add(key)
+        entries[key] = (tail, until, tally.count, groups)
+
+    def _ungroup(self, key: bytes, groups: tuple[Hashable, ...]) -> None:
+        for group in groups:
+            self._groups.get(group, _NO_KEYS).discard(key)
 
     def flush(self) -> None:
         """Give every tally's new hits to its sinks (the scrape's thread, under MemoStats' lock)."""

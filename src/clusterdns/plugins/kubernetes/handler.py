@@ -6,6 +6,7 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Hashable
 from typing import Protocol
 
 import dns.message
@@ -27,6 +28,11 @@ PLUGIN = "kubernetes"
 MEMO_LOG = 1024  # changes remembered for the reply memo; a memo further behind starts over
 CNAME = dns.rdatatype.CNAME
 PTR = dns.rdatatype.PTR
+NOERROR = dns.rcode.NOERROR
+NXDOMAIN = dns.rcode.NXDOMAIN
+# The reply memo's token for "the SOA serial moved" (negative answers carry it). No real
+# Service key has an empty namespace; ptr_key() uses IPs, never this text.
+SERIAL_TOKEN: ServiceKey = ("", "serial")
 
 
 class Source(Protocol):
@@ -55,7 +61,7 @@ class Kubernetes(Plugin):
         model.subscribe(self._on_change)
         # (generation, the Services a change touched, or None for "anything"), for the
         # reply memo: endpoint churn in one Service leaves the others' replies memoised.
-        self._memo_log: collections.deque[tuple[int, frozenset[ServiceKey] | None]] = (
+        self._memo_log: collections.deque[tuple[int, frozenset[Hashable] | None]] = (
             collections.deque(maxlen=MEMO_LOG)
         )
         # Set by adopt(): the predecessor's running model and tasks, and the kinds it watched.
@@ -151,8 +157,11 @@ class Kubernetes(Plugin):
             )
             await self.model.wait_synced()
         # Answers that were SERVFAIL before the sync are now NXDOMAIN: let caches know.
+        serial = self.table.serial
         self.table.apply(Change(frozenset(), frozenset(), frozenset(), full=False))
-        self._memo_log.append((self.table.generation, frozenset()))  # no Service changed
+        # No Service changed; the serial in negative answers may have.
+        moved = frozenset({SERIAL_TOKEN}) if self.table.serial != serial else frozenset()
+        self._memo_log.append((self.table.generation, moved))
         log.info(
             "kubernetes: synced with the cluster in %.3fs, %d services",
             loop.time() - started,
@@ -171,15 +180,14 @@ class Kubernetes(Plugin):
             if self.model.synced:
                 self._build_deferred()  # synchronously, so no query sees a synced empty table
             return
+        serial = self.table.serial
         self.table.apply(change)
-        self._memo_log.append(
-            (
-                self.table.generation,
-                None
-                if change.full or change.namespaces
-                else change.services | {ptr_key(ip) for ip in change.ips},
-            )
-        )
+        tokens: frozenset[Hashable] | None = None
+        if not change.full and not change.namespaces:
+            tokens = change.services | {ptr_key(ip) for ip in change.ips}
+            if self.table.serial != serial:
+                tokens |= {SERIAL_TOKEN}
+        self._memo_log.append((self.table.generation, tokens))
         self.last_change = time.monotonic()
         log.debug(
             "kubernetes: applied change (%d services, %d namespaces, %d pod ips), generation %d",
@@ -222,41 +230,55 @@ class Kubernetes(Plugin):
 
         A positive answer at or under a Service's name (the Service, its endpoints, its
         SRV names) depends on that Service alone: its token is the Service's key; a positive
-        PTR depends on its IP's owners, which the model reports per change (Change.ips).
-        Anything else (negative answers carry the SOA serial, pods, the apex, CNAMEs whose
-        target may be another Service) goes with any change."""
-        return INFINITE, (), self._service_of(query, result)
+        PTR depends on its IP's owners, which the model reports per change (Change.ips); a
+        negative answer under a Service's name on that Service and on the SOA serial (it
+        moves at most once a second). Anything else (namespaces, pods, the apex, CNAMEs
+        whose target may be another Service) goes with any change."""
+        return INFINITE, (), self._depends_on(query, result)
 
-    def _service_of(self, query: Query, result: object) -> ServiceKey | None:
+    def _depends_on(self, query: Query, result: object) -> Hashable | None:
         if not isinstance(result, AnswerTemplate):
             return None
         wire = result.wire
-        # NOERROR with answers and no authority (no SOA: no serial in it).
-        if len(wire) < 12 or wire[3] & 0xF or not (wire[6] or wire[7]) or wire[8] or wire[9]:
+        if len(wire) < 12:
             return None
-        try:
-            at = skip_name(wire, skip_name(wire, 12) + 4)  # past the question, the owner
-            rrtype = (wire[at] << 8) | wire[at + 1]
-        except (FormError, IndexError):
-            return None
-        if rrtype == CNAME:
-            return None
+        rcode = wire[3] & 0xF
+        answers = (wire[6] << 8) | wire[7]
+        authority = (wire[8] << 8) | wire[9]
         name = query.name.lower()
-        if query.qtype == PTR:
-            ip = ip_from_reverse(name)  # its owners' changes come with Change.ips
-            return None if ip is None else ptr_key(ip)
-        for zone in self.config.zones:
+        if rcode == NOERROR and answers and not authority:
+            try:
+                at = skip_name(wire, skip_name(wire, 12) + 4)  # past the question, the owner
+                rrtype = (wire[at] << 8) | wire[at + 1]
+            except (FormError, IndexError):
+                return None
+            if rrtype == CNAME:
+                return None
+            if query.qtype == PTR:
+                ip = ip_from_reverse(name)  # its owners' changes come with Change.ips
+                return None if ip is None else ptr_key(ip)
+            return self._service_key_of(name)
+        if rcode in (NOERROR, NXDOMAIN) and not answers and authority:
+            # NODATA or NXDOMAIN at or under a Service's name: that Service's existence
+            # decides it, and the SOA it carries has the serial.
+            key = self._service_key_of(name)
+            return None if key is None else frozenset((key, SERIAL_TOKEN))
+        return None
+
+    def _service_key_of(self, name: str) -> ServiceKey | None:
+        """The Service a name under ``<svc>.<ns>.svc.<zone>`` belongs to (lower-case)."""
+        for zone in self.config.forward_zones:
             if zone != "." and name.endswith("." + zone):
                 labels = name[: -len(zone) - 1].split(".")
                 if len(labels) >= 3 and labels[-1] == "svc":
                     return (labels[-2], labels[-3])
         return None
 
-    def memo_changes(self, since: int) -> frozenset[ServiceKey] | None:
+    def memo_changes(self, since: int) -> frozenset[Hashable] | None:
         """The Services whose answers changed after generation ``since``, None if unknown
         (a full rebuild, a namespace change, or a gap in the log)."""
         current = self.table.generation
-        touched: set[ServiceKey] = set()
+        touched: set[Hashable] = set()
         expected = since + 1
         for generation, services in self._memo_log:
             if generation <= since:
