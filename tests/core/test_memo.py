@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import dns.flags
@@ -75,6 +77,21 @@ async def ask_raw(port: int, qname: str, qtype: str, qid: int, payload: int | No
     message = make_query(qname, qtype, payload=payload)
     message.id = qid
     return await _udp_raw(port, message.to_wire())
+
+
+@asynccontextmanager
+async def on_api(
+    tmp_path: Path, mode: str = "batch"
+) -> AsyncIterator[tuple[KubeAPIServer, App, int]]:
+    """The test cluster in the Kubernetes API test server, served by the standard Corefile."""
+    async with KubeAPIServer(bookmark_interval=0.2) as api:
+        for obj in objects():
+            api.create(obj)
+        app = await serve(tmp_path, standard(f"endpoint {api.url}"), mode=mode)
+        try:
+            yield api, app, port_of(app)
+        finally:
+            await app.shutdown()
 
 
 @pytest_asyncio.fixture
@@ -264,36 +281,27 @@ async def test_a_logging_block_sees_every_query(tmp_path: Path, cluster_dir: Pat
 
 @pytest.mark.parametrize("mode", ["batch", "thread", "loop"])
 async def test_no_stale_answer_after_a_cluster_change(tmp_path: Path, mode: str) -> None:
-    async with KubeAPIServer(bookmark_interval=0.2) as api:
-        for obj in objects():
-            api.create(obj)
-        app = await serve(tmp_path, standard(f"endpoint {api.url}"), mode=mode)
-        try:
-            plugin = next(p for p in app.instance.plugins() if p.name == "kubernetes")  # type: ignore[union-attr]
-            assert await plugin.model.wait_synced(5)  # type: ignore[attr-defined]
-            port = port_of(app)
-            name = "svc1.testns.svc.cluster.local."
-            for _ in range(8):  # the sync's own announcement may empty the memo once
-                reply = await query(port, name, "A")
-                assert reply.rcode() == dns.rcode.NOERROR
-            assert metric(app, "clusterdns_reply_memo_hits_total") >= 3
-            (svc1,) = [
-                o for o in objects()
-                if o["kind"] == "Service" and o["metadata"]["name"] == "svc1"
-                and o["metadata"]["namespace"] == "testns"
-            ]  # fmt: skip
-            api.delete(svc1)
-            for _ in range(200):
-                reply = await query(port, name, "A")
-                if reply.rcode() == dns.rcode.NXDOMAIN:
-                    break
-                await asyncio.sleep(0.01)
-            assert reply.rcode() == dns.rcode.NXDOMAIN
-            # And it stays gone: nothing in a memo brings the old answer back.
-            for _ in range(5):
-                assert (await query(port, name, "A")).rcode() == dns.rcode.NXDOMAIN
-        finally:
-            await app.shutdown()
+    async with on_api(tmp_path, mode) as (api, app, port):
+        name = "svc1.testns.svc.cluster.local."
+        for _ in range(8):  # the sync's own announcement may empty the memo once
+            reply = await query(port, name, "A")
+            assert reply.rcode() == dns.rcode.NOERROR
+        assert metric(app, "clusterdns_reply_memo_hits_total") >= 3
+        (svc1,) = [
+            o for o in objects()
+            if o["kind"] == "Service" and o["metadata"]["name"] == "svc1"
+            and o["metadata"]["namespace"] == "testns"
+        ]  # fmt: skip
+        api.delete(svc1)
+        for _ in range(200):
+            reply = await query(port, name, "A")
+            if reply.rcode() == dns.rcode.NXDOMAIN:
+                break
+            await asyncio.sleep(0.01)
+        assert reply.rcode() == dns.rcode.NXDOMAIN
+        # And it stays gone: nothing in a memo brings the old answer back.
+        for _ in range(5):
+            assert (await query(port, name, "A")).rcode() == dns.rcode.NXDOMAIN
 
 
 async def test_reload_drops_memoised_answers(tmp_path: Path, cluster_dir: Path) -> None:
@@ -379,68 +387,52 @@ async def test_cluster_answers_behind_the_cache_keep_their_ttl(
 
 
 async def test_churn_in_one_service_keeps_the_others_memoised(tmp_path: Path) -> None:
-    async with KubeAPIServer(bookmark_interval=0.2) as api:
-        for obj in objects():
-            api.create(obj)
-        app = await serve(tmp_path, standard(f"endpoint {api.url}"))
-        try:
-            plugin = next(p for p in app.instance.plugins() if p.name == "kubernetes")  # type: ignore[union-attr]
-            assert await plugin.model.wait_synced(5)  # type: ignore[attr-defined]
-            port = port_of(app)
-            one, two = "svc1.testns.svc.cluster.local.", "svc2.other.svc.cluster.local."
-            ptr_one, ptr_two = "1.0.0.10.in-addr.arpa.", "2.0.0.10.in-addr.arpa."
-            for _ in range(3):
-                await query(port, one, "A")
-                await query(port, two, "A")
-                await query(port, ptr_one, "PTR")
-                assert str((await query(port, ptr_two, "PTR")).answer[0][0].target) == two
-            (svc2,) = [
-                o for o in objects()
-                if o["kind"] == "Service" and o["metadata"]["name"] == "svc2"
-            ]  # fmt: skip
-            svc2["spec"]["clusterIP"] = "10.0.0.99"
-            api.update(svc2)
-            for _ in range(200):
-                if (await query(port, two, "A")).answer[0][0].address == "10.0.0.99":
-                    break
-                await asyncio.sleep(0.01)
-            assert (await query(port, two, "A")).answer[0][0].address == "10.0.0.99"
-            before = metric(app, "clusterdns_reply_memo_hits_total")
-            assert (await query(port, one, "A")).answer[0][0].address == "10.0.0.1"
-            assert str((await query(port, ptr_one, "PTR")).answer[0][0].target) == one
-            after = metric(app, "clusterdns_reply_memo_hits_total")
-            assert after == before + 2, "svc1's memoised replies outlived svc2's change"
-            # The PTR of the IP svc2 gave up is gone (not ours: it falls through to nothing,
-            # SERVFAIL), the new one answers.
-            assert not (await query(port, ptr_two, "PTR")).answer
-            new_ptr = "99.0.0.10.in-addr.arpa."
-            assert str((await query(port, new_ptr, "PTR")).answer[0][0].target) == two
-        finally:
-            await app.shutdown()
+    async with on_api(tmp_path) as (api, app, port):
+        one, two = "svc1.testns.svc.cluster.local.", "svc2.other.svc.cluster.local."
+        ptr_one, ptr_two = "1.0.0.10.in-addr.arpa.", "2.0.0.10.in-addr.arpa."
+        for _ in range(3):
+            await query(port, one, "A")
+            await query(port, two, "A")
+            await query(port, ptr_one, "PTR")
+            assert str((await query(port, ptr_two, "PTR")).answer[0][0].target) == two
+        (svc2,) = [
+            o for o in objects()
+            if o["kind"] == "Service" and o["metadata"]["name"] == "svc2"
+        ]  # fmt: skip
+        svc2["spec"]["clusterIP"] = "10.0.0.99"
+        api.update(svc2)
+        for _ in range(200):
+            if (await query(port, two, "A")).answer[0][0].address == "10.0.0.99":
+                break
+            await asyncio.sleep(0.01)
+        assert (await query(port, two, "A")).answer[0][0].address == "10.0.0.99"
+        before = metric(app, "clusterdns_reply_memo_hits_total")
+        assert (await query(port, one, "A")).answer[0][0].address == "10.0.0.1"
+        assert str((await query(port, ptr_one, "PTR")).answer[0][0].target) == one
+        after = metric(app, "clusterdns_reply_memo_hits_total")
+        assert after == before + 2, "svc1's memoised replies outlived svc2's change"
+        # The PTR of the IP svc2 gave up is gone (not ours: it falls through to nothing,
+        # SERVFAIL), the new one answers.
+        assert not (await query(port, ptr_two, "PTR")).answer
+        new_ptr = "99.0.0.10.in-addr.arpa."
+        assert str((await query(port, new_ptr, "PTR")).answer[0][0].target) == two
 
 
 async def test_a_memoised_nxdomain_goes_when_its_service_appears(tmp_path: Path) -> None:
-    async with KubeAPIServer(bookmark_interval=0.2) as api:
-        for obj in objects():
-            api.create(obj)
-        app = await serve(tmp_path, standard(f"endpoint {api.url}"))
-        try:
-            port = port_of(app)
-            name = "late.testns.svc.cluster.local."
-            search = "late.testns.svc.cluster.local.testns.svc.cluster.local."
-            before = metric(app, "clusterdns_reply_memo_hits_total")
-            for _ in range(4):
-                assert (await query(port, name, "A")).rcode() == dns.rcode.NXDOMAIN
-                assert (await query(port, search, "A")).rcode() == dns.rcode.NXDOMAIN
-            assert metric(app, "clusterdns_reply_memo_hits_total") - before >= 4
-            api.create(service("late", "testns", cluster_ip="10.0.0.77"))
-            for _ in range(200):
-                reply = await query(port, name, "A")
-                if reply.rcode() == dns.rcode.NOERROR:
-                    break
-                await asyncio.sleep(0.01)
-            assert reply.answer[0][0].address == "10.0.0.77"
-            for _ in range(3):
-                assert (await query(port, name, "A")).answer[0][0].address == "10.0.0.77"
-        finally:
-            await app.shutdown()
+    async with on_api(tmp_path) as (api, app, port):
+        name = "late.testns.svc.cluster.local."
+        search = "late.testns.svc.cluster.local.testns.svc.cluster.local."
+        before = metric(app, "clusterdns_reply_memo_hits_total")
+        for _ in range(4):
+            assert (await query(port, name, "A")).rcode() == dns.rcode.NXDOMAIN
+            assert (await query(port, search, "A")).rcode() == dns.rcode.NXDOMAIN
+        assert metric(app, "clusterdns_reply_memo_hits_total") - before >= 4
+        api.create(service("late", "testns", cluster_ip="10.0.0.77"))
+        for _ in range(200):
+            reply = await query(port, name, "A")
+            if reply.rcode() == dns.rcode.NOERROR:
+                break
+            await asyncio.sleep(0.01)
+        assert reply.answer[0][0].address == "10.0.0.77"
+        for _ in range(3):
+            assert (await query(port, name, "A")).answer[0][0].address == "10.0.0.77"
