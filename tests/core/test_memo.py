@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode
@@ -436,3 +437,29 @@ async def test_a_memoised_nxdomain_goes_when_its_service_appears(tmp_path: Path)
         assert reply.answer[0][0].address == "10.0.0.77"
         for _ in range(3):
             assert (await query(port, name, "A")).answer[0][0].address == "10.0.0.77"
+
+
+@pytest.mark.parametrize("mode", ["batch", "thread"])
+async def test_a_failing_memo_check_does_not_stop_the_receive_thread(
+    tmp_path: Path, cluster_dir: Path, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = await serve(tmp_path, standard(f"manifests {cluster_dir}"), mode=mode)
+    try:
+        port = port_of(app)
+        real = ReplyMemo.check
+        failures = [2]
+
+        def flaky(self: ReplyMemo, owner: object, generations: object) -> None:
+            if failures[0] > 0:
+                failures[0] -= 1
+                raise RuntimeError("injected")
+            real(self, owner, generations)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(ReplyMemo, "check", flaky)
+        for _ in range(2):  # each lost to the injected failure
+            with pytest.raises(dns.exception.Timeout):
+                await query(port, "svc1.testns.svc.cluster.local.", "A", timeout=0.3)
+        reply = await query(port, "svc1.testns.svc.cluster.local.", "A")
+        assert reply.answer[0][0].address == "10.0.0.1"
+    finally:
+        await app.shutdown()

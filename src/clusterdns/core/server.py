@@ -406,6 +406,10 @@ class UdpThread:
                 if not self._running:
                     return
                 continue
+            except Exception:
+                # A bug must not take the socket's only reader down with it.
+                log.exception("core: udp receive loop failed; going on")
+                continue
             if hits:
                 memo.hits += hits
                 memo.hit_seconds += seconds  # the batch's time, charged to its hits
@@ -428,18 +432,18 @@ class UdpThread:
                 if not self._running:
                     return
                 continue
-            mux = dispatcher.mux
-            memo.check(mux, mux.memo_watch)
-            entry = get(data[2:])
-            if entry is not None and entry[1] > clock():
-                try:
-                    sendto(data[:2] + entry[0], addr)
-                except OSError:
-                    pass
-                entry[2][0] += 1
-                memo.hits += 1
-                continue
             try:
+                mux = dispatcher.mux
+                memo.check(mux, mux.memo_watch)
+                entry = get(data[2:])
+                if entry is not None and entry[1] > clock():
+                    try:
+                        sendto(data[:2] + entry[0], addr)
+                    except OSError:
+                        pass
+                    entry[2][0] += 1
+                    memo.hits += 1
+                    continue
                 prepared = prepare(data, "udp", (addr[0], addr[1]), memo)
             except Exception:
                 log.exception("core: udp fast path failed")

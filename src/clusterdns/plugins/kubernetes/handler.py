@@ -280,7 +280,8 @@ class Kubernetes(Plugin):
         current = self.table.generation
         touched: set[Hashable] = set()
         expected = since + 1
-        for generation, services in self._memo_log:
+        # A copy taken in one step: the loop thread may append while a UDP thread reads.
+        for generation, services in tuple(self._memo_log):
             if generation <= since:
                 continue
             if generation != expected or services is None:
