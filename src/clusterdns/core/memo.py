@@ -76,6 +76,16 @@ class ReplyMemo:
         if stats is not None:
             stats.add(self)
 
+    def answer(self, key: bytes, now: float) -> bytes | None:
+        """The reply after the ID for a query's bytes after its ID, counted as a hit; None
+        if there is none or it expired. (The batch loop in mmsg.py inlines this.)"""
+        entry = self.entries.get(key)
+        if entry is None or entry[1] <= now:
+            return None
+        entry[2][0] += 1
+        self.hits += 1
+        return entry[0]
+
     def check(self, owner: object, generations: Iterable[object]) -> None:
         """Drop what a new configuration or a watched plugin's changes made stale."""
         if owner is not self.owner:

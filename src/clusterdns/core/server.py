@@ -299,11 +299,9 @@ class UdpListener(asyncio.DatagramProtocol):
         memo = self.memo
         mux = self.dispatcher.mux
         memo.check(mux, mux.memo_watch)
-        entry = memo.entries.get(data[2:])
-        if entry is not None and entry[1] > time.monotonic() and self.transport is not None:
-            self.transport.sendto(data[:2] + entry[0], addr)
-            entry[2][0] += 1
-            memo.hits += 1
+        tail = memo.answer(data[2:], time.monotonic())
+        if tail is not None and self.transport is not None:
+            self.transport.sendto(data[:2] + tail, addr)
             return
         prepared = self.dispatcher.prepare(data, "udp", (addr[0], addr[1]), memo)
         if prepared is None:
@@ -421,7 +419,6 @@ class UdpThread:
         prepare = dispatcher.prepare
         handoff = self.loop.call_soon_threadsafe
         spawn = self._spawn
-        get = memo.entries.get
         clock = time.monotonic
         while self._running:
             try:
@@ -435,14 +432,12 @@ class UdpThread:
             try:
                 mux = dispatcher.mux
                 memo.check(mux, mux.memo_watch)
-                entry = get(data[2:])
-                if entry is not None and entry[1] > clock():
+                tail = memo.answer(data[2:], clock())
+                if tail is not None:
                     try:
-                        sendto(data[:2] + entry[0], addr)
+                        sendto(data[:2] + tail, addr)
                     except OSError:
                         pass
-                    entry[2][0] += 1
-                    memo.hits += 1
                     continue
                 prepared = prepare(data, "udp", (addr[0], addr[1]), memo)
             except Exception:
@@ -565,12 +560,9 @@ class TcpDnsProtocol(asyncio.Protocol):
             memo = self.shared.memo
             mux = self.dispatcher.mux
             memo.check(mux, mux.memo_watch)
-            entry = memo.entries.get(message[2:])
-            if entry is not None and entry[1] > time.monotonic():
-                tail = entry[0]
+            tail = memo.answer(message[2:], time.monotonic())
+            if tail is not None:
                 transport.write(_LENGTH.pack(len(tail) + 2) + message[:2] + tail)
-                entry[2][0] += 1
-                memo.hits += 1
                 continue
             prepared = self.dispatcher.prepare(message, "tcp", self.client, memo)
             if prepared is None:

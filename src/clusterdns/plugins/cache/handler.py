@@ -263,7 +263,8 @@ class Cache(Plugin):
         matter of reading ``stale()`` once more."""
         if self.config.prefetch > 0:
             return None
-        entry = self.denial.get(self.key(query)) or self.success.get(self.key(query))
+        key = self.key(query)
+        entry = self.denial.get(key) or self.success.get(key)
         if entry is None or entry.stale():
             return None
         now = self.clock()

@@ -397,14 +397,23 @@ class AnswerTable:
         return result
 
     @staticmethod
-    def _service_key(name: str, zone: str) -> ServiceKey | None:
+    def _service_key(name: str, zone: str, *, any_depth: bool = False) -> ServiceKey | None:
         """The Service a name below ``<svc>.<ns>.svc.<zone>`` would belong to (by its
-        shape only), else None."""
+        shape only), else None. Names more than two labels below a Service cannot exist;
+        ``any_depth`` names their would-be Service all the same (what decides that they
+        don't)."""
         relative = name[: -len(zone)] if zone != "." else name
         labels = relative.rstrip(".").split(".")
-        if 3 <= len(labels) <= 5 and labels[-1] == "svc":
+        if len(labels) >= 3 and (any_depth or len(labels) <= 5) and labels[-1] == "svc":
             return (labels[-2], labels[-3])
         return None
+
+    def service_key(self, name: str, *, any_depth: bool = False) -> ServiceKey | None:
+        """_service_key() for a name in one of the forward zones (lower-case, absolute)."""
+        zone = self.zone_for(name)
+        if zone is None or zone not in self.forward_zones:
+            return None
+        return self._service_key(name, zone, any_depth=any_depth)
 
     def has_names(self, key: ServiceKey) -> bool:
         """Does Service ``key`` define any name (PTR answers only point at those)?"""

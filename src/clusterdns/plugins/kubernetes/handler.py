@@ -257,21 +257,12 @@ class Kubernetes(Plugin):
             if query.qtype == PTR:
                 ip = ip_from_reverse(name)  # its owners' changes come with Change.ips
                 return None if ip is None else ptr_key(ip)
-            return self._service_key_of(name)
+            return self.table.service_key(name)
         if rcode in (NOERROR, NXDOMAIN) and not answers and authority:
             # NODATA or NXDOMAIN at or under a Service's name: that Service's existence
             # decides it, and the SOA it carries has the serial.
-            key = self._service_key_of(name)
+            key = self.table.service_key(name, any_depth=True)
             return None if key is None else frozenset((key, SERIAL_TOKEN))
-        return None
-
-    def _service_key_of(self, name: str) -> ServiceKey | None:
-        """The Service a name under ``<svc>.<ns>.svc.<zone>`` belongs to (lower-case)."""
-        for zone in self.config.forward_zones:
-            if zone != "." and name.endswith("." + zone):
-                labels = name[: -len(zone) - 1].split(".")
-                if len(labels) >= 3 and labels[-1] == "svc":
-                    return (labels[-2], labels[-3])
         return None
 
     def memo_changes(self, since: int) -> frozenset[Hashable] | None:

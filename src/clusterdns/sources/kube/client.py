@@ -209,23 +209,6 @@ class KubeClient:
                 return
             params["continue"] = page.metadata.continue_
 
-    async def list(
-        self,
-        path: str,
-        decoder: msgspec.json.Decoder[api.ObjectList[T]],
-        *,
-        label_selector: str | None = None,
-        limit: int = PAGE_SIZE,
-    ) -> tuple[list[T], str]:
-        """All items of a collection, fetched in pages; returns (items, resourceVersion)."""
-        items: list[T] = []
-        version = ""
-        pages = self.list_pages(path, decoder, label_selector=label_selector, limit=limit)
-        async for page in pages:
-            items.extend(page.items or ())
-            version = page.metadata.resource_version
-        return items, version
-
     async def watch(
         self,
         path: str,
