@@ -1,0 +1,162 @@
+"""The fast-path contract: what a plugin offers so a query is answered without a coroutine.
+
+The server asks the plugins of a block, in chain order, before it builds a Request.
+Each capability is a small Protocol, found once when the block is built
+(:class:`FastPath`), so nothing on the query path looks attributes up by name:
+
+- :class:`FastAnswerer`: ``answer_fast(query, limit, payload)`` returns a finished
+  :class:`FastReply` (the client's ID and question, EDNS, truncated to ``limit``),
+  ``None`` ("not mine: ask the next plugin") or ``SLOW`` ("the ordinary chain must
+  answer this one"). A plugin without it ends the fast path: whatever it would do is
+  only done by the chain, so the fast path is an optimisation and never a different
+  answer. It may run on a UDP receive thread: it only reads.
+- :class:`FastFilter`: a plugin that only transforms what later plugins answer
+  (loadbalance) filters the finished reply; ``None`` sends the query to the chain.
+- :class:`VersionedRecords`: a record plugin whose data changes (kubernetes, etcd,
+  hosts, file) counts its changes in ``generation`` and says which dependency tokens a
+  run of changes touched (``changes_since``), so the reply memo and the cache drop
+  only what went stale.
+- :class:`FastObserver`: an observer (prometheus) that can count fast answers without
+  a Request, and memo hits in bulk; a block with an observer that is not one (log)
+  never memoises and builds a Request per fast answer for it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
+
+from clusterdns.wire import Query
+
+if TYPE_CHECKING:
+    from clusterdns.core.request import Transport
+
+INFINITE: Final = math.inf
+# Sinks get (new hits, seconds spent per hit on average).
+Sink = Callable[[int, float], None]
+Sinks = tuple[tuple[Hashable, Sink], ...]
+# What a reply depends on: tokens its plugin's changes_since() names when they change;
+# None: any change of the plugin's data.
+Depends = frozenset[Hashable] | None
+
+
+class SlowType:
+    """Sentinel a fast hook returns to send a query down the ordinary chain."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SLOW"
+
+
+SLOW: Final = SlowType()
+
+
+class FastReply:
+    """A finished fast-path reply and how long it may be replayed.
+
+    ``wire`` is the complete reply to the query it answers. ``until`` (monotonic
+    seconds) is how long the same query bytes may get the same reply from the reply
+    memo: ``INFINITE`` for "until my data changes" (the memo watches ``generation``),
+    a deadline for a cache hit whose TTL ticks, 0 for never (client-specific answers).
+    ``depends`` narrows "my data changes" to the tokens the plugin reports;
+    ``sinks`` count memo hits as the plugin counts its own answers (cache hits)."""
+
+    __slots__ = ("depends", "sinks", "until", "wire")
+
+    def __init__(
+        self,
+        wire: bytes,
+        *,
+        until: float = INFINITE,
+        depends: Depends = None,
+        sinks: Sinks = (),
+    ) -> None:
+        self.wire = wire
+        self.until = until
+        self.depends = depends
+        self.sinks = sinks
+
+    def __repr__(self) -> str:
+        return f"FastReply({len(self.wire)} bytes, until={self.until}, depends={self.depends})"
+
+
+FastResult = FastReply | SlowType | None
+
+
+@runtime_checkable
+class FastAnswerer(Protocol):
+    """Answers some queries synchronously from data it keeps in memory."""
+
+    name: str
+
+    def answer_fast(self, query: Query, limit: int, payload: int) -> FastResult:
+        """The reply to ``query`` within ``limit`` bytes (TC and fewer records when it
+        does not fit), advertising ``payload`` in its OPT; None: not mine; SLOW: chain."""
+        ...
+
+
+@runtime_checkable
+class FastFilter(Protocol):
+    """Transforms finished replies of the plugins after it (loadbalance)."""
+
+    def filter_fast(self, wire: bytes) -> bytes | None:
+        """The reply to send (``wire`` itself when unchanged), or None for the chain."""
+        ...
+
+
+@runtime_checkable
+class VersionedRecords(Protocol):
+    """A record plugin whose answers change with its data (kubernetes, etcd, hosts, file)."""
+
+    name: str
+
+    @property
+    def zones(self) -> tuple[str, ...]:
+        """The zones it answers for (lower-case, absolute)."""
+        ...
+
+    @property
+    def generation(self) -> int:
+        """Moves whenever any answer may have changed."""
+        ...
+
+    def changes_since(self, generation: int) -> frozenset[Hashable] | None:
+        """The dependency tokens touched after ``generation``; None: can't tell (drop all)."""
+        ...
+
+
+@runtime_checkable
+class FastObserver(Protocol):
+    """An observer that sees fast answers without a Request and memo hits in bulk."""
+
+    def observe_fast(
+        self,
+        server_label: str,
+        zone: str,
+        transport: Transport,
+        client: tuple[str, int],
+        query: Query,
+        rcode: int,
+        wire: bytes,
+        duration: float,
+        plugin: str,
+    ) -> None: ...
+
+    def memo_sink(
+        self,
+        server_label: str,
+        zone: str,
+        transport: Transport,
+        family: int,
+        query: Query,
+        rcode: int,
+        wire: bytes,
+        plugin: str,
+    ) -> tuple[Hashable, Sink]: ...
+
+
+def changes_of(plugin: object) -> VersionedRecords | None:
+    """``plugin`` as a versioned record plugin, if it is one."""
+    return plugin if isinstance(plugin, VersionedRecords) else None

@@ -1,0 +1,238 @@
+"""Replies built on the wire from records, without dnspython: the first-sight fast path.
+
+A record plugin describes its answer as :data:`Record` tuples (owner, type, TTL, RDATA
+parts) and :func:`build_reply` writes the reply to the client's query: header, the
+client's own question bytes (its letter case, 0x20), owners and RDATA names compressed
+exactly as dnspython's renderer compresses them (the tests hold the two byte for byte),
+records dropped from the end with TC when they exceed ``limit`` (miekg/dns's truncation,
+what CoreDNS does), and the OPT record mirrored when the query had one.
+
+Names are uncompressed, lower-case wire bytes. RDATA is a tuple of parts: ``bytes`` are
+copied as they are; a :class:`Compressible` part is a domain name that may be compressed
+and is remembered for later names (CNAME, NS, PTR, SOA, MX: RFC 3597 section 4); an SRV
+target is plain ``bytes`` (RFC 2782: never compressed).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections.abc import Sequence
+from typing import Final
+
+from clusterdns.wire.query import EDNS_DO, FLAG_AA, FLAG_CD, FLAG_QR, FLAG_RD, FLAG_TC, Query
+
+TYPE_A: Final = 1
+TYPE_NS: Final = 2
+TYPE_CNAME: Final = 5
+TYPE_SOA: Final = 6
+TYPE_PTR: Final = 12
+TYPE_MX: Final = 15
+TYPE_TXT: Final = 16
+TYPE_AAAA: Final = 28
+TYPE_SRV: Final = 33
+CLASS_IN: Final = 1
+AUTHORITATIVE: Final = FLAG_QR | FLAG_AA
+
+_HEADER: Final = struct.Struct("!HHHHHH")
+_RR_FIXED: Final = struct.Struct("!HHIH")
+_POINTER: Final = struct.Struct("!H")
+_OPT_FIXED: Final = struct.Struct("!BHHIH")
+_OPT_LEN: Final = 11
+_SOA_NUMBERS: Final = struct.Struct("!IIIII")
+_SRV_NUMBERS: Final = struct.Struct("!HHH")
+_MAX_POINTER: Final = 0x3FFF
+
+
+class Compressible(bytes):
+    """A domain name in RDATA (uncompressed, lower-case wire) that may be compressed."""
+
+    __slots__ = ()
+
+
+RdataPart = bytes  # plain bytes, or a Compressible name
+# (owner name in wire form, type, TTL, RDATA parts)
+Record = tuple[bytes, int, int, tuple[RdataPart, ...]]
+
+
+# --- RDATA builders --------------------------------------------------------------------------
+
+
+def a_rdata(ip: str) -> tuple[bytes]:
+    return (ipaddress.IPv4Address(ip).packed,)
+
+
+def aaaa_rdata(ip: str) -> tuple[bytes]:
+    return (ipaddress.IPv6Address(ip).packed,)
+
+
+def address_rdata(ip: str) -> tuple[int, tuple[bytes]]:
+    """(A or AAAA, RDATA) of an IP in text form."""
+    if ":" in ip:
+        return TYPE_AAAA, aaaa_rdata(ip)
+    return TYPE_A, a_rdata(ip)
+
+
+def name_rdata(target: bytes) -> tuple[bytes]:
+    """CNAME, NS and PTR: one compressible name."""
+    return (Compressible(target),)
+
+
+def srv_rdata(priority: int, weight: int, port: int, target: bytes) -> tuple[bytes]:
+    return (_SRV_NUMBERS.pack(priority, weight, port) + target,)
+
+
+def mx_rdata(preference: int, exchange: bytes) -> tuple[bytes, bytes]:
+    return (_POINTER.pack(preference), Compressible(exchange))
+
+
+def txt_rdata(*strings: bytes) -> tuple[bytes]:
+    """Character-strings of at most 255 bytes each (longer ones are split)."""
+    out = bytearray()
+    for text in strings or (b"",):
+        if not text:
+            out += b"\x00"
+        for start in range(0, len(text), 255):
+            chunk = text[start : start + 255]
+            out.append(len(chunk))
+            out += chunk
+    return (bytes(out),)
+
+
+def soa_rdata(
+    mname: bytes, rname: bytes, serial: int, refresh: int, retry: int, expire: int, minimum: int
+) -> tuple[bytes, bytes, bytes]:
+    return (
+        Compressible(mname),
+        Compressible(rname),
+        _SOA_NUMBERS.pack(serial & 0xFFFFFFFF, refresh, retry, expire, minimum),
+    )
+
+
+def opt_record(payload: int, rcode: int, do: bool) -> bytes:
+    """An OPT RR advertising ``payload`` with the extended bits of ``rcode``."""
+    ttl = ((rcode >> 4) & 0xFF) << 24
+    if do:
+        ttl |= EDNS_DO
+    return _OPT_FIXED.pack(0, 41, payload, ttl, 0)
+
+
+# --- the builder ----------------------------------------------------------------------------
+
+
+def _write_name(out: bytearray, name: bytes, table: dict[bytes, int]) -> None:
+    """Append ``name`` compressed against ``table`` and remember its new suffixes.
+
+    dnspython's rule: the longest suffix already written becomes a pointer; every suffix
+    written in full (but the root) that starts within pointer reach is remembered."""
+    pos = 0
+    while True:
+        length = name[pos]
+        if length == 0:
+            out.append(0)
+            return
+        suffix = name[pos:] if pos else name
+        at = table.get(suffix)
+        if at is not None:
+            out += _POINTER.pack(0xC000 | at)
+            return
+        here = len(out)
+        if here <= _MAX_POINTER:
+            table[suffix] = here
+        end = pos + 1 + length
+        out += name[pos:end]
+        pos = end
+
+
+def _write_record(out: bytearray, record: Record, table: dict[bytes, int]) -> None:
+    owner, rtype, ttl, rdata = record
+    _write_name(out, owner, table)
+    fixed = len(out)
+    out += b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    for part in rdata:
+        if type(part) is Compressible:
+            _write_name(out, part, table)
+        else:
+            out += part
+    _RR_FIXED.pack_into(out, fixed, rtype, CLASS_IN, ttl, len(out) - fixed - 10)
+
+
+def question_table(query: Query) -> dict[bytes, int]:
+    """The compression table after the question: every suffix of the question name but
+    the root, at its offset in the message."""
+    lower = query.qname_lower
+    return {lower[offset:]: 12 + offset for offset in query.label_offsets[:-1]}
+
+
+def build_reply(
+    query: Query,
+    *,
+    rcode: int = 0,
+    answer: Sequence[Record] = (),
+    authority: Sequence[Record] = (),
+    additional: Sequence[Record] = (),
+    limit: int = 65535,
+    payload: int = 4096,
+    flags: int = AUTHORITATIVE,
+) -> bytes:
+    """The reply to ``query``: its ID, RD and CD, ``flags`` (QR, AA...), ``rcode``, its own
+    question bytes, the records (dropped from the end with TC set when the reply would
+    exceed ``limit``), and an OPT advertising ``payload`` when the query had one."""
+    edns = query.edns
+    opt = b"" if edns is None else opt_record(payload, rcode, edns.do)
+    room = limit - len(opt)
+    out = bytearray(query.data[: query.question_end])
+    table = question_table(query)
+    counts = [0, 0, 0]
+    truncated = False
+    for section, records in enumerate((answer, authority, additional)):
+        for record in records:
+            mark = len(out)
+            _write_record(out, record, table)
+            if len(out) > room:
+                # Roll back this record and whatever it added to the table (dnspython's
+                # renderer does the same), then stop: nothing after it is sent.
+                del out[mark:]
+                for suffix in [s for s, at in table.items() if at >= mark]:
+                    del table[suffix]
+                truncated = True
+                break
+            counts[section] += 1
+        if truncated:
+            break
+    reply_flags = (flags & ~0x000F) | (query.flags & (FLAG_RD | FLAG_CD)) | (rcode & 0xF)
+    if truncated:
+        reply_flags |= FLAG_TC
+    _HEADER.pack_into(
+        out, 0, query.id, reply_flags, 1, counts[0], counts[1], counts[2] + (1 if opt else 0)
+    )
+    if opt:
+        out += opt
+    return bytes(out)
+
+
+__all__ = [
+    "AUTHORITATIVE",
+    "CLASS_IN",
+    "TYPE_A",
+    "TYPE_AAAA",
+    "TYPE_CNAME",
+    "TYPE_MX",
+    "TYPE_NS",
+    "TYPE_PTR",
+    "TYPE_SOA",
+    "TYPE_SRV",
+    "TYPE_TXT",
+    "Compressible",
+    "Record",
+    "a_rdata",
+    "aaaa_rdata",
+    "address_rdata",
+    "build_reply",
+    "mx_rdata",
+    "name_rdata",
+    "opt_record",
+    "soa_rdata",
+    "srv_rdata",
+    "txt_rdata",
+]
