@@ -196,7 +196,10 @@ async def test_compaction_behind_the_watch_relists(etcd1: EtcdCluster, prefix: s
 async def test_watch_resumes_on_another_member_when_one_dies() -> None:
     require_etcd()
     with EtcdCluster(size=3) as cluster:
-        async with EtcdClient(cluster.endpoints) as client, EtcdClient(cluster.endpoints) as writer:
+        async with (
+            EtcdClient(cluster.endpoints) as client,
+            EtcdClient(cluster.endpoints, timeout=2.0) as writer,
+        ):
             await writer.put("/skydns/a", "1")
             store = EtcdStore(client, "/skydns/", backoff_base=0.05)
             recorder = Recorder(store)
