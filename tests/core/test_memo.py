@@ -17,8 +17,9 @@ import pytest
 import pytest_asyncio
 from prometheus_client import generate_latest
 
+from clusterdns.core.fast import INFINITE
 from clusterdns.core.lifecycle import App
-from clusterdns.core.memo import INFINITE, ReplyMemo
+from clusterdns.core.memo import ReplyMemo
 from clusterdns.core.process import Process
 from clusterdns.core.server import ServerOptions
 from tests.core.test_server import _udp_raw
@@ -123,8 +124,16 @@ async def cluster_dir(tmp_path: Path) -> Path:
 
 
 class Owner:
+    """A VersionedRecords that cannot say what changed."""
+
+    name = "owner"
+    zones = ("example.",)
+
     def __init__(self) -> None:
         self.generation = 1
+
+    def changes_since(self, since: int) -> frozenset[str] | None:
+        return None
 
 
 def test_memo_empties_when_the_configuration_or_a_generation_moves() -> None:
@@ -155,27 +164,27 @@ class Tracker(Owner):
         self.generation += 1
         self.log[self.generation] = tokens
 
-    def memo_changes(self, since: int) -> set[str] | None:
+    def changes_since(self, since: int) -> frozenset[str] | None:
         touched: set[str] = set()
         for generation in range(since + 1, self.generation + 1):
             tokens = self.log.get(generation)
             if tokens is None:
                 return None
             touched |= tokens
-        return touched
+        return frozenset(touched)
 
 
 def test_a_change_drops_only_what_depends_on_it() -> None:
     memo = ReplyMemo(10)
     plugin, config = Tracker(), object()
     memo.check(config, [plugin])
-    memo.put(b"svc-a", b"r", INFINITE, (), (plugin, "a"))
-    memo.put(b"svc-b", b"r", INFINITE, (), (plugin, "b"))
+    memo.put(b"svc-a", b"r", INFINITE, (), plugin, frozenset({"a"}))
+    memo.put(b"svc-b", b"r", INFINITE, (), plugin, frozenset({"b"}))
     memo.put(b"nxdomain", b"r", INFINITE, ())
     plugin.change({"b"})
     memo.check(config, [plugin])
     assert set(memo.entries) == {b"svc-a"}, "b's and the untied entries go, a's stays"
-    memo.put(b"svc-b", b"r2", INFINITE, (), (plugin, "b"))
+    memo.put(b"svc-b", b"r2", INFINITE, (), plugin, frozenset({"b"}))
     plugin.change(set())
     plugin.change({"a"})
     memo.check(config, [plugin])
@@ -190,7 +199,7 @@ def test_an_entry_tied_to_several_tokens_goes_with_any_of_them() -> None:
     plugin, config = Tracker(), object()
     memo.check(config, [plugin])
     for key in (b"nx-a", b"nx-b"):
-        memo.put(key, b"r", INFINITE, (), (plugin, frozenset({key.decode()[3:], "serial"})))
+        memo.put(key, b"r", INFINITE, (), plugin, frozenset({key.decode()[3:], "serial"}))
     plugin.change({"a"})
     memo.check(config, [plugin])
     assert set(memo.entries) == {b"nx-b"}

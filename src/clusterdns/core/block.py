@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import dns.rcode
 
-from clusterdns.core.plugin import SLOW, BlockSettings, FastHook, Plugin
+from clusterdns.core.fast import FastAnswerer, FastFilter, FastObserver, VersionedRecords
+from clusterdns.core.plugin import BlockSettings, Plugin
 from clusterdns.core.request import Handler, Reply, Request
-from clusterdns.wire import AnswerTemplate, Query, text_to_wire
+from clusterdns.wire import Query, text_to_wire
 
 Observer = Callable[[Request, int, bytes, float, str], None]
 
@@ -29,49 +29,33 @@ def build_chain(plugins: Sequence[Plugin]) -> Handler:
     return handler
 
 
-def fast_hooks(plugins: Sequence[Plugin]) -> tuple[tuple[str, FastHook], ...]:
-    """The fast hooks of the chain, in order, up to the first plugin without one.
+class FastStep:
+    """One plugin's place on the fast path: the plugin and the filters (plugins before it
+    that only transform replies, e.g. loadbalance) its replies pass through."""
 
-    A plugin with only a ``fast_filter`` (loadbalance) takes part by filtering
-    whatever a later hook answers.
-    """
-    hooks: list[tuple[str, FastHook]] = []
-    filters: list[Callable[[bytes], bytes | None]] = []
-    for plugin in plugins:
-        if not plugin.in_chain:
-            continue
-        if plugin.fast is not None:
-            hook = plugin.fast
-            if filters:
-                hook = _filtered(hook, tuple(filters))
-            hooks.append((plugin.name, hook))
-        elif plugin.fast_filter is not None:
-            filters.append(plugin.fast_filter)
-        else:
-            break
-    return tuple(hooks)
+    __slots__ = ("answerer", "filters", "name")
 
-
-class FilteredAnswer:
-    """A fast answer that must pass through filters once rendered for the query."""
-
-    __slots__ = ("filters", "result")
-
-    def __init__(
-        self, result: AnswerTemplate | bytes, filters: tuple[Callable[[bytes], bytes | None], ...]
-    ) -> None:
-        self.result = result
+    def __init__(self, answerer: FastAnswerer, filters: tuple[FastFilter, ...]) -> None:
+        self.answerer = answerer
+        self.name = answerer.name
         self.filters = filters
 
 
-def _filtered(hook: FastHook, filters: tuple[Callable[[bytes], bytes | None], ...]) -> FastHook:
-    def filtered(query: Query) -> Any:
-        result = hook(query)
-        if result is None or result is SLOW:
-            return result
-        return FilteredAnswer(result, filters)  # type: ignore[arg-type]
-
-    return filtered
+def fast_steps(plugins: Sequence[Plugin]) -> tuple[FastStep, ...]:
+    """The fast answerers of the chain, in order, up to the first plugin that is neither
+    an answerer nor a filter: past it only the chain knows what happens."""
+    steps: list[FastStep] = []
+    filters: list[FastFilter] = []
+    for plugin in plugins:
+        if not plugin.in_chain:
+            continue
+        if isinstance(plugin, FastAnswerer):
+            steps.append(FastStep(plugin, tuple(filters)))
+        elif isinstance(plugin, FastFilter):
+            filters.append(plugin)
+        else:
+            break
+    return tuple(steps)
 
 
 class Block:
@@ -97,19 +81,22 @@ class Block:
         self.line = line
         self.chain = build_chain(plugins)
         self.observers: list[Observer] = [p.observe for p in plugins if p.observes]
-        # For the fast path: observers that take the query as it is, and those that
-        # need a Request built for them.
-        self.fast_observers = [p.observe_fast for p in plugins if p.observes and p.observe_fast]
-        self.request_observers: list[Observer] = [
-            p.observe for p in plugins if p.observes and p.observe_fast is None
+        # For the fast path: observers that take the query as it is (and count memo hits
+        # in bulk), and those that need a Request built for them.
+        self.fast_observers: list[FastObserver] = [
+            p for p in plugins if p.observes and isinstance(p, FastObserver)
         ]
-        self.fast_hooks = fast_hooks(plugins)
-        # The UDP reply memo (core/memo.py) needs every observer to count hits in bulk.
-        self.memo_observers = [p for p in plugins if p.observes and p.memo_sink is not None]
-        self.memoizable = len(self.memo_observers) == len(self.observers)
-        # Record plugins that count changes to their data: a move empties the memo (a
-        # cached answer for their names is stale too, not only their own answers).
-        self.memo_watch = [p for p in plugins if isinstance(getattr(p, "generation", None), int)]
+        self.request_observers: list[Observer] = [
+            p.observe for p in plugins if p.observes and not isinstance(p, FastObserver)
+        ]
+        self.fast_steps = fast_steps(plugins)
+        # The reply memo (core/memo.py) needs every observer to count hits in bulk.
+        self.memoizable = not self.request_observers
+        # Record plugins that count changes to their data: a move drops the memo entries
+        # that depend on it (a cached answer for their names is stale too).
+        self.versioned: list[VersionedRecords] = [
+            p for p in plugins if isinstance(p, VersionedRecords)
+        ]
 
     def plugin(self, name: str) -> Plugin | None:
         for plugin in self.plugins:
@@ -143,9 +130,9 @@ class ZoneMux:
         return None
 
     @functools.cached_property
-    def memo_watch(self) -> list[Plugin]:
-        """The plugins whose generation a reply memo for this mux must watch."""
-        return [p for block in self.blocks for p in block.memo_watch]
+    def versioned(self) -> list[VersionedRecords]:
+        """The record plugins whose changes a reply memo for this mux must watch."""
+        return [p for block in self.blocks for p in block.versioned]
 
     @property
     def blocks(self) -> list[Block]:

@@ -9,14 +9,14 @@ parsing, no zone match, no hooks, no rendering (bench/RESULTS.md section 1).
 
 Correctness rests on three rules:
 
-- Only answers a plugin vouches for are kept (``Plugin.fast_memo``), with a
+- Only answers a plugin vouches for are kept (``FastReply.until``), with a
   deadline: ``inf`` for data that only changes with the plugin's ``generation``
   (kubernetes), the next TTL tick for a cache hit. Client-specific answers
   (autopath), reordered ones (loadbalance with several records) and blocks
   whose observers need every query (log) are never kept.
 - Each batch starts with :meth:`ReplyMemo.check`: a new configuration (the mux
   changed on reload) empties the memo; a watched plugin's generation moving drops
-  the entries it says changed (``memo_changes``: kubernetes names the Services an
+  the entries it says changed (``changes_since``: kubernetes names the Services an
   update touched, so endpoint churn elsewhere keeps the rest) and every entry
   tied to nothing in particular (negative answers carry the SOA serial), or
   everything when it cannot tell. Entries inserted while a generation moves are
@@ -31,16 +31,14 @@ One memo per receive thread, so only that thread writes its dict.
 from __future__ import annotations
 
 import itertools
-import math
 import threading
 import weakref
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Hashable, Iterable
 from typing import Final
 
-INFINITE: Final = math.inf
+from clusterdns.core.fast import Depends, Sink, Sinks, VersionedRecords
+
 DEFAULT_SIZE: Final = 100_000
-# Sinks get (new hits, seconds spent per hit on average).
-Sink = Callable[[int, float], None]
 # What the receive loop reads: (reply after the ID, valid until (monotonic), tally),
 # and the dependency groups the entry belongs to (dropping any of them drops it).
 Entry = tuple[bytes, float, list[int], tuple[Hashable, ...]]
@@ -66,7 +64,7 @@ class ReplyMemo:
         self.entries: dict[bytes, Entry] = {}
         self.tallies: dict[Hashable, Tally] = {}
         self.owner: object = None  # the configuration (mux) the entries belong to
-        self._watched: list[tuple[object, int]] = []
+        self._watched: list[tuple[VersionedRecords, int]] = []
         self._groups: dict[Hashable, set[bytes]] = {}
         # Time spent answering memo hits, and how many: metrics share it out per hit.
         self.hit_seconds = 0.0
@@ -86,7 +84,7 @@ class ReplyMemo:
         self.hits += 1
         return entry[0]
 
-    def check(self, owner: object, generations: Iterable[object]) -> None:
+    def check(self, owner: object, generations: Iterable[VersionedRecords]) -> None:
         """Drop what a new configuration or a watched plugin's changes made stale."""
         if owner is not self.owner:
             self.clear()
@@ -98,8 +96,7 @@ class ReplyMemo:
             current = _generation(plugin)
             if current == seen:
                 continue
-            changes = getattr(plugin, "memo_changes", None)
-            touched = changes(seen) if changes is not None else None
+            touched = plugin.changes_since(seen)
             if touched is None:
                 self.clear()
                 self._watched = [(p, _generation(p)) for p, _ in watched]
@@ -127,12 +124,12 @@ class ReplyMemo:
         key: bytes,
         tail: bytes,
         until: float,
-        sinks: tuple[tuple[Hashable, Sink], ...],
-        depends: tuple[object, Hashable] | None = None,
+        sinks: Sinks,
+        owner: object = None,
+        depends: Depends = None,
     ) -> None:
-        """Keep a reply. ``depends`` = (plugin, token): it stays until that plugin's
-        ``memo_changes`` names the token (a frozenset of tokens: any of them); None:
-        until any watched plugin changes."""
+        """Keep a reply. It stays until ``owner``'s ``changes_since`` names one of the
+        ``depends`` tokens; with None, until any watched plugin changes."""
         if self.limit <= 0:
             return
         entries = self.entries
@@ -147,12 +144,10 @@ class ReplyMemo:
         tally = self.tallies.get(accounting)
         if tally is None:
             tally = self.tallies[accounting] = Tally(tuple(s for _, s in sinks))
-        if depends is None:
+        if depends is None or owner is None:
             groups: tuple[Hashable, ...] = (None,)
         else:
-            plugin, token = depends
-            tokens = token if isinstance(token, frozenset) else (token,)
-            groups = tuple((id(plugin), t) for t in tokens)
+            groups = tuple((id(owner), token) for token in depends)
         for group in groups:
             self._groups.setdefault(group, set()).add(key)
         entries[key] = (tail, until, tally.count, groups)
@@ -179,8 +174,8 @@ class ReplyMemo:
                 sink(delta, each)
 
 
-def _generation(plugin: object) -> int:
-    return int(getattr(plugin, "generation", 0))
+def _generation(plugin: VersionedRecords) -> int:
+    return plugin.generation
 
 
 class MemoStats:

@@ -20,7 +20,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from clusterdns import __version__
-from clusterdns.core.memo import MemoStats, Sink
+from clusterdns.core.fast import Sink
+from clusterdns.core.memo import MemoStats
 
 # Types CoreDNS labels by name; everything else is "other" (keeps cardinality bounded).
 MONITORED_TYPES: Final = {

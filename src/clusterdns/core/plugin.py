@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from clusterdns.core.memo import Sink
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.corefile import Directive, ServerBlock
-from clusterdns.wire import AnswerTemplate, Query
 
 if TYPE_CHECKING:
     from clusterdns.core.process import InstanceServices, Process
-
-
-class SlowType:
-    """Sentinel a fast hook returns to send a query down the ordinary chain."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "SLOW"
-
-
-SLOW: Final = SlowType()
-FastHook = Callable[[Query], "AnswerTemplate | bytes | SlowType | None"]
-MemoTerms = tuple[float, tuple[tuple[Hashable, Sink], ...], Hashable]
 
 
 class Plugin:
@@ -37,26 +21,21 @@ class Plugin:
     look at or change what it returned). A plugin that only configures the
     server (bind, health, ready, reload, ...) sets ``in_chain = False`` and is
     left out of the query path entirely.
+
+    What a plugin offers beyond this (answering on the fast path, filtering fast
+    replies, versioned records, observing fast answers) is a Protocol in core/fast.py,
+    found once per block by core/block.py.
     """
 
     name: str = ""
     in_chain: bool = True
     # Plugins that watch finished replies (log, prometheus) set this and
-    # implement observe(); it runs after the reply is encoded.
+    # implement observe(); it runs after the reply is encoded. One that is also a
+    # FastObserver (core/fast.py) sees fast answers without a Request.
     observes: bool = False
 
     def observe(self, req: Request, rcode: int, wire: bytes, duration: float, plugin: str) -> None:
         """See one finished reply (its final bytes) and how long it took."""
-
-    # An observer may also define ``observe_fast(server_label, zone, transport, client,
-    # query, rcode, wire, duration, plugin)``: the fast path calls it without building a
-    # Request (prometheus does; log needs the Request and gets one).
-    observe_fast: Callable[..., None] | None = None
-    # An observer that can count reply memo hits without seeing them one by one
-    # defines ``memo_sink(server_label, zone, transport, family, query, rcode, wire,
-    # plugin) -> (key, Sink)`` (core/memo.py); a block with an observer that lacks it
-    # (log) never memoises.
-    memo_sink: Callable[..., tuple[Hashable, Sink]] | None = None
 
     async def serve(self, req: Request, next_handler: Handler) -> Reply:
         return await next_handler(req)
@@ -76,27 +55,6 @@ class Plugin:
         same server block of the running configuration) has built, when the settings
         allow it, e.g. a synced cluster watch, so a reload does not re-list the cluster.
         ``previous.stop()`` runs after the swap and must then leave that alone."""
-
-    # The fast path. A plugin that can decide synchronously, from precomputed
-    # data, defines ``fast(query)`` returning None ("not mine, ask the next
-    # plugin"), SLOW ("use the ordinary chain"), an AnswerTemplate, or finished
-    # reply bytes (ID and case already patched). A plugin without ``fast``
-    # counts as SLOW, so the fast path is always an optimisation of the chain
-    # and never a different answer.
-    fast: Callable[[Query], AnswerTemplate | bytes | SlowType | None] | None = None
-    # A plugin that only transforms what later plugins answer (loadbalance)
-    # defines ``fast_filter(wire) -> bytes | None`` instead of ``fast``: it is
-    # applied to the finished fast-path reply; None sends the query to the chain.
-    fast_filter: Callable[[bytes], bytes | None] | None = None
-    # A plugin whose fast answers may be kept in the reply memo (core/memo.py) defines
-    # ``fast_memo(query, result) -> (until, sinks, token) | None``: until when (monotonic
-    # seconds, ``inf`` for "until my ``generation`` changes") the answer it just gave to
-    # ``query`` stays right for every client, the sinks that must count memo hits as it
-    # counts its own answers, and what the answer depends on: a token its
-    # ``memo_changes(since_generation) -> set of tokens | None`` names when that changes
-    # (None: anything; such entries go with every change). No ``fast_memo``, or None
-    # from it: never kept.
-    fast_memo: Callable[[Query, object], MemoTerms | None] | None = None
 
 
 @dataclass

@@ -63,3 +63,15 @@ def text_to_wire(text: str) -> bytes:
     if len(out) > 255:
         raise ValueError(f"name too long: {text!r}")
     return bytes(out)
+
+
+def label_offsets(wire: bytes) -> tuple[int, ...]:
+    """Where each label of an uncompressed wire name starts, the root's zero byte last."""
+    offsets = []
+    pos = 0
+    while True:
+        offsets.append(pos)
+        length = wire[pos]
+        if length == 0:
+            return tuple(offsets)
+        pos += 1 + length

@@ -294,18 +294,19 @@ async def test_static_resolv_conf_answers_any_client(tmp_path: Path) -> None:
 async def test_fast_path(server: RunningServer) -> None:
     import dns.message
 
-    from clusterdns.core.plugin import SLOW
-    from clusterdns.wire import AnswerTemplate, parse_query
+    from clusterdns.core.fast import SLOW, FastReply
+    from clusterdns.wire import parse_query
 
     autopath = server.plugin("autopath")
 
     def fast(name: str) -> object:
         wire = dns.message.make_query(name, "A").to_wire()
-        return autopath.fast(parse_query(wire))  # type: ignore[attr-defined]
+        return autopath.answer_fast(parse_query(wire), 512, 4096)  # type: ignore[attr-defined]
 
-    await ask(server.port, "mysql.default.svc.cluster.local.")  # builds the stored answer
-    # The name itself has an answer: that answer, whoever asks (serve() returns it as-is).
-    assert isinstance(fast("mysql.default.svc.cluster.local."), AnswerTemplate)
+    # The name itself has an answer: that answer, whoever asks (serve() returns it as-is),
+    # first sight included; never memoised (until 0).
+    found = fast("mysql.default.svc.cluster.local.")
+    assert isinstance(found, FastReply) and found.until == 0
     # A search-path candidate without an answer of its own needs the client: the chain.
     assert fast(SEARCH_NAME) is SLOW
     # Not of the <base>.<ns>.svc.<zone> shape: the rest of the fast path decides.

@@ -14,11 +14,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from clusterdns.core.block import Block
-from clusterdns.core.plugin import SLOW, BlockSettings, Plugin, PluginError
+from clusterdns.core.fast import SLOW, FastReply
+from clusterdns.core.plugin import BlockSettings, Plugin, PluginError
 from clusterdns.core.request import Reply, Request
 from clusterdns.plugins.cache import Cache, CacheConfig
 from clusterdns.plugins.cache.metrics import metrics_for
-from clusterdns.wire import AnswerTemplate, parse_query
+from clusterdns.wire import AnswerTemplate, Query, parse_query
+from clusterdns.wire.render import reply_limit
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -39,6 +41,9 @@ class RecordPlugin(Plugin):
     def __init__(self, zones: tuple[str, ...]) -> None:
         self.zones = zones
         self.generation = 0
+
+    def changes_since(self, generation: int) -> frozenset[str] | None:
+        return None
 
 
 class Upstream:
@@ -457,16 +462,22 @@ def test_metrics_register_once_per_registry() -> None:
     assert metrics_for(CollectorRegistry()) is not metrics_for(registry)
 
 
+def fast(cache: Cache, query: Query) -> bytes | object:
+    """The cache's fast answer within a UDP limit for the query: its bytes, or None/SLOW."""
+    result = cache.answer_fast(query, reply_limit(query, tcp=False, max_udp=4096), 4096)
+    return result.wire if isinstance(result, FastReply) else result
+
+
 async def test_fast_hook_serves_fresh_hits_only() -> None:
     cache, block, clock = make_cache(CacheConfig(zones=("example.org.",)))
     upstream = Upstream(a_reply("192.0.2.1", ttl=60))
-    assert cache.fast(request(block, "www.example.com.").query) is None  # not our zone
-    assert cache.fast(request(block, "www.example.org.").query) is SLOW  # block not seen yet
+    assert fast(cache, request(block, "www.example.com.").query) is None  # not our zone
+    assert fast(cache, request(block, "www.example.org.").query) is SLOW  # block not seen yet
     await cache.serve(request(block, "www.example.org."), upstream)
     # A miss: the next fast hook (a record plugin's table) or else the chain decides.
-    assert cache.fast(request(block, "other.example.org.").query) is None
+    assert fast(cache, request(block, "other.example.org.").query) is None
     clock.now += 10
-    wire = cache.fast(request(block, "WWW.example.org.", qid=77).query)
+    wire = fast(cache, request(block, "WWW.example.org.", qid=77).query)
     assert isinstance(wire, bytes)
     reply = dns.message.from_wire(wire)
     assert (reply.id, reply.question[0].name.to_text(), reply.answer[0].ttl) == (
@@ -475,7 +486,7 @@ async def test_fast_hook_serves_fresh_hits_only() -> None:
         50,
     )
     clock.now += 60
-    assert cache.fast(request(block, "www.example.org.").query) is SLOW  # expired
+    assert fast(cache, request(block, "www.example.org.").query) is SLOW  # expired
 
 
 async def test_fast_hook_leaves_oversized_udp_replies_to_the_chain() -> None:
@@ -484,8 +495,8 @@ async def test_fast_hook_leaves_oversized_udp_replies_to_the_chain() -> None:
     upstream = Upstream(a_reply(*many))
     await cache.serve(request(block, "big.example.", edns=True), upstream)
     await cache.serve(request(block, "big.example.", edns=False), upstream)
-    assert isinstance(cache.fast(request(block, "big.example.", edns=True).query), bytes)
-    assert cache.fast(request(block, "big.example.", edns=False).query) is SLOW  # > 512 bytes
+    assert isinstance(fast(cache, request(block, "big.example.", edns=True).query), bytes)
+    assert fast(cache, request(block, "big.example.", edns=False).query) is SLOW  # > 512 bytes
 
 
 async def test_generation_change_is_seen_by_the_fast_hook() -> None:
@@ -494,6 +505,6 @@ async def test_generation_change_is_seen_by_the_fast_hook() -> None:
     await cache.serve(
         request(block, "svc.cluster.local."), Upstream(rcode_reply(dns.rcode.NXDOMAIN))
     )
-    assert isinstance(cache.fast(request(block, "svc.cluster.local.").query), bytes)
+    assert isinstance(fast(cache, request(block, "svc.cluster.local.").query), bytes)
     records.generation += 1
-    assert cache.fast(request(block, "svc.cluster.local.").query) is None  # stale: a miss
+    assert fast(cache, request(block, "svc.cluster.local.").query) is None  # stale: a miss

@@ -159,16 +159,16 @@ async def test_hits_take_the_core_fast_path(upstream: Responder) -> None:
     async with running_server(corefile) as server:
         plugin, _ = cache_of(server)
         block = server.app.instance.blocks[0]  # type: ignore[union-attr]
-        assert [name for name, _ in block.fast_hooks] == ["cache"]
+        assert [step.name for step in block.fast_steps] == ["cache"]
         calls = 0
-        original = plugin.fast
+        original = plugin.answer_fast
 
-        def counting(query):  # type: ignore[no-untyped-def]
+        def counting(query, limit, payload):  # type: ignore[no-untyped-def]
             nonlocal calls
             calls += 1
-            return original(query)
+            return original(query, limit, payload)
 
-        block.fast_hooks = (("cache", counting),)
+        plugin.answer_fast = counting  # type: ignore[method-assign]
         await query(server.port, "example.org.", "A")
         reply = await query(server.port, "example.org.", "A")
     assert calls == 2

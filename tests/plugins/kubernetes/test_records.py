@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
 
-from clusterdns.core.request import Request
+from clusterdns.core.fast import SLOW, FastReply
 from clusterdns.plugins.kubernetes.handler import Kubernetes
-from clusterdns.wire import AnswerTemplate, parse_query
-from clusterdns.wire.render import render_message, render_template
+from clusterdns.wire import parse_query
 from tests.helpers.dnsclient import make_query, query
-from tests.helpers.server import RunningServer
-from tests.plugins.kubernetes.cluster import ROWS, Case, check
+from tests.helpers.oracle import oracle_reply
+from tests.helpers.server import RunningServer, running_server
+from tests.plugins.kubernetes.cluster import ROWS, Case, check, corefile, write_manifests
+from tests.plugins.kubernetes.conftest import INSECURE
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -28,43 +34,59 @@ async def test_api(api_server: RunningServer, case: Case) -> None:
     check(await query(api_server.port, case.qname, case.qtype, payload=4096), case)
 
 
+@contextlib.asynccontextmanager
+async def manifests_server_at(folder: Path) -> AsyncIterator[RunningServer]:
+    """A server of its own, fresh: nothing asked before the test asks."""
+    config = corefile(f"manifests {write_manifests(folder)}", extra=INSECURE)
+    async with running_server(config) as server:
+        assert await server.plugin("kubernetes").model.wait_synced(5)  # type: ignore[union-attr]
+        yield server
+
+
+def _variants(qname: str) -> list[tuple[str, int | None, int]]:
+    """(question name, EDNS payload or None, UDP limit): lower and mixed case, with and
+    without EDNS, and a limit that truncates."""
+    mixed = "".join(c.upper() if i % 2 else c for i, c in enumerate(qname))
+    return [(qname, 1232, 1232), (mixed, None, 512), (mixed, 4096, 65535), (qname, None, 60)]
+
+
 @pytest.mark.parametrize("case", ROWS)
-async def test_template_and_dnspython_paths_agree(
+async def test_wire_reply_agrees_with_dnspython(
     manifests_server: RunningServer, case: Case
 ) -> None:
+    """Every row's reply as the fast path builds it on the wire is, byte for byte, what
+    dnspython's renderer makes of the same records: header, the client's question (its
+    letter case), compression pointers, EDNS, per-record truncation with TC."""
     plugin = manifests_server.plugin("kubernetes")
     assert isinstance(plugin, Kubernetes)
-    request = make_query(case.qname, case.qtype, payload=1232)
-    request.id = 4321
-    parsed = parse_query(request.to_wire())
-    template = plugin.lookup(parsed)
-    assert template is not None, "a fully determined answer must have a template"
-    from_template = render_template(template, parsed, limit=65535, payload=4096)
-    assert from_template is not None
-
-    outcome = plugin.outcome(parsed.name, parsed.qtype)
-    assert outcome is not None
-    instance = manifests_server.app.instance
-    assert instance is not None
-    req = Request(
-        parsed, transport="udp", client=("127.0.0.1", 5353), block=instance.blocks[0], zone=""
-    )
-    message = plugin.answer_message(req, outcome)
-    from_dnspython = render_message(message, parsed, limit=65535, payload=4096)
-
-    one = dns.message.from_wire(from_template)
-    other = dns.message.from_wire(from_dnspython)
-    assert one == other, f"{one}\n---\n{other}"
-    # What the UDP fast path serves, when it serves this name itself, is the same too.
-    fast = plugin.fast(parsed)
-    if isinstance(fast, AnswerTemplate):
-        from_fast = render_template(fast, parsed, limit=65535, payload=4096)
-        assert from_fast is not None
-        assert dns.message.from_wire(from_fast) == other
-    assert one.id == 4321
-    check(one, case)
-    # The question keeps the client's letter case (0x20) on both paths.
-    assert str(one.question[0].name) == str(request.question[0].name)
+    for qname, payload, limit in _variants(case.qname):
+        request = make_query(qname, case.qtype, payload=payload or 512)
+        if payload is None:
+            request.use_edns(False)
+        request.id = 4321
+        parsed = parse_query(request.to_wire())
+        answer = plugin.table.decide(parsed.qname_lower, parsed.label_offsets, parsed.qtype)
+        assert answer is not None, "every row is decided by the table"
+        fast = plugin.answer_fast(parsed, max(limit, parsed.question_end + 11), 4096)
+        if answer.chase is not None:
+            assert fast is SLOW  # an ExternalName outside the zone: the chain chases it
+            continue
+        assert isinstance(fast, FastReply), "every row is answered on the wire, first sight"
+        expected = oracle_reply(
+            parsed,
+            rcode=answer.rcode,
+            answer=answer.answer,
+            authority=answer.authority,
+            additional=answer.additional,
+            limit=max(limit, parsed.question_end + 11),
+            payload=4096,
+        )
+        assert fast.wire == expected, f"{qname} {payload} {limit}"
+        reply = dns.message.from_wire(fast.wire)
+        assert reply.id == 4321
+        assert str(reply.question[0].name) == qname  # 0x20
+        if not reply.flags & dns.flags.TC:
+            check(reply, case)
 
 
 @pytest.mark.parametrize(
@@ -79,31 +101,25 @@ async def test_template_and_dnspython_paths_agree(
         "x." * 60 + "cluster.local.",
     ],
 )
-async def test_negative_fast_path_matches_dnspython(
-    manifests_server: RunningServer, qname: str
-) -> None:
-    plugin = manifests_server.plugin("kubernetes")
-    assert isinstance(plugin, Kubernetes)
-    request = make_query(qname, "A", payload=1232)
-    parsed = parse_query(request.to_wire())
-    fast = plugin.fast(parsed)
-    assert isinstance(fast, AnswerTemplate), "an impossible name is answered without the chain"
-    from_fast = dns.message.from_wire(render_template(fast, parsed, limit=65535, payload=4096))  # type: ignore[arg-type]
-    outcome = plugin.outcome(parsed.name, parsed.qtype)
-    assert outcome is not None and outcome.rcode == dns.rcode.NXDOMAIN
-    instance = manifests_server.app.instance
-    assert instance is not None
-    req = Request(
-        parsed, transport="udp", client=("127.0.0.1", 5353), block=instance.blocks[0], zone=""
-    )
-    other = dns.message.from_wire(
-        render_message(plugin.answer_message(req, outcome), parsed, limit=65535, payload=4096)
-    )
-    assert from_fast == other, f"{from_fast}\n---\n{other}"
-    assert str(from_fast.question[0].name) == qname
-    # And over the network.
-    reply = await query(manifests_server.port, qname, "A")
-    assert reply.rcode() == dns.rcode.NXDOMAIN and reply.authority[0].rdtype == dns.rdatatype.SOA
+async def test_negative_answers_on_a_fresh_server(tmp_path: Path, qname: str) -> None:
+    """The first question a fresh server gets is answered on the wire, NXDOMAIN included,
+    and agrees with the oracle and with the reply over the network."""
+    async with manifests_server_at(tmp_path) as server:
+        plugin = server.plugin("kubernetes")
+        assert isinstance(plugin, Kubernetes)
+        parsed = parse_query(make_query(qname, "A", payload=1232).to_wire())
+        fast = plugin.answer_fast(parsed, 1232, 4096)
+        assert isinstance(fast, FastReply), "an impossible name is answered without the chain"
+        answer = plugin.table.decide(parsed.qname_lower, parsed.label_offsets, parsed.qtype)
+        assert answer is not None and answer.rcode == dns.rcode.NXDOMAIN
+        assert fast.wire == oracle_reply(
+            parsed, rcode=answer.rcode, authority=answer.authority, limit=1232
+        )
+        assert str(dns.message.from_wire(fast.wire).question[0].name) == qname
+        reply = await query(server.port, qname, "A")
+        assert (
+            reply.rcode() == dns.rcode.NXDOMAIN and reply.authority[0].rdtype == dns.rdatatype.SOA
+        )
 
 
 async def test_case_is_echoed(manifests_server: RunningServer) -> None:

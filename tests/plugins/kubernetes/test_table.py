@@ -13,11 +13,13 @@ from clusterdns.plugins.kubernetes.answers import AnswerTable
 from clusterdns.plugins.kubernetes.config import KubernetesConfig
 from clusterdns.sources.kube import objects as api
 from clusterdns.sources.model import ClusterModel, Kind
-from clusterdns.wire import Query, parse_query
+from clusterdns.wire import Query, name_to_text, parse_query
 from tests.helpers.dnsclient import make_query
 from tests.helpers.kubeapi import endpoint_slice, service
 
 S = ".default.svc.cluster.local."
+NOERROR, NXDOMAIN = 0, 3
+SERIAL = answers.SERIAL_TOKEN
 
 
 def q(name: str, qtype: str = "A") -> Query:
@@ -51,64 +53,65 @@ def web_and_api() -> AnswerTable:
     )
 
 
-def test_no_name_is_stored_per_service() -> None:
-    table = web_and_api()
-    assert all(not name.endswith(S) for name in table.names)  # only the apex names
-    assert not table.templates and not table.views
+def decide(table: AnswerTable, name: str, qtype: str = "A") -> answers.Answer | None:
+    query = q(name, qtype)
+    return table.decide(query.qname_lower, query.label_offsets, query.qtype)
 
 
-def test_positive_replies_are_kept_until_their_service_changes() -> None:
+def test_nothing_is_stored_per_name() -> None:
     table = web_and_api()
-    for name in ("web" + S, "10-0-0-1.web" + S, "api" + S, "_http._tcp.api" + S):
-        qtype = "SRV" if name.startswith("_") else "A"
-        assert table.lookup(q(name, qtype)) is not None
-    assert len(table.templates) == 4
-    assert set(table.templated) == {("default", "web"), ("default", "api")}
+    for name in ("web" + S, "10-0-0-1.web" + S, "api" + S, "nope" + S):
+        assert decide(table, name) is not None
+    # Only the apex names of each zone: replies are decided from the model every time.
+    assert all(not name_to_text(name).endswith(S) for name in table.names)
+    assert not hasattr(table, "templates") and not hasattr(table, "memo")
+
+
+def test_answers_follow_the_model_at_once() -> None:
+    table = web_and_api()
+    before = decide(table, "10-0-0-1.web" + S)
+    assert before is not None and before.rcode == NOERROR and len(before.answer) == 1
+    generation = table.generation
     table.model.apply(
         Kind.ENDPOINTSLICES,
         "MODIFIED",
         msgspec.convert(endpoint_slice("web-a", "web", addresses=["10.0.0.2"]), api.EndpointSlice),
     )
-    # web's replies are gone, api's stay.
-    assert set(table.template_service.values()) == {("default", "api")}
-    assert table.lookup(q("10-0-0-1.web" + S)) is not None  # NXDOMAIN now, in the memo
-    assert table.outcome("10-0-0-2.web" + S, 1) is not None
+    assert table.generation > generation
+    gone = decide(table, "10-0-0-1.web" + S)
+    assert gone is not None and gone.rcode == NXDOMAIN
+    new = decide(table, "10-0-0-2.web" + S)
+    assert new is not None and new.rcode == NOERROR
 
 
 @pytest.mark.parametrize(
-    ("name", "negative"),
+    ("name", "qtype", "rcode", "depends"),
     [
-        ("nope" + S, True),  # no such Service
-        ("web.other.svc.cluster.local.", True),
-        ("a.b.c.web" + S, True),  # deeper than any Service name
-        ("web" + S, False),
-        ("bogus.web" + S, False),  # the Service exists: outcome() decides (NXDOMAIN)
-        ("default.svc.cluster.local.", False),  # a namespace
-        ("svc.cluster.local.", False),
-        ("ns.dns.cluster.local.", False),
-        ("x.dns.cluster.local.", True),
-        ("1-2-3-4.default.pod.cluster.local.", False),
-        ("foo.cluster.local.", True),
+        ("web" + S, "A", NOERROR, {("default", "web")}),
+        ("10-0-0-1.web" + S, "A", NOERROR, {("default", "web")}),
+        ("web" + S, "AAAA", NOERROR, {("default", "web"), SERIAL}),  # NODATA carries the SOA
+        ("bogus.web" + S, "A", NXDOMAIN, {("default", "web"), SERIAL}),
+        ("a.b.c.web" + S, "A", NXDOMAIN, {("default", "web"), SERIAL}),  # too deep
+        ("nope" + S, "A", NXDOMAIN, {("default", "nope"), SERIAL}),  # no such Service
+        ("web.other.svc.cluster.local.", "A", NXDOMAIN, {("other", "web"), SERIAL}),
+        ("_http._tcp.api" + S, "SRV", NOERROR, {("default", "api")}),
+        ("default.svc.cluster.local.", "A", NOERROR, None),  # a namespace: any change
+        ("svc.cluster.local.", "A", NOERROR, None),
+        ("ns.dns.cluster.local.", "A", NOERROR, None),
+        ("x.dns.cluster.local.", "A", NXDOMAIN, None),
+        ("foo.cluster.local.", "A", NXDOMAIN, None),
+        ("1.0.0.10.in-addr.arpa.", "PTR", NOERROR, {("", "10.0.0.1")}),
+        ("9.9.9.10.in-addr.arpa.", "PTR", NXDOMAIN, {("", "10.9.9.9"), SERIAL}),
     ],
 )
-def test_negative_on_the_wire(name: str, negative: bool) -> None:
-    assert (web_and_api().negative(q(name)) is not None) is negative
-
-
-def test_kept_replies_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(answers, "TEMPLATE_LIMIT", 10)
-    monkeypatch.setattr(answers, "VIEW_LIMIT", 10)
-    table = table_with(
-        *(
-            (Kind.SERVICES, service(f"s{i}", cluster_ip=f"10.96.1.{i}"), api.Service)
-            for i in range(30)
-        )
-    )
-    for i in range(30):
-        assert table.lookup(q(f"s{i}" + S)) is not None
-    assert len(table.templates) <= 10 and len(table.template_service) == len(table.templates)
-    assert sum(len(keys) for keys in table.templated.values()) == len(table.templates)
-    assert len(table.views) <= 10
+def test_decisions_and_what_they_depend_on(
+    name: str, qtype: str, rcode: int, depends: set[object] | None
+) -> None:
+    """What each answer depends on, for the reply memo: a Service's names on that Service,
+    a PTR on its IP, anything carrying the SOA on the serial too, the rest on any change."""
+    answer = decide(web_and_api(), name, qtype)
+    assert answer is not None and answer.rcode == rcode
+    assert answer.depends == (None if depends is None else frozenset(depends))
 
 
 def test_ptr_from_the_reverse_index() -> None:
@@ -128,7 +131,7 @@ def test_ptr_from_the_reverse_index() -> None:
     )
     ptr = 12
     reverse = ipaddress.ip_address("fd00::1").reverse_pointer + "."
-    assert table.outcome(reverse, ptr) is None  # ip6.arpa is not one of this table's zones
+    assert table.decide_text(reverse, ptr) is None  # ip6.arpa is not one of this table's zones
     table = AnswerTable(
         KubernetesConfig(zones=("cluster.local.", "ip6.arpa.")),
         table.model,
@@ -137,9 +140,9 @@ def test_ptr_from_the_reverse_index() -> None:
     table.deferring = False
     table.rebuild()
     for name, target in ((reverse, "fd00--1.web" + S), ("2" + reverse[1:], "web-1.web" + S)):
-        outcome = table.outcome(name, ptr)
-        assert outcome is not None and outcome.answer, name
-        assert [r.target.to_text() for r in outcome.answer[0]] == [target]
+        answer = table.decide_text(name, ptr)
+        assert answer is not None and answer.answer, name
+        assert [name_to_text(r[3][0]) for r in answer.answer] == [target]
 
 
 def test_pod_names_kept_only_when_asked() -> None:
@@ -180,12 +183,10 @@ def test_which_zones_may_fall_through(
         (("cluster.local.",), False),
     ],
 )
-def test_negative_on_the_wire_with_fallthrough(
-    fallthrough: tuple[str, ...], on_the_wire: bool
-) -> None:
+def test_negative_with_fallthrough(fallthrough: tuple[str, ...], on_the_wire: bool) -> None:
     """The standard Corefile falls through for reverse zones only: the search-path NXDOMAINs
     of cluster.local stay on the fast path; a fallthrough covering the zone sends them to
-    outcome(), which lets the next plugin answer."""
+    the next plugin."""
     from clusterdns.core.fallthrough import Fallthrough
 
     model = web_and_api().model
@@ -199,4 +200,6 @@ def test_negative_on_the_wire_with_fallthrough(
     table.deferring = False
     table.rebuild()
     name = "web.other.svc.cluster.local.default.svc.cluster.local."
-    assert (table.negative(q(name)) is not None) is on_the_wire
+    answer = decide(table, name)
+    # None: the next plugin answers (the query falls through).
+    assert (answer is not None and answer.rcode == NXDOMAIN) is on_the_wire

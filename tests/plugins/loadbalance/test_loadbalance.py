@@ -202,8 +202,8 @@ def test_setup_accepts_round_robin() -> None:
 def test_fast_filter_rotates_finished_replies() -> None:
     plugin = LoadBalance()
     wire = wire_of(response("web.example.", ("web.example.", "A", ADDRESSES)))
-    first, second = plugin.fast_filter(wire), plugin.fast_filter(wire)
+    first, second = plugin.filter_fast(wire), plugin.filter_fast(wire)
     assert first is not None and second is not None
     assert order(dns.message.from_wire(first)) != order(dns.message.from_wire(second))
     mx = wire_of(response("example.", ("example.", "MX", ["10 a.example.", "20 b.example."])))
-    assert plugin.fast_filter(mx) is None
+    assert plugin.filter_fast(mx) is None

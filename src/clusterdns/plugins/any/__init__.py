@@ -9,14 +9,15 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from clusterdns.core.plugin import SLOW, Plugin, SetupContext, SlowType, only_once
+from clusterdns.core.fast import SLOW, SlowType
+from clusterdns.core.plugin import Plugin, SetupContext, only_once
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.corefile import Directive
 from clusterdns.wire import Query
 
 
 class Any(Plugin):
-    def fast(self, query: Query) -> SlowType | None:
+    def answer_fast(self, query: Query, limit: int, payload: int) -> SlowType | None:
         return SLOW if query.qtype == dns.rdatatype.ANY else None
 
     async def serve(self, req: Request, next_handler: Handler) -> Reply:

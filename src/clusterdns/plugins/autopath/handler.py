@@ -11,14 +11,15 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
-from clusterdns.core.plugin import SLOW, FastHook, Plugin, PluginError, SetupContext, SlowType
+from clusterdns.core.fast import SLOW, FastAnswerer, FastReply, FastResult
+from clusterdns.core.plugin import Plugin, PluginError, SetupContext
 from clusterdns.core.registry import COREDNS_ORDER
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.corefile import Directive
 from clusterdns.plugins.autopath.config import AutoPathConfig
 from clusterdns.plugins.autopath.searchpath import join, suffix_wire
 from clusterdns.sources.model import ClusterModel, Kind
-from clusterdns.wire import AnswerTemplate, DropQuery, FormError, Query, parse_query, text_to_wire
+from clusterdns.wire import DropQuery, FormError, Query, parse_query, text_to_wire
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
@@ -57,9 +58,7 @@ def found(reply: Reply) -> bool:
     return reply.written and reply.rcode == NOERROR and answer_count(reply) > 0
 
 
-def found_fast(result: AnswerTemplate | bytes) -> bool:
-    if isinstance(result, AnswerTemplate):
-        return bool(result.rcode == NOERROR and result.ancount > 0)
+def found_fast(result: bytes) -> bool:
     return len(result) >= 12 and result[3] & 0xF == NOERROR and (result[6] | result[7]) > 0
 
 
@@ -80,7 +79,7 @@ class AutoPath(Plugin):
         self._directive = directive
         self._zones = frozenset(text_to_wire(zone) for zone in config.zones)
         self._success: Counter | None = None
-        self._downstream: tuple[FastHook, ...] = ()
+        self._downstream: tuple[FastAnswerer, ...] = ()
         # A fixed search list (RESOLV-CONF): its first element and the wire of the rest.
         self._first = b""
         self._tails: tuple[bytes, ...] = ()
@@ -103,15 +102,15 @@ class AutoPath(Plugin):
         if self.config.plugin is not None:
             self._attach(self.config.plugin)
 
-    def _hooks_after_me(self) -> tuple[FastHook, ...]:
-        hooks: list[FastHook] = []
+    def _hooks_after_me(self) -> tuple[FastAnswerer, ...]:
+        hooks: list[FastAnswerer] = []
         for name in COREDNS_ORDER[COREDNS_ORDER.index(PLUGIN) + 1 :]:
             plugin = self._ctx.plugin(name)
             if plugin is None or not plugin.in_chain:
                 continue
-            if plugin.fast is None:
+            if not isinstance(plugin, FastAnswerer):
                 break
-            hooks.append(plugin.fast)
+            hooks.append(plugin)
         return tuple(hooks)
 
     def _attach(self, name: str) -> None:
@@ -170,17 +169,18 @@ class AutoPath(Plugin):
             return (namespace, start, tails)
         return None
 
-    def fast(self, query: Query) -> AnswerTemplate | bytes | SlowType | None:
+    def answer_fast(self, query: Query, limit: int, payload: int) -> FastResult:
         """Not a search-path query: None, the rest of the fast path decides. One whose own
-        name has an answer: that answer, as serve() would return it. Else the chain."""
+        name has an answer: that answer, as serve() would return it (never memoised:
+        autopath's answers may depend on who asks). Else the chain."""
         if self.plan(query) is None:
             return None
         for hook in self._downstream:
-            result = hook(query)
+            result = hook.answer_fast(query, limit, payload)
             if result is None:
                 continue
-            if result is not SLOW and found_fast(result):  # type: ignore[arg-type]
-                return result
+            if isinstance(result, FastReply) and found_fast(result.wire):
+                return FastReply(result.wire, until=0.0)
             return SLOW
         return SLOW
 

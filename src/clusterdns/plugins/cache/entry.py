@@ -10,6 +10,7 @@ import enum
 import struct
 from typing import Final
 
+from clusterdns.core.fast import VersionedRecords
 from clusterdns.wire import FormError, Query, skip_name
 from clusterdns.wire.query import FLAG_CD, FLAG_RD, FLAG_TC, TYPE_OPT
 from clusterdns.wire.query import HEADER as _HEADER
@@ -181,7 +182,7 @@ class CachedAnswer:
         kind: Kind,
         ttl: int,
         stored: float,
-        owner: tuple[object, ...] | None,
+        owner: tuple[VersionedRecords, ...] | None,
         generation: tuple[int, ...] | None,
     ) -> None:
         self.kind = kind
@@ -215,8 +216,8 @@ class CachedAnswer:
         if owners is None:
             return False
         if len(owners) == 1:
-            return (getattr(owners[0], "generation", None),) != self.generation
-        return tuple(getattr(owner, "generation", None) for owner in owners) != self.generation
+            return (owners[0].generation,) != self.generation
+        return tuple(owner.generation for owner in owners) != self.generation
 
     def render(self, query: Query, ttl: int | None, payload: int) -> bytes:
         """The reply to ``query``: its ID, RD/CD, question bytes (letter case) and EDNS.

@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from clusterdns.core.block import Block
-from clusterdns.core.plugin import SLOW, MemoTerms, Plugin, PluginError, SlowType
+from clusterdns.core.fast import SLOW, FastAnswerer, FastReply, FastResult, VersionedRecords
+from clusterdns.core.plugin import Plugin, PluginError
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.plugins.cache.entry import CachedAnswer, Kind, ParsedReply, WalkError
 from clusterdns.plugins.cache.metrics import CacheMetrics, Children
 from clusterdns.wire import Query, text_to_wire
-from clusterdns.wire.render import reply_limit
 
 log = logging.getLogger("clusterdns.cache")
 
@@ -74,15 +74,9 @@ def _reply_wire(reply: Reply) -> bytes | None:
     return None
 
 
-def _has_generation(plugin: object) -> bool:
-    return isinstance(getattr(plugin, "generation", None), int) and hasattr(plugin, "zones")
-
-
-def _kept_ready(owners: tuple[object, ...], answered_by: str) -> bool:
-    return any(
-        getattr(owner, "name", None) == answered_by and getattr(owner, "fast", None) is not None
-        for owner in owners
-    )
+def _kept_ready(owners: tuple[VersionedRecords, ...], answered_by: str) -> bool:
+    """Did a record plugin that answers on the fast path (kubernetes, etcd) answer this?"""
+    return any(owner.name == answered_by and isinstance(owner, FastAnswerer) for owner in owners)
 
 
 class Cache(Plugin):
@@ -111,7 +105,7 @@ class Cache(Plugin):
         self._children = Children(metrics, server_label, self._zones_label)
         self._server_label = server_label
         # zone (wire) -> record plugins serving it; None until the block is known.
-        self._owners: dict[bytes, tuple[object, ...]] | None = None
+        self._owners: dict[bytes, tuple[VersionedRecords, ...]] | None = None
         self._refreshing: set[Key] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -129,22 +123,22 @@ class Cache(Plugin):
 
     def set_record_plugins(self, plugins: Iterable[object]) -> None:
         """Plugins whose ``generation`` stamps entries for names in their ``zones``."""
-        owners: dict[bytes, list[object]] = {}
+        owners: dict[bytes, list[VersionedRecords]] = {}
         for plugin in plugins:
-            if plugin is self or not _has_generation(plugin):
+            if plugin is self or not isinstance(plugin, VersionedRecords):
                 continue
-            for zone in plugin.zones:  # type: ignore[attr-defined]
+            for zone in plugin.zones:
                 owners.setdefault(text_to_wire(str(zone).lower()), []).append(plugin)
         self._owners = {zone: tuple(found) for zone, found in owners.items()}
 
-    def _owners_of(self, query: Query) -> tuple[object, ...]:
+    def _owners_of(self, query: Query) -> tuple[VersionedRecords, ...]:
         """Every record plugin whose zone covers the name: any of them may answer it
         (through fallthrough), so a change in any of them invalidates the entry."""
         owners = self._owners
         if not owners:
             return ()
         lower = query.qname_lower
-        found: tuple[object, ...] = ()
+        found: tuple[VersionedRecords, ...] = ()
         for offset in query.label_offsets:
             plugins = owners.get(lower[offset:])
             if plugins:
@@ -224,14 +218,18 @@ class Cache(Plugin):
         self._children.requests.inc()
         return self._fresh_hit(query, self.key(query), self.clock() if now is None else now)
 
-    def fast(self, query: Query) -> bytes | SlowType | None:
-        """The core's synchronous hook (may run on a UDP receive thread): a fresh hit's
-        bytes; None for names outside the cached zones and for misses; SLOW for stale
-        entries, prefetch due, or a reply too big for a UDP client (the chain truncates).
+    def answer_fast(self, query: Query, limit: int, payload: int) -> FastResult:
+        """The core's synchronous hook (may run on a UDP receive thread): a fresh hit; None
+        for names outside the cached zones and for misses; SLOW for stale entries,
+        prefetch due, or a reply over ``limit`` (the chain truncates it).
 
-        A miss is None, not SLOW: the next fast hook may hold a precomputed answer (the
-        kubernetes plugin's), which is as fast as a hit and never stale, so it is served
-        as it is; a miss nobody answers fast goes down the chain and is cached there."""
+        A miss is None, not SLOW: the next fast hook may answer it (the kubernetes
+        plugin's on-wire answers), as fast as a hit and never stale; a miss nobody answers
+        fast goes down the chain and is cached there.
+
+        The hit may be replayed by the reply memo until its TTL would tick down (CoreDNS
+        counts whole seconds), its hits counted here; not with prefetch, where popularity
+        is counted per hit."""
         if not _in(query, self._zones):
             return None
         if self._owners is None:
@@ -246,44 +244,25 @@ class Cache(Plugin):
         if remaining <= 0 or self._due_for_prefetch(entry, remaining, now):
             return SLOW
         wire = entry.render(query, None if self.config.keepttl else remaining, self.payload)
-        # The hook does not know the transport: anything a UDP client could not take
-        # goes down the chain, which truncates per transport.
-        if len(wire) > reply_limit(query, tcp=False, max_udp=self.payload):
+        if len(wire) > limit:
             return SLOW
-        self._children.requests.inc()
+        children = self._children
+        children.requests.inc()
         self._count_hit(entry)
-        return wire
-
-    def fast_memo(self, query: Query, result: object) -> MemoTerms | None:
-        """A hit just served by :meth:`fast` may be replayed by the UDP reply memo until
-        its TTL would tick down (CoreDNS counts whole seconds), its hits counted here.
-
-        Not with prefetch: popularity is counted per hit. Not for entries the record
-        plugins stamp: the memo also watches their generation, so that is only a
-        matter of reading ``stale()`` once more."""
         if self.config.prefetch > 0:
-            return None
-        key = self.key(query)
-        entry = self.denial.get(key) or self.success.get(key)
-        if entry is None or entry.stale():
-            return None
-        now = self.clock()
-        elapsed = now - entry.stored
-        if entry.remaining(now) <= 0:
-            return None
+            return FastReply(wire, until=0.0)
         # The next whole second since storing, when remaining() drops by one.
-        next_tick = entry.stored + int(elapsed) + 1
+        next_tick = entry.stored + int(now - entry.stored) + 1
         if self.config.keepttl:
             next_tick = entry.stored + entry.ttl
         until = time.monotonic() + max(next_tick - now, 0.0)
-        children = self._children
         hits = children.hits_success if entry.kind is Kind.SUCCESS else children.hits_denial
 
         def count(n: int, _seconds_each: float) -> None:
             children.requests.inc(n)
             hits.inc(n)
 
-        return until, ((("cache", id(children), entry.kind), count),), None
+        return FastReply(wire, until=until, sinks=((("cache", id(children), entry.kind), count),))
 
     # -- the plugin ---------------------------------------------------------------------------
 
@@ -318,13 +297,15 @@ class Cache(Plugin):
         self._children.served_stale.inc()
         return Reply.of_wire(entry.render(query, 0, self.payload), plugin="cache")
 
-    def _stamp(self, query: Query) -> tuple[tuple[object, ...] | None, tuple[int, ...] | None]:
+    def _stamp(
+        self, query: Query
+    ) -> tuple[tuple[VersionedRecords, ...] | None, tuple[int, ...] | None]:
         # Read before asking the next plugin: data that changes while it answers must not
         # be stamped with the new generation.
         owners = self._owners_of(query)
         if not owners:
             return None, None
-        return owners, tuple(owner.generation for owner in owners)  # type: ignore[attr-defined]
+        return owners, tuple(owner.generation for owner in owners)
 
     async def _fetch(self, req: Request, key: Key, next_handler: Handler) -> Reply:
         owners, generation = self._stamp(req.query)
@@ -393,7 +374,7 @@ class Cache(Plugin):
         key: Key,
         reply: Reply,
         *,
-        owners: tuple[object, ...] | None = None,
+        owners: tuple[VersionedRecords, ...] | None = None,
         generation: tuple[int, ...] | None = None,
         now: float | None = None,
     ) -> CachedAnswer | None:

@@ -10,7 +10,8 @@ import dns.rdatatype
 import dns.rrset
 
 from clusterdns import __version__
-from clusterdns.core.plugin import SLOW, Plugin, SetupContext, SlowType, only_once
+from clusterdns.core.fast import SLOW, SlowType
+from clusterdns.core.plugin import Plugin, SetupContext, only_once
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.corefile import Directive
 from clusterdns.wire import Query
@@ -34,7 +35,7 @@ class Chaos(Plugin):
         for name in HOSTNAME_NAMES:
             self.answers[name] = [hostname]
 
-    def fast(self, query: Query) -> SlowType | None:
+    def answer_fast(self, query: Query, limit: int, payload: int) -> SlowType | None:
         return SLOW if query.qclass == dns.rdataclass.CH else None
 
     async def serve(self, req: Request, next_handler: Handler) -> Reply:

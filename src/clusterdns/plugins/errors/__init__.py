@@ -36,7 +36,7 @@ class Errors(Plugin):
         self.stacktrace = stacktrace
         self._flusher: asyncio.Task[None] | None = None
 
-    def fast(self, query: Query) -> None:
+    def answer_fast(self, query: Query, limit: int, payload: int) -> None:
         # Precomputed answers cannot fail, so there is nothing to log.
         return None
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Final
 
@@ -77,6 +78,10 @@ class File(Plugin):
         for zone in self.zones:
             if zone == "." or name == zone or name.endswith("." + zone):
                 return self.sources[zone]
+        return None
+
+    def changes_since(self, generation: int) -> frozenset[Hashable] | None:
+        """VersionedRecords (core/fast.py): any change may touch any name."""
         return None
 
     async def serve(self, req: Request, next_handler: Handler) -> Reply:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -153,6 +154,10 @@ class Hosts(Plugin):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
             self._poller = None
+
+    def changes_since(self, generation: int) -> frozenset[Hashable] | None:
+        """VersionedRecords (core/fast.py): any change may touch any name."""
+        return None
 
     async def serve(self, req: Request, next_handler: Handler) -> Reply:
         qtype = req.qtype

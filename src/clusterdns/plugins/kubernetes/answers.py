@@ -1,98 +1,87 @@
-"""The answer table: every name the cluster defines, answered from the Service records.
+"""The answer table: every name the cluster defines, decided from the model on each query.
 
-Nothing is stored per name. A query under ``<svc>.<ns>.svc.<zone>`` is parsed to its
-Service, whose names (the Service, its endpoints, ``_port._proto`` and the ``_proto``
-empty non-terminals) are built from the model's record when asked, a few Services' worth
-kept (``views``). Replies are encoded as :class:`AnswerTemplate` on first use: positive
-ones of a Service's names are kept (bounded) until that Service changes, the rest
-(NODATA, apex, pod names, PTR) memoised (bounded) until the next change, and NXDOMAIN for
-names that cannot exist comes from one template per zone and question shape.
-:meth:`AnswerTable.outcome` is the one place that decides an answer; the templates and the
-dnspython path both render what it returns.
+Nothing is stored per name or per reply. A query is classified on its wire name (zone,
+``<svc>.<ns>.svc``, ``<ns>.pod``, reverse names), the Service's record is read from the
+model, and :meth:`AnswerTable.decide` returns an :class:`Answer`: rcode, the records as
+:data:`~clusterdns.wire.build.Record` tuples, and what the answer depends on (for the
+reply memo). The server's fast path writes it straight onto the wire
+(:func:`~clusterdns.wire.build.build_reply`); dnspython only ever sees it in tests (the
+oracle) and for the rare reply a plugin further up must edit as a message.
+
+Who reads and who writes: UDP receive threads call ``decide`` while the event loop applies
+changes to the model and to this table. Every read here is a dict lookup or a read of an
+immutable record, and every write is a single assignment, so a reader sees the state
+before or after a change, never half of one (GIL). ``generation`` moves after the change
+is in, so a reply built during a change is dropped by the memo's next check.
 """
 
 from __future__ import annotations
 
-import itertools
-import logging
-import struct
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Final
 
-import dns.flags
-import dns.message
-import dns.name
-import dns.rcode
-import dns.rdata
-import dns.rdataclass
-import dns.rdatatype
-import dns.rdtypes.ANY.CNAME
-import dns.rdtypes.ANY.NS
-import dns.rdtypes.ANY.PTR
-import dns.rdtypes.ANY.SOA
-import dns.rdtypes.ANY.TXT
-import dns.rdtypes.IN.A
-import dns.rdtypes.IN.AAAA
-import dns.rdtypes.IN.SRV
-import dns.rrset
-
+from clusterdns.core.fast import Depends
 from clusterdns.plugins.kubernetes.config import KubernetesConfig, PodMode
 from clusterdns.plugins.kubernetes.names import (
     endpoint_label,
-    in_zone,
     ip_from_reverse,
     ip_label,
     is_reverse,
     pod_label_ip,
 )
 from clusterdns.sources.model import Change, ClusterModel, Service
-from clusterdns.wire import AnswerTemplate, Query, text_to_wire
+from clusterdns.wire import text_to_wire
+from clusterdns.wire.build import (
+    TYPE_A,
+    TYPE_AAAA,
+    TYPE_CNAME,
+    TYPE_NS,
+    TYPE_PTR,
+    TYPE_SOA,
+    TYPE_SRV,
+    TYPE_TXT,
+    Record,
+    address_rdata,
+    name_rdata,
+    soa_rdata,
+    srv_rdata,
+    txt_rdata,
+)
+from clusterdns.wire.names import label_offsets, name_to_text
 
-log = logging.getLogger("clusterdns.plugins.kubernetes")
-
-IN: Final = dns.rdataclass.IN
-A: Final = dns.rdatatype.A
-AAAA: Final = dns.rdatatype.AAAA
-CNAME: Final = dns.rdatatype.CNAME
-NS: Final = dns.rdatatype.NS
-PTR: Final = dns.rdatatype.PTR
-SOA: Final = dns.rdatatype.SOA
-SRV: Final = dns.rdatatype.SRV
-TXT: Final = dns.rdatatype.TXT
-NOERROR: Final = dns.rcode.NOERROR
-NXDOMAIN: Final = dns.rcode.NXDOMAIN
-SERVFAIL: Final = dns.rcode.SERVFAIL
+NOERROR: Final = 0
+SERVFAIL: Final = 2
+NXDOMAIN: Final = 3
+CLASS_IN: Final = 1
 
 DNS_SCHEMA_VERSION: Final = "1.1.0"
 DNS_VERSION_TTL: Final = 28800  # as CoreDNS (and the spec's example)
 DNS_SERVICE: Final = ("kube-system", "kube-dns")  # whose ClusterIP ns.dns.<zone> answers
-EAGER_TYPES: Final = (A, AAAA, SRV, CNAME, TXT, SOA, NS)
-TEMPLATE_TYPES: Final = (*EAGER_TYPES, dns.rdatatype.PTR)
-# Replies kept at most: positive ones of Service names (forgotten when their Service
-# changes) and the rest (cleared by any change). The oldest tenth goes when full, so a scan
-# of many names cannot grow memory or thrash the whole memo; the server's reply memo in
-# front of the plugin serves the hot names.
-TEMPLATE_LIMIT: Final = 100_000  # the server's reply memo holds as many
-MEMO_LIMIT: Final = 50_000
-# Services whose names are kept built (a headless Service's view holds all its endpoints).
-VIEW_LIMIT: Final = 1024
 CNAME_DEPTH: Final = 8
 _APEX_LABELS: Final = frozenset({b"dns", b"svc", b"pod", b"dns-version"})
-_FLAGS: Final = dns.flags.QR | dns.flags.AA
 
 ServiceKey = tuple[str, str]
+# The reply memo's token for "the SOA serial moved" (negative answers carry it). No real
+# Service key has an empty namespace; ptr_key() uses IPs, never this text.
+SERIAL_TOKEN: Final[ServiceKey] = ("", "serial")
+
+
+def ptr_key(ip: str) -> ServiceKey:
+    """The dependency token of a PTR answer: dropped when the model says the IP's owners
+    changed (Change.ips). The empty namespace cannot be a real one."""
+    return ("", ip)
 
 
 @dataclass(frozen=True, slots=True)
 class Item:
     """One address behind a name (CoreDNS's msg.Service): an IP, a port (-1 for none) and the
-    name an SRV record for it points to."""
+    name an SRV record for it points to (wire form)."""
 
     ip: str
     port: int
-    target: str
+    target: bytes
 
 
 @dataclass(slots=True)
@@ -100,63 +89,47 @@ class NameData:
     """What one existing name holds. A name with nothing is an empty non-terminal (NODATA)."""
 
     items: tuple[Item, ...] = ()
-    cname: str | None = None
+    cname: bytes | None = None  # wire form
     txt: str | None = None
-    ptrs: tuple[str, ...] = ()
+    ptrs: tuple[bytes, ...] = ()  # wire form
     apex: bool = False
 
 
 EMPTY: Final = NameData()
 
 
-@dataclass(slots=True)
-class Outcome:
-    rcode: int
-    answer: list[dns.rrset.RRset] = field(default_factory=list)
-    authority: list[dns.rrset.RRset] = field(default_factory=list)
-    additional: list[dns.rrset.RRset] = field(default_factory=list)
+class Answer:
+    """What the table decided for one question: rcode, records, and its dependency."""
+
+    __slots__ = ("additional", "answer", "authority", "chase", "depends", "rcode")
+
+    def __init__(
+        self,
+        rcode: int,
+        answer: Sequence[Record] = (),
+        authority: Sequence[Record] = (),
+        additional: Sequence[Record] = (),
+        depends: Depends = None,
+        chase: bytes | None = None,
+    ) -> None:
+        self.rcode = rcode
+        # An ExternalName's target outside our zones, which the chain looks up through the
+        # server (CoreDNS's upstream): the fast path leaves such answers to it.
+        self.chase = chase
+        self.answer = answer
+        self.authority = authority
+        self.additional = additional
+        self.depends = depends
+
+    def __repr__(self) -> str:
+        return (
+            f"Answer(rcode={self.rcode}, answer={len(self.answer)}, "
+            f"authority={len(self.authority)}, additional={len(self.additional)})"
+        )
 
 
 def join(label: str, zone: str) -> str:
     return f"{label}." if zone == "." else f"{label}.{zone}"
-
-
-def _name(text: str) -> dns.name.Name:
-    return dns.name.from_text(text)
-
-
-def _rdata(cls: Any, *args: Any) -> dns.rdata.Rdata:
-    """Construct rdata directly (dnspython's constructors are untyped)."""
-    rdata: dns.rdata.Rdata = cls(*args)
-    return rdata
-
-
-def encode(name: str, qtype: int, outcome: Outcome) -> AnswerTemplate:
-    """The template of ``outcome`` as the reply to (name, qtype), question in lower case."""
-    return AnswerTemplate.from_message(build_message(_name(name), qtype, outcome))
-
-
-def build_message(qname: dns.name.Name, qtype: int, outcome: Outcome) -> dns.message.Message:
-    message = dns.message.Message(id=0)
-    message.flags = _FLAGS
-    message.set_rcode(dns.rcode.Rcode.make(outcome.rcode))
-    message.question = [dns.rrset.RRset(qname, IN, dns.rdatatype.RdataType.make(qtype))]
-    message.answer = list(outcome.answer)
-    message.authority = list(outcome.authority)
-    message.additional = list(outcome.additional)
-    return message
-
-
-def _filler(length: int) -> bytes:
-    """Wire labels ("x...") taking exactly ``length`` bytes (length is 0 or at least 2)."""
-    out = bytearray()
-    while length > 0:
-        size = min(63, length - 1)
-        if 0 < length - (size + 1) < 2:
-            size -= 1  # never leave a single byte: a label needs two at least
-        out += bytes([size]) + b"x" * size
-        length -= size + 1
-    return bytes(out)
 
 
 def _may_fall_through(fallthrough: tuple[str, ...] | None, zone: str) -> bool:
@@ -171,14 +144,36 @@ def _may_fall_through(fallthrough: tuple[str, ...] | None, zone: str) -> bool:
     )
 
 
-def ptr_key(ip: str) -> ServiceKey:
-    """Where a positive PTR reply is kept, as if by a Service: forgotten when the model says
-    the IP's owners changed (Change.ips). The empty namespace cannot be a real one."""
-    return ("", ip)
+def _dedupe(records: list[Record]) -> list[Record]:
+    """Equal records once, the first kept (an RRset is a set)."""
+    if len(records) < 2:
+        return records
+    seen: set[tuple[bytes, ...]] = set()
+    out = []
+    for record in records:
+        key = record[3]
+        if key not in seen:
+            seen.add(key)
+            out.append(record)
+    return out
+
+
+class _Zone:
+    """One zone of the block, in the forms the query path needs."""
+
+    __slots__ = ("may_fall_through", "ns_wire", "reverse", "soa_names", "text", "wire")
+
+    def __init__(self, text: str, fallthrough: tuple[str, ...] | None) -> None:
+        self.text = text
+        self.wire = text_to_wire(text)
+        self.reverse = is_reverse(text)
+        self.may_fall_through = _may_fall_through(fallthrough, text)
+        self.ns_wire = text_to_wire(join("ns.dns", text))
+        self.soa_names = (self.ns_wire, text_to_wire(join("hostmaster", text)))
 
 
 class AnswerTable:
-    """Names and encoded replies for one ``kubernetes`` block. See the module docstring."""
+    """Answers for one ``kubernetes`` block. See the module docstring."""
 
     def __init__(
         self, config: KubernetesConfig, model: ClusterModel, *, own_addresses: Sequence[str]
@@ -187,39 +182,14 @@ class AnswerTable:
         self.model = model
         self.own_addresses = tuple(own_addresses)
         self.zones = tuple(sorted(config.zones, key=len, reverse=True))
-        self.zone_wires = frozenset(text_to_wire(z) for z in config.zones)
+        fallthrough = config.fallthrough.zones
+        self._zones = {z.wire: z for z in (_Zone(text, fallthrough) for text in config.zones)}
+        self.zone_wires = frozenset(self._zones)
         self.forward_zones = config.forward_zones
-        # The few names of each zone's apex (the zone, dns, ns.dns, svc, pod, dns-version).
-        self.names: dict[str, NameData] = {}
-        # Positive replies of Service names, kept until that Service changes (at most
-        # TEMPLATE_LIMIT; the oldest tenth goes when full), and which Service each is of.
-        self.templates: dict[tuple[bytes, int], AnswerTemplate] = {}
-        self.template_service: dict[tuple[bytes, int], ServiceKey] = {}
-        self.templated: dict[ServiceKey, list[tuple[bytes, int]]] = {}
-        # Everything else (NODATA, NXDOMAIN, apex, PTR, pods...): until the next change.
-        self.memo: dict[tuple[bytes, int], AnswerTemplate] = {}
-        # The names of a few Services, built when asked: (service, zone) → name → data.
-        self.views: dict[tuple[ServiceKey, str], dict[str, NameData]] = {}
-        # ExternalName Services' names: those whose target is one of ours (their replies
-        # include the target's records, so they live in the memo), and, in wire form,
-        # those whose target is elsewhere (the handler chases them through the server,
-        # CoreDNS's upstream, so the fast path must not answer them).
-        self.externals: dict[ServiceKey, tuple[str, ...]] = {}
-        self.cname_names: set[str] = set()
-        self.external_cnames: set[bytes] = set()
-        self.forward_zone_wires = frozenset(text_to_wire(z) for z in config.forward_zones)
-        # Forward zones some of whose names may fall through: their NXDOMAIN is decided by
-        # outcome(). The standard Corefile's `fallthrough in-addr.arpa ip6.arpa` leaves
-        # cluster.local on the fast path.
-        self.negative_zone_wires = frozenset(
-            text_to_wire(z)
-            for z in config.forward_zones
-            if not _may_fall_through(config.fallthrough.zones, z)
-        )
-        # NXDOMAIN replies for names that cannot exist, one per (zone, where the zone
-        # starts in the question): the SOA owner is a pointer to that spot, so one encoded
-        # reply serves every such name.
-        self.negatives: dict[tuple[bytes, int], AnswerTemplate] = {}
+        self._primary = text_to_wire(config.primary_zone)
+        # The few names of each zone's apex (the zone, dns, ns.dns, svc, pod, dns-version),
+        # by wire name.
+        self.names: dict[bytes, NameData] = {}
         # True until the plugin has the initial lists (or gave up waiting): changes are
         # not applied one by one, the plugin calls rebuild() once instead.
         self.deferring = True
@@ -227,197 +197,49 @@ class AnswerTable:
         self.serial = int(time.time())
         self.ttl = config.ttl
 
-    def stored(self) -> int:
-        """How many encoded replies are kept (the ``names`` metric)."""
-        return len(self.templates) + len(self.memo)
-
     # --- updates ---------------------------------------------------------------------------
 
     def rebuild(self) -> None:
-        """Start over from the model (start, and a Change with ``full``).
-
-        Nothing per Service is built here: a Service's names are parsed from the query
-        and answered from its record (see _view), so this costs a scan for ExternalNames.
-        """
-        self.names.clear()
-        self.templates.clear()
-        self.template_service.clear()
-        self.templated.clear()
-        self.views.clear()
-        self.externals.clear()
-        self.cname_names.clear()
-        self.external_cnames.clear()
+        """Start over from the model (start, and a Change with ``full``)."""
         self._build_apex()
-        for svc in list(self.model.services()):
-            if svc.type == "ExternalName":
-                self._refresh_external((svc.namespace, svc.name))
         self._changed()
 
     def apply(self, change: Change) -> None:
-        """Forget what ``change`` touched (nothing while deferring: see rebuild())."""
+        """Take in what ``change`` touched (nothing while deferring: see rebuild())."""
         if self.deferring:
             return
         if change.full:
             self.rebuild()
             return
-        self.memo.clear()  # again in _changed; here so no stale negative outlives the update
-        keys = set(change.services)
-        if change.namespaces:
-            namespaces = change.namespaces
-            for ns in namespaces:
-                keys.update((svc.namespace, svc.name) for svc in self.model.services_in(ns))
-            # Visibility follows the namespace: what was built for its Services goes too.
-            keys.update(k for k in self.templated if k[0] in namespaces)
-            keys.update(k for k in self.externals if k[0] in namespaces)
-            keys.update(k for k, _ in self.views if k[0] in namespaces)
-        for key in keys:
-            self._forget_service(key)
-            self._refresh_external(key)
-        for ip in change.ips:
-            self._forget_service(ptr_key(ip))
-        if DNS_SERVICE in keys:
+        if DNS_SERVICE in change.services or DNS_SERVICE[0] in change.namespaces:
             self._build_apex()
         self._changed()
 
     def _changed(self) -> None:
-        self.memo.clear()
-        self.negatives.clear()  # they carry the SOA serial
         self.generation += 1
         self.serial = max(self.serial, int(time.time()))
 
     def _build_apex(self) -> None:
-        ns_items = self._ns_items
-        for zone in self.config.zones:
-            names: dict[str, NameData] = {zone: NameData(apex=True), join("dns", zone): EMPTY}
-            ns_name = join("ns.dns", zone)
-            names[ns_name] = NameData(items=tuple(Item(ip, -1, ns_name) for ip in ns_items()))
-            if not is_reverse(zone):
-                names[join("svc", zone)] = EMPTY
-                names[join("pod", zone)] = EMPTY
-                names[join("dns-version", zone)] = NameData(txt=DNS_SCHEMA_VERSION)
-            self.names.update(names)
+        names: dict[bytes, NameData] = {}
+        ns_items = self._ns_items()
+        for zone in self._zones.values():
+            text = zone.text
+            names[zone.wire] = NameData(apex=True)
+            names[text_to_wire(join("dns", text))] = EMPTY
+            names[zone.ns_wire] = NameData(
+                items=tuple(Item(ip, -1, zone.ns_wire) for ip in ns_items)
+            )
+            if not zone.reverse:
+                names[text_to_wire(join("svc", text))] = EMPTY
+                names[text_to_wire(join("pod", text))] = EMPTY
+                names[text_to_wire(join("dns-version", text))] = NameData(txt=DNS_SCHEMA_VERSION)
+        self.names = names  # one assignment: readers see the old or the new apex
 
     def _ns_items(self) -> list[str]:
         svc = self.model.service(*DNS_SERVICE)
         if svc is not None and svc.cluster_ips:
             return list(svc.cluster_ips)
         return list(self.own_addresses)
-
-    def _forget_service(self, key: ServiceKey) -> None:
-        for template_key in self.templated.pop(key, ()):
-            self.templates.pop(template_key, None)
-            self.template_service.pop(template_key, None)
-        for zone in self.forward_zones:
-            self.views.pop((key, zone), None)
-
-    def _refresh_external(self, key: ServiceKey) -> None:
-        for name in self.externals.pop(key, ()):
-            self.cname_names.discard(name)
-            self.external_cnames.discard(text_to_wire(name))
-        svc = self.model.service(*key)
-        if svc is None or svc.type != "ExternalName" or not self.service_visible(svc):
-            return
-        names = []
-        for zone in self.forward_zones:
-            for name, data in self._service_names(svc, zone).items():
-                assert data.cname is not None
-                names.append(name)
-                if self.zone_for(data.cname) is not None:
-                    self.cname_names.add(name)
-                else:
-                    self.external_cnames.add(text_to_wire(name))
-        if names:
-            self.externals[key] = tuple(names)
-
-    def _view(self, key: ServiceKey, zone: str) -> dict[str, NameData]:
-        """The names Service ``key`` defines under ``zone`` (built on first use, a few
-        kept); empty when it has none (missing, filtered out, headless without endpoints)."""
-        view = self.views.get((key, zone))
-        if view is not None:
-            return view
-        svc = self.model.service(*key)
-        if svc is None:
-            return {}
-        view = self._service_names(svc, zone) if self.service_visible(svc) else {}
-        if len(self.views) >= VIEW_LIMIT:
-            for old in list(itertools.islice(self.views, VIEW_LIMIT // 10)):
-                del self.views[old]
-        self.views[(key, zone)] = view
-        return view
-
-    def _service_names(self, svc: Service, zone: str) -> dict[str, NameData]:
-        config = self.config
-        base = join(f"{svc.name}.{svc.namespace}.svc".lower(), zone)
-        if svc.type == "ExternalName":
-            if not svc.external_name:
-                return {}
-            return {base: NameData(cname=svc.external_name.lower().rstrip(".") + ".")}
-        endpoints = () if config.noendpoints else self.model.endpoints(svc.namespace, svc.name)
-        served = [ep for ep in endpoints if ep.ready or svc.publish_not_ready]
-        if config.ignore_empty_service and not svc.headless and not served:
-            return {}
-        names: dict[str, list[Item]] = {}
-        ents: set[str] = set()
-
-        def add(name: str, item: Item) -> None:
-            names.setdefault(name, []).append(item)
-
-        def port_name(port_name: str, protocol: str) -> str:
-            proto = f"_{protocol.lower()}.{base}"
-            ents.add(proto)
-            return f"_{port_name.lower()}.{proto}"
-
-        for ep in served:
-            for ip in ep.addresses:
-                label = endpoint_label(
-                    ip, ep.hostname, ep.pod_name, pod_names=config.endpoint_pod_names
-                )
-                ep_name = f"{label}.{base}"
-                for port in ep.ports or (None,):
-                    number = port.port if port is not None else -1
-                    add(ep_name, Item(ip, number, ep_name))
-                    if svc.headless:
-                        add(base, Item(ip, number, ep_name))
-                        if port is not None and port.name:
-                            add(port_name(port.name, port.protocol), Item(ip, number, ep_name))
-        if not svc.headless:
-            for port in svc.ports or (None,):
-                number = port.port if port is not None else -1
-                for ip in svc.cluster_ips:
-                    add(base, Item(ip, number, base))
-                    if port is not None and port.name:
-                        add(port_name(port.name, port.protocol), Item(ip, number, base))
-        result = {name: NameData(items=tuple(items)) for name, items in names.items()}
-        if base in result:
-            for ent in ents:
-                result.setdefault(ent, EMPTY)
-        else:
-            # Headless without endpoints: the spec says NXDOMAIN, so nothing below exists.
-            result = {}
-        return result
-
-    @staticmethod
-    def _service_key(name: str, zone: str, *, any_depth: bool = False) -> ServiceKey | None:
-        """The Service a name below ``<svc>.<ns>.svc.<zone>`` would belong to (by its
-        shape only), else None. Names more than two labels below a Service cannot exist;
-        ``any_depth`` names their would-be Service all the same (what decides that they
-        don't)."""
-        relative = name[: -len(zone)] if zone != "." else name
-        labels = relative.rstrip(".").split(".")
-        if len(labels) >= 3 and (any_depth or len(labels) <= 5) and labels[-1] == "svc":
-            return (labels[-2], labels[-3])
-        return None
-
-    def service_key(self, name: str, *, any_depth: bool = False) -> ServiceKey | None:
-        """_service_key() for a name in one of the forward zones (lower-case, absolute)."""
-        zone = self.zone_for(name)
-        if zone is None or zone not in self.forward_zones:
-            return None
-        return self._service_key(name, zone, any_depth=any_depth)
-
-    def has_names(self, key: ServiceKey) -> bool:
-        """Does Service ``key`` define any name (PTR answers only point at those)?"""
-        return bool(self.forward_zones) and bool(self._view(key, self.forward_zones[0]))
 
     # --- visibility ------------------------------------------------------------------------
 
@@ -437,306 +259,200 @@ class AnswerTable:
             return False
         return self.namespace_visible(svc.namespace)
 
-    # --- answers ---------------------------------------------------------------------------
+    # --- which zone --------------------------------------------------------------------------
 
     def zone_for(self, name: str) -> str | None:
-        for zone in self.zones:
-            if in_zone(name, zone):
-                return zone
+        """The zone (text) of a lower-case absolute name, or None."""
+        wire = text_to_wire(name)
+        found = self._zone_of(wire, label_offsets(wire))
+        return None if found is None else found[0].text
+
+    def _zone_of(self, lower: bytes, offsets: Sequence[int]) -> tuple[_Zone, int] | None:
+        """The longest zone containing the name, and the index of its first label."""
+        zones = self._zones
+        for index, offset in enumerate(offsets):
+            zone = zones.get(lower[offset:] if offset else lower)
+            if zone is not None:
+                return zone, index
         return None
 
-    def ours(self, query: Query) -> bool:
-        lower = query.qname_lower
-        zones = self.zone_wires
-        return any(lower[offset:] in zones for offset in query.label_offsets)
+    def ours(self, lower: bytes, offsets: Sequence[int]) -> bool:
+        zones = self._zones
+        return any(lower[offset:] in zones for offset in offsets)
 
-    def negative(self, query: Query) -> AnswerTemplate | None:
-        """NXDOMAIN for a name that cannot exist, decided on the wire without building
-        anything for the name: the search-path misses ``ndots:5`` produces by the dozen.
+    # --- the decision --------------------------------------------------------------------------
 
-        Mirrors outcome(): below a forward zone, only the apex names, ``<ns>.svc``,
-        what is under ``pod`` and the names of an existing Service may exist; None (ask
-        outcome()) for those, for reverse zones, before the first sync, and in zones where
-        fallthrough may apply. Reads the model: safe from the UDP thread (dict lookups).
-        """
-        if self.deferring or not self.model.synced or query.qclass != IN:
+    def decide(self, lower: bytes, offsets: Sequence[int], qtype: int) -> Answer | None:
+        """The answer to (name, qtype), the name in lower-case wire form with its label
+        offsets; None when it is not ours or falls through."""
+        found = self._zone_of(lower, offsets)
+        if found is None:
             return None
-        lower = query.qname_lower
-        offsets = query.label_offsets
-        for index, offset in enumerate(offsets):  # noqa: B007 (used after the loop)
-            zone = lower[offset:]
-            if zone in self.zone_wires:
-                break
-        else:
-            return None
-        if index == 0 or zone not in self.negative_zone_wires:
-            return None
-        last = lower[offsets[index - 1] + 1 : offset]
-        if last == b"pod" or (index == 1 and last in _APEX_LABELS):
-            return None
-        if last == b"svc":
-            if index == 2:
-                return None  # a namespace
-            if index <= 5:
-                ns = lower[offsets[index - 2] + 1 : offsets[index - 1]]
-                svc = lower[offsets[index - 3] + 1 : offsets[index - 2]]
-                if self.model.service(ns.decode("latin-1"), svc.decode("latin-1")) is not None:
-                    return None
-        elif index == 2 and last == b"dns" and lower[offsets[0] + 1 : offsets[1]] == b"ns":
-            return None
-        key = (zone, offset)
-        template = self.negatives.get(key)
-        if template is None:
-            template = self._negative_template(zone, 12 + offset)
-            self.negatives[key] = template
-        return template
-
-    def _negative_template(self, zone_wire: bytes, pointer: int) -> AnswerTemplate:
-        zone = dns.name.from_wire(zone_wire, 0)[0].to_text()
-        soa = self.soa(zone)
-        rdata = soa[0].to_wire()  # mname and rname uncompressed
-        assert rdata is not None
-        owner = (0xC000 | pointer).to_bytes(2, "big")
-        record = owner + struct.pack("!HHIH", SOA, IN, soa.ttl, len(rdata)) + rdata
-        header = struct.pack("!HHHHHH", 0, _FLAGS | NXDOMAIN, 1, 0, 1, 0)
-        # The question here is a stand-in name of the same shape (filler labels, then the
-        # zone): render_template() copies the client's own question in.
-        question = _filler(pointer - 12) + zone_wire + struct.pack("!HH", A, IN)
-        return AnswerTemplate(header + question + record, len(header) + len(question))
-
-    def lookup(self, query: Query) -> AnswerTemplate | None:
-        """The encoded reply to ``query`` when it is fully determined, else None."""
-        key = (query.qname_lower, query.qtype)
-        template = self.templates.get(key)
-        if template is not None:
-            return template
-        template = self.memo.get(key)
-        if template is not None:
-            return template
-        if query.qclass != IN:
-            return None
-        name = query.name
-        outcome = self.outcome(name, query.qtype)
-        if outcome is None:
-            return None
-        template = encode(name, query.qtype, outcome)
-        service = None
-        if outcome.answer and query.qtype in TEMPLATE_TYPES and name not in self.cname_names:
-            zone = self.zone_for(name)
-            if zone in self.forward_zones:
-                service = self._service_key(name, zone)
-            elif query.qtype == PTR:
-                ip = ip_from_reverse(name)
-                service = None if ip is None else ptr_key(ip)
-        if service is not None:
-            # A positive answer of a Service's name: kept until that Service changes.
-            if len(self.templates) >= TEMPLATE_LIMIT:
-                self._evict_templates()
-            self.templates[key] = template
-            self.template_service[key] = service
-            self.templated.setdefault(service, []).append(key)
-        elif outcome.rcode != SERVFAIL:
-            if len(self.memo) >= MEMO_LIMIT:
-                for old in list(itertools.islice(self.memo, MEMO_LIMIT // 10)):
-                    del self.memo[old]
-            self.memo[key] = template
-        return template
-
-    def _evict_templates(self) -> None:
-        for old in list(itertools.islice(self.template_service, TEMPLATE_LIMIT // 10)):
-            service = self.template_service.pop(old)
-            self.templates.pop(old, None)
-            keys = self.templated.get(service)
-            if keys is not None:
-                keys.remove(old)
-                if not keys:
-                    del self.templated[service]
-
-    def outcome(self, name: str, qtype: int) -> Outcome | None:
-        """The answer to (name, qtype); None when it is not ours or falls through."""
-        zone = self.zone_for(name)
-        if zone is None:
-            return None
-        data = self._static(name, zone)
-        if data is None:
-            data = self._dynamic(name, zone)
+        zone, index = found
+        data, depends = self._find(lower, offsets, zone, index)
         if data is not None:
-            return self._positive(name, data, qtype, zone)
-        if self.config.fallthrough.through(name):
+            return self._positive(lower, data, qtype, zone, depends)
+        if zone.may_fall_through and self.config.fallthrough.through(_text(lower)):
             return None
         # CoreDNS: before the first sync a missing name is not proof of absence.
         rcode = NXDOMAIN if self.model.synced else SERVFAIL
-        return Outcome(rcode, authority=[self.soa(zone)])
+        return Answer(rcode, authority=(self.soa(zone),), depends=_with_serial(depends))
 
-    def _static(self, name: str, zone: str) -> NameData | None:
-        """An apex name or a Service's name."""
-        data = self.names.get(name)
-        if data is not None or zone not in self.forward_zones:
-            return data
-        key = self._service_key(name, zone)
-        return None if key is None else self._view(key, zone).get(name)
+    def decide_text(self, name: str, qtype: int) -> Answer | None:
+        """decide() for a lower-case absolute name in text form (internal lookups)."""
+        wire = text_to_wire(name)
+        return self.decide(wire, label_offsets(wire), qtype)
 
-    def _positive(self, name: str, data: NameData, qtype: int, zone: str) -> Outcome:
-        answer, additional = self._records(name, data, qtype, zone, 0)
-        if not answer:
-            return Outcome(NOERROR, authority=[self.soa(zone)])
-        return Outcome(NOERROR, answer=answer, additional=additional)
-
-    def _records(
-        self, name: str, data: NameData, qtype: int, zone: str, depth: int
-    ) -> tuple[list[dns.rrset.RRset], list[dns.rrset.RRset]]:
-        owner = _name(name)
-        ttl = self.ttl
-        if data.cname is not None:
-            rrset = dns.rrset.RRset(owner, IN, CNAME)
-            rrset.update_ttl(ttl)
-            rrset.add(_rdata(dns.rdtypes.ANY.CNAME.CNAME, IN, CNAME, _name(data.cname)))
-            answer = [rrset]
-            additional: list[dns.rrset.RRset] = []
-            target_zone = self.zone_for(data.cname)
-            target = None if target_zone is None else self._static(data.cname, target_zone)
-            if qtype != CNAME and target is not None and depth < CNAME_DEPTH:
-                assert target_zone is not None
-                more, extra = self._records(data.cname, target, qtype, target_zone, depth + 1)
-                answer += more
-                additional += extra
-            return answer, additional
-        if data.apex:
-            if qtype == SOA:
-                return [self.soa(zone)], []
-            if qtype == NS:
-                ns_name = join("ns.dns", zone)
-                rrset = dns.rrset.RRset(owner, IN, NS)
-                rrset.update_ttl(ttl)
-                rrset.add(_rdata(dns.rdtypes.ANY.NS.NS, IN, NS, _name(ns_name)))
-                ns_data = self.names.get(ns_name, EMPTY)
-                return [rrset], self._addresses(ns_name, ns_data.items, A) + self._addresses(
-                    ns_name, ns_data.items, AAAA
-                )
-            return [], []
-        if data.txt is not None:
-            if qtype != TXT:
-                return [], []
-            rrset = dns.rrset.RRset(owner, IN, TXT)
-            rrset.update_ttl(DNS_VERSION_TTL)
-            rrset.add(_rdata(dns.rdtypes.ANY.TXT.TXT, IN, TXT, [data.txt.encode()]))
-            return [rrset], []
-        if data.ptrs:
-            if qtype != PTR:
-                return [], []
-            rrset = dns.rrset.RRset(owner, IN, PTR)
-            rrset.update_ttl(ttl)
-            for ptr in data.ptrs:
-                rrset.add(_rdata(dns.rdtypes.ANY.PTR.PTR, IN, PTR, _name(ptr)))
-            return [rrset], []
-        if qtype in (A, AAAA):
-            return self._addresses(name, data.items, qtype), []
-        if qtype == SRV:
-            return self._srv(owner, data.items)
-        return [], []
-
-    def _addresses(self, name: str, items: Iterable[Item], qtype: int) -> list[dns.rrset.RRset]:
-        v6 = qtype == AAAA
-        rrset = dns.rrset.RRset(_name(name), IN, dns.rdatatype.RdataType.make(qtype))
-        rrset.update_ttl(self.ttl)
-        for item in items:
-            if (":" in item.ip) == v6:
-                if v6:
-                    rrset.add(_rdata(dns.rdtypes.IN.AAAA.AAAA, IN, AAAA, item.ip))
-                else:
-                    rrset.add(_rdata(dns.rdtypes.IN.A.A, IN, A, item.ip))
-        return [rrset] if rrset else []
-
-    def _srv(
-        self, owner: dns.name.Name, items: Sequence[Item]
-    ) -> tuple[list[dns.rrset.RRset], list[dns.rrset.RRset]]:
-        with_port = [item for item in items if item.port >= 0]
-        if not with_port:
-            return [], []
-        # CoreDNS: equal priority 0, weight 100 split over every record before de-duplication.
-        weight = 100 // len(with_port)
-        rrset = dns.rrset.RRset(owner, IN, SRV)
-        rrset.update_ttl(self.ttl)
-        by_target: dict[str, list[Item]] = {}
-        for item in with_port:
-            rrset.add(
-                _rdata(dns.rdtypes.IN.SRV.SRV, IN, SRV, 0, weight, item.port, _name(item.target))
-            )
-            by_target.setdefault(item.target, []).append(item)
-        additional: list[dns.rrset.RRset] = []
-        for target, target_items in by_target.items():
-            additional += self._addresses(target, target_items, A)
-            additional += self._addresses(target, target_items, AAAA)
-        return [rrset], additional
-
-    def soa(self, zone: str) -> dns.rrset.RRset:
-        rrset = dns.rrset.RRset(_name(zone), IN, SOA)
-        rrset.update_ttl(min(self.ttl, 300))
-        mname, rname = _name(join("ns.dns", zone)), _name(join("hostmaster", zone))
-        # CoreDNS's refresh, retry and expire; minimum is the records' TTL.
-        rrset.add(
-            _rdata(
-                dns.rdtypes.ANY.SOA.SOA,
-                IN,
-                SOA,
-                mname,
-                rname,
-                self.serial,
-                7200,
-                1800,
-                86400,
-                self.ttl,
-            )
-        )
-        return rrset
-
-    # --- names decided at query time ----------------------------------------------------------
-
-    def _dynamic(self, name: str, zone: str) -> NameData | None:
-        """Names not in the table that may still exist: namespaces, pods, reverse names."""
-        if is_reverse(zone):
-            ip = ip_from_reverse(name)
+    def _find(
+        self, lower: bytes, offsets: Sequence[int], zone: _Zone, index: int
+    ) -> tuple[NameData | None, Depends]:
+        """What the name holds (None: it does not exist) and what that depends on."""
+        static = self.names.get(lower)
+        if static is not None:
+            return static, None
+        if index == 0:
+            return None, None
+        if zone.reverse:
+            ip = ip_from_reverse(_text(lower))
             if ip is None:
-                return None
+                return None, None
             targets = self._ptr_targets(ip)
-            return NameData(ptrs=targets) if targets else None
-        relative = name[: -len(zone)] if zone != "." else name
-        labels = relative.rstrip(".").split(".")
-        if len(labels) == 2 and labels[1] == "svc":
-            return EMPTY if self.namespace_visible(labels[0]) else None
-        if labels[-1] != "pod" or self.config.pods is PodMode.DISABLED:
+            return (NameData(ptrs=targets) if targets else None), frozenset((ptr_key(ip),))
+        last = lower[offsets[index - 1] + 1 : offsets[index]]
+        if last == b"svc":
+            if index == 2:
+                namespace = lower[1 : offsets[1]].decode("latin-1")
+                return (EMPTY if self.namespace_visible(namespace) else None), None
+            if index < 3:
+                return None, None
+            key = (
+                lower[offsets[index - 2] + 1 : offsets[index - 1]].decode("latin-1"),
+                lower[offsets[index - 3] + 1 : offsets[index - 2]].decode("latin-1"),
+            )
+            depends = frozenset((key,))
+            if index > 5:
+                return None, depends  # nothing lives more than two labels below a Service
+            svc = self.model.service(*key)
+            if svc is None or not self.service_visible(svc):
+                return None, depends
+            base_at = offsets[index - 3]
+            sub = tuple(
+                lower[offsets[i] + 1 : offsets[i + 1]].decode("latin-1") for i in range(index - 3)
+            )
+            data = self._service_name(svc, sub, lower[base_at:] if base_at else lower)
+            return data, depends
+        if last == b"pod" and self.config.pods is not PodMode.DISABLED:
+            return self._pod_name(lower, offsets, index), None
+        return None, None
+
+    def _pod_name(self, lower: bytes, offsets: Sequence[int], index: int) -> NameData | None:
+        if index == 2:
+            namespace = lower[1 : offsets[1]].decode("latin-1")
+            return EMPTY if self.namespace_visible(namespace) else None
+        if index != 3:
             return None
-        if len(labels) == 2:
-            return EMPTY if self.namespace_visible(labels[0]) else None
-        if len(labels) != 3 or not self.namespace_visible(labels[1]):
+        namespace = lower[offsets[1] + 1 : offsets[2]].decode("latin-1")
+        if not self.namespace_visible(namespace):
             return None
-        ip = pod_label_ip(labels[0])
+        ip = pod_label_ip(lower[1 : offsets[1]].decode("latin-1"))
         if ip is None:
             return None
         if self.config.pods is PodMode.VERIFIED and not any(
-            pod.namespace == labels[1] for pod in self.model.pods_by_ip(ip)
+            pod.namespace == namespace for pod in self.model.pods_by_ip(ip)
         ):
             return None
-        return NameData(items=(Item(ip, -1, name),))
+        return NameData(items=(Item(ip, -1, lower),))
 
-    def _ptr_targets(self, ip: str) -> tuple[str, ...]:
+    def _service_name(self, svc: Service, sub: tuple[str, ...], base: bytes) -> NameData | None:
+        """What the name ``<sub...>.<svc>.<ns>.svc.<zone>`` holds (``base`` is the
+        Service's own name in wire form), or None when the Service defines no such name.
+
+        The one place that says which names a Service defines: itself; each served
+        endpoint's label; ``_<port>._<proto>`` for named ports and the ``_<proto>`` empty
+        non-terminal above them. A headless Service without endpoints defines none."""
+        if svc.type == "ExternalName":
+            if sub or not svc.external_name:
+                return None
+            return NameData(cname=text_to_wire(svc.external_name.lower().rstrip(".") + "."))
+        config = self.config
+        endpoints = () if config.noendpoints else self.model.endpoints(svc.namespace, svc.name)
+        served = [ep for ep in endpoints if ep.ready or svc.publish_not_ready]
+        if not served and config.ignore_empty_service:
+            return None
+        # Without a name of its own (headless without endpoints, no ClusterIP), a Service
+        # defines no name at all: the spec says NXDOMAIN.
+        if not (any(ep.addresses for ep in served) if svc.headless else svc.cluster_ips):
+            return None
+        pod_names = config.endpoint_pod_names
+        items: list[Item] = []
+        if not sub:
+            if svc.headless:
+                for ep in served:
+                    for ip in ep.addresses:
+                        target = _prefixed(
+                            endpoint_label(ip, ep.hostname, ep.pod_name, pod_names=pod_names), base
+                        )
+                        for port in ep.ports or (None,):
+                            items.append(Item(ip, -1 if port is None else port.port, target))
+            else:
+                for port in svc.ports or (None,):
+                    number = -1 if port is None else port.port
+                    items.extend(Item(ip, number, base) for ip in svc.cluster_ips)
+            return NameData(items=tuple(items))
+        first = sub[0]
+        if len(sub) == 1 and not first.startswith("_"):
+            name = _prefixed(first, base)
+            for ep in served:
+                for ip in ep.addresses:
+                    if endpoint_label(ip, ep.hostname, ep.pod_name, pod_names=pod_names) == first:
+                        for port in ep.ports or (None,):
+                            items.append(Item(ip, -1 if port is None else port.port, name))
+            return NameData(items=tuple(items)) if items else None
+        if len(sub) == 1:  # _<proto>: an empty non-terminal when a named port has it
+            protocol = first[1:]
+            ports = (p for ep in served for p in ep.ports) if svc.headless else svc.ports
+            return EMPTY if any(p.name and p.protocol.lower() == protocol for p in ports) else None
+        if not (first.startswith("_") and sub[1].startswith("_")):
+            return None
+        port_name, protocol = first[1:], sub[1][1:]
+        if svc.headless:
+            for ep in served:
+                for ip in ep.addresses:
+                    target = _prefixed(
+                        endpoint_label(ip, ep.hostname, ep.pod_name, pod_names=pod_names), base
+                    )
+                    for port in ep.ports:
+                        if port.name.lower() == port_name and port.protocol.lower() == protocol:
+                            items.append(Item(ip, port.port, target))
+        else:
+            for port in svc.ports:
+                if port.name.lower() == port_name and port.protocol.lower() == protocol:
+                    items.extend(Item(ip, port.port, base) for ip in svc.cluster_ips)
+        return NameData(items=tuple(items)) if items else None
+
+    def has_names(self, svc: Service) -> bool:
+        """Does the Service define any name (PTR answers only point at those)?"""
+        return (
+            bool(self.forward_zones)
+            and self.service_visible(svc)
+            and self._service_name(svc, (), self._primary) is not None
+        )
+
+    def _ptr_targets(self, ip: str) -> tuple[bytes, ...]:
         """PTR targets for an IP: the Services owning it as ClusterIP, else its endpoints."""
         zone = self.config.primary_zone
-        cluster: list[str] = []
-        endpoints: list[str] = []
+        cluster: list[bytes] = []
+        endpoints: list[bytes] = []
         for owner in self.model.ip_owners(ip):
-            key = (owner.namespace, owner.service)
-            if not self.has_names(key):  # filtered out, or no names (ignore empty_service)
-                continue
-            svc = self.model.service(*key)
-            if svc is None:
+            svc = self.model.service(owner.namespace, owner.service)
+            if svc is None or not self.has_names(svc):
                 continue
             base = join(f"{svc.name}.{svc.namespace}.svc".lower(), zone)
             if ip in svc.cluster_ips:
-                cluster.append(base)
+                cluster.append(text_to_wire(base))
             elif not self.config.noendpoints:
                 label = self._endpoint_label_for(svc, ip, owner.hostname)
-                endpoints.append(f"{label}.{base}")
+                endpoints.append(text_to_wire(f"{label}.{base}"))
         return tuple(cluster or endpoints)
 
     def _endpoint_label_for(self, svc: Service, ip: str, hostname: str | None) -> str:
@@ -747,3 +463,141 @@ class AnswerTable:
                 if ip in ep.addresses and ep.pod_name:
                     return ep.pod_name.lower()
         return ip_label(ip)
+
+    # --- records -------------------------------------------------------------------------------
+
+    def _positive(
+        self, owner: bytes, data: NameData, qtype: int, zone: _Zone, depends: Depends
+    ) -> Answer:
+        answer, additional, chased = self._records(owner, data, qtype, zone, 0)
+        if chased:
+            depends = None  # the CNAME's target may be another Service
+        if not answer:
+            return Answer(NOERROR, authority=(self.soa(zone),), depends=_with_serial(depends))
+        chase = None
+        if data.cname is not None and not chased and qtype != TYPE_CNAME:
+            chase = data.cname
+        return Answer(NOERROR, answer, additional=additional, depends=depends, chase=chase)
+
+    def _records(
+        self, owner: bytes, data: NameData, qtype: int, zone: _Zone, depth: int
+    ) -> tuple[list[Record], list[Record], bool]:
+        """(answer, additional, whether a CNAME in our zones was followed)."""
+        ttl = self.ttl
+        if data.cname is not None:
+            target = data.cname
+            answer: list[Record] = [(owner, TYPE_CNAME, ttl, name_rdata(target))]
+            additional: list[Record] = []
+            if qtype == TYPE_CNAME or depth >= CNAME_DEPTH:
+                return answer, additional, False
+            offsets = label_offsets(target)
+            found = self._zone_of(target, offsets)
+            if found is None:
+                return answer, additional, False
+            target_zone, index = found
+            target_data = self.names.get(target)
+            if (
+                target_data is None
+                and not target_zone.reverse
+                and index >= 3
+                and target[offsets[index - 1] + 1 : offsets[index]] == b"svc"
+            ):
+                target_data, _ = self._find(target, offsets, target_zone, index)
+            if target_data is not None:
+                more, extra, _ = self._records(target, target_data, qtype, target_zone, depth + 1)
+                answer += more
+                additional += extra
+            return answer, additional, True
+        if data.apex:
+            if qtype == TYPE_SOA:
+                return [self.soa(zone)], [], False
+            if qtype == TYPE_NS:
+                ns_wire = zone.ns_wire
+                ns_data = self.names.get(ns_wire, EMPTY)
+                return (
+                    [(owner, TYPE_NS, ttl, name_rdata(ns_wire))],
+                    self._addresses(ns_wire, ns_data.items, v6=False)
+                    + self._addresses(ns_wire, ns_data.items, v6=True),
+                    False,
+                )
+            return [], [], False
+        if data.txt is not None:
+            if qtype != TYPE_TXT:
+                return [], [], False
+            return [(owner, TYPE_TXT, DNS_VERSION_TTL, txt_rdata(data.txt.encode()))], [], False
+        if data.ptrs:
+            if qtype != TYPE_PTR:
+                return [], [], False
+            return [(owner, TYPE_PTR, ttl, name_rdata(ptr)) for ptr in data.ptrs], [], False
+        if qtype in (TYPE_A, TYPE_AAAA):
+            return self._addresses(owner, data.items, v6=qtype == TYPE_AAAA), [], False
+        if qtype == TYPE_SRV:
+            answer, additional = self._srv(owner, data.items)
+            return answer, additional, False
+        return [], [], False
+
+    def _addresses(self, owner: bytes, items: Iterable[Item], *, v6: bool) -> list[Record]:
+        ttl = self.ttl
+        records: list[Record] = []
+        for item in items:
+            if (":" in item.ip) == v6:
+                rtype, rdata = address_rdata(item.ip)
+                records.append((owner, rtype, ttl, rdata))
+        return _dedupe(records)
+
+    def _srv(self, owner: bytes, items: Sequence[Item]) -> tuple[list[Record], list[Record]]:
+        with_port = [item for item in items if item.port >= 0]
+        if not with_port:
+            return [], []
+        # CoreDNS: equal priority 0, weight 100 split over every record before de-duplication.
+        weight = 100 // len(with_port)
+        ttl = self.ttl
+        answer: list[Record] = []
+        by_target: dict[bytes, list[Item]] = {}
+        for item in with_port:
+            answer.append((owner, TYPE_SRV, ttl, srv_rdata(0, weight, item.port, item.target)))
+            by_target.setdefault(item.target, []).append(item)
+        additional: list[Record] = []
+        for target, target_items in by_target.items():
+            additional += self._addresses(target, target_items, v6=False)
+            additional += self._addresses(target, target_items, v6=True)
+        return _dedupe(answer), additional
+
+    def soa(self, zone: _Zone | str) -> Record:
+        if isinstance(zone, str):
+            zone = self._zones[text_to_wire(zone)]
+        mname, rname = zone.soa_names
+        # CoreDNS's refresh, retry and expire; minimum is the records' TTL.
+        rdata = soa_rdata(mname, rname, self.serial, 7200, 1800, 86400, self.ttl)
+        return (zone.wire, TYPE_SOA, min(self.ttl, 300), rdata)
+
+    # --- dependency tokens for names the chain answered ------------------------------------
+
+    def service_key(self, name: str) -> ServiceKey | None:
+        """The Service a name at or below ``<svc>.<ns>.svc.<zone>`` belongs to (by shape)."""
+        wire = text_to_wire(name)
+        offsets = label_offsets(wire)
+        found = self._zone_of(wire, offsets)
+        if found is None or found[0].reverse:
+            return None
+        _, index = found
+        if index >= 3 and wire[offsets[index - 1] + 1 : offsets[index]] == b"svc":
+            return (
+                wire[offsets[index - 2] + 1 : offsets[index - 1]].decode("latin-1"),
+                wire[offsets[index - 3] + 1 : offsets[index - 2]].decode("latin-1"),
+            )
+        return None
+
+
+def _with_serial(depends: Depends) -> Depends:
+    """A negative answer carries the SOA, whose serial moves too."""
+    return None if depends is None else depends | {SERIAL_TOKEN}
+
+
+def _prefixed(label: str, base: bytes) -> bytes:
+    raw = label.encode("latin-1")
+    return bytes((len(raw),)) + raw + base
+
+
+def _text(wire: bytes) -> str:
+    return name_to_text(wire)

@@ -13,26 +13,22 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from clusterdns.core.memo import INFINITE
-from clusterdns.core.plugin import SLOW, MemoTerms, Plugin, SlowType
+from clusterdns.core.fast import SLOW, FastReply, FastResult
+from clusterdns.core.plugin import Plugin
 from clusterdns.core.request import Handler, Reply, Request
-from clusterdns.plugins.kubernetes.answers import AnswerTable, Outcome, ptr_key
+from clusterdns.plugins.kubernetes.answers import SERIAL_TOKEN, Answer, AnswerTable, ptr_key
 from clusterdns.plugins.kubernetes.config import KubernetesConfig
-from clusterdns.plugins.kubernetes.names import ip_from_reverse
-from clusterdns.sources.model import Change, ClusterModel, ServiceKey
-from clusterdns.wire import AnswerTemplate, FormError, Query, skip_name
+from clusterdns.sources.model import Change, ClusterModel
+from clusterdns.wire import Query
+from clusterdns.wire.build import build_reply
 
 log = logging.getLogger("clusterdns.plugins.kubernetes")
 
 PLUGIN = "kubernetes"
 MEMO_LOG = 1024  # changes remembered for the reply memo; a memo further behind starts over
 CNAME = dns.rdatatype.CNAME
-PTR = dns.rdatatype.PTR
-NOERROR = dns.rcode.NOERROR
-NXDOMAIN = dns.rcode.NXDOMAIN
-# The reply memo's token for "the SOA serial moved" (negative answers carry it). No real
-# Service key has an empty namespace; ptr_key() uses IPs, never this text.
-SERIAL_TOKEN: ServiceKey = ("", "serial")
+IN = 1
+SERVFAIL = dns.rcode.SERVFAIL
 
 
 class Source(Protocol):
@@ -40,7 +36,11 @@ class Source(Protocol):
 
 
 class Kubernetes(Plugin):
-    """Serves the cluster's names from an :class:`AnswerTable` kept current by ``source``."""
+    """Serves the cluster's names from an :class:`AnswerTable` kept current by ``source``.
+
+    A FastAnswerer and VersionedRecords (core/fast.py)."""
+
+    name = PLUGIN
 
     def __init__(
         self,
@@ -203,111 +203,60 @@ class Kubernetes(Plugin):
         """Before the first sync and within ``startup_timeout`` of start: hold queries."""
         return self.table.deferring and time.monotonic() < self._deadline
 
-    def fast(self, query: Query) -> AnswerTemplate | SlowType | None:
-        """The core's fast path; may run in a UDP thread, so it only reads.
+    def answer_fast(self, query: Query, limit: int, payload: int) -> FastResult:
+        """The core's fast path (core/fast.py); may run in a UDP thread, so it only reads.
 
-        A stored template when there is one, None for names outside our zones, and SLOW
-        (the chain, on the event loop) for everything else: first sight of a name, waiting
-        for the first sync, fall through.
+        Every reply the model determines is written on the wire here, first sight
+        included; SLOW (the chain, on the event loop) only before the first sync, for
+        another class than IN, and for an ExternalName whose target must be looked up
+        through the server. None for names outside our zones and names that fall through.
         """
         table = self.table
-        key = (query.qname_lower, query.qtype)
-        if query.qname_lower in table.external_cnames and query.qtype != CNAME:
-            return SLOW  # serve() chases the target through the server
-        template = table.templates.get(key) or table.memo.get(key)
-        if template is not None and (self.model.synced or not self._waiting()):
-            return template
-        if not table.ours(query):
+        lower = query.qname_lower
+        offsets = query.label_offsets
+        if table.deferring or query.qclass != IN:
+            return SLOW if table.ours(lower, offsets) else None
+        answer = table.decide(lower, offsets, query.qtype)
+        if answer is None:
             return None
-        negative = table.negative(query)
-        if negative is not None:
-            return negative
-        return SLOW
+        if answer.chase is not None or answer.rcode == SERVFAIL:
+            return SLOW
+        wire = build_reply(
+            query,
+            rcode=answer.rcode,
+            answer=answer.answer,
+            authority=answer.authority,
+            additional=answer.additional,
+            limit=limit,
+            payload=payload,
+        )
+        return FastReply(wire, depends=answer.depends)
 
-    def fast_memo(self, query: Query, result: object) -> MemoTerms | None:
-        """Our fast answers are right for every client until the generation moves, which
-        the reply memo watches; nothing else counts per hit.
-
-        A positive answer at or under a Service's name (the Service, its endpoints, its
-        SRV names) depends on that Service alone: its token is the Service's key; a positive
-        PTR depends on its IP's owners, which the model reports per change (Change.ips); a
-        negative answer under a Service's name on that Service and on the SOA serial (it
-        moves at most once a second). Anything else (namespaces, pods, the apex, CNAMEs
-        whose target may be another Service) goes with any change."""
-        return INFINITE, (), self._depends_on(query, result)
-
-    def _depends_on(self, query: Query, result: object) -> Hashable | None:
-        if not isinstance(result, AnswerTemplate):
-            return None
-        wire = result.wire
-        if len(wire) < 12:
-            return None
-        rcode = wire[3] & 0xF
-        answers = (wire[6] << 8) | wire[7]
-        authority = (wire[8] << 8) | wire[9]
-        name = query.name.lower()
-        if rcode == NOERROR and answers and not authority:
-            try:
-                at = skip_name(wire, skip_name(wire, 12) + 4)  # past the question, the owner
-                rrtype = (wire[at] << 8) | wire[at + 1]
-            except (FormError, IndexError):
-                return None
-            if rrtype == CNAME:
-                return None
-            if query.qtype == PTR:
-                ip = ip_from_reverse(name)  # its owners' changes come with Change.ips
-                return None if ip is None else ptr_key(ip)
-            return self.table.service_key(name)
-        if rcode in (NOERROR, NXDOMAIN) and not answers and authority:
-            # NODATA or NXDOMAIN at or under a Service's name: that Service's existence
-            # decides it, and the SOA it carries has the serial.
-            key = self.table.service_key(name, any_depth=True)
-            return None if key is None else frozenset((key, SERIAL_TOKEN))
-        return None
-
-    def memo_changes(self, since: int) -> frozenset[Hashable] | None:
-        """The Services whose answers changed after generation ``since``, None if unknown
-        (a full rebuild, a namespace change, or a gap in the log)."""
+    def changes_since(self, generation: int) -> frozenset[Hashable] | None:
+        """The dependency tokens (Service keys, PTR IPs, the serial) touched after
+        ``generation``; None if unknown (a full rebuild, a namespace change, a gap)."""
         current = self.table.generation
         touched: set[Hashable] = set()
-        expected = since + 1
+        expected = generation + 1
         # A copy taken in one step: the loop thread may append while a UDP thread reads.
-        for generation, services in tuple(self._memo_log):
-            if generation <= since:
+        for moved_to, tokens in tuple(self._memo_log):
+            if moved_to <= generation:
                 continue
-            if generation != expected or services is None:
+            if moved_to != expected or tokens is None:
                 return None
-            touched.update(services)
+            touched.update(tokens)
             expected += 1
         if expected != current + 1:
             return None
         return frozenset(touched)
 
-    def lookup(self, query: Query) -> AnswerTemplate | None:
-        """The stored reply to ``query`` when it is fully determined, else None.
-
-        Builds and memoises replies on first use, so call it from the event loop. None
-        also while waiting for the first sync within ``startup_timeout``.
-        """
-        if self._waiting():
-            return None
-        return self.table.lookup(query)
-
-    def outcome(self, name: str, qtype: int) -> Outcome | None:
-        """What the dnspython path answers (None: not ours, or falls through)."""
-        return self.table.outcome(name, qtype)
-
-    def answer_message(self, req: Request, outcome: Outcome) -> dns.message.Message:
-        response = req.make_response()
-        response.set_rcode(dns.rcode.Rcode.make(outcome.rcode))
-        response.answer = list(outcome.answer)
-        response.authority = list(outcome.authority)
-        response.additional = list(outcome.additional)
-        return response
+    def decide(self, name: str, qtype: int) -> Answer | None:
+        """The table's decision for a lower-case absolute name (tests, introspection)."""
+        return self.table.decide_text(name, qtype)
 
     async def serve(self, req: Request, next_handler: Handler) -> Reply:
         query = req.query
-        if not self.table.ours(query):
+        if not self.table.ours(query.qname_lower, query.label_offsets):
             return await next_handler(req)
         if self.table.deferring:
             remaining = self._deadline - time.monotonic()
@@ -315,15 +264,19 @@ class Kubernetes(Plugin):
                 await self.model.wait_synced(remaining)
             if self.model.synced or time.monotonic() >= self._deadline:
                 self._build_deferred()
-        template = self.lookup(query)
-        if template is not None:
-            reply = Reply.of_template(template, plugin=PLUGIN)
-        else:
-            outcome = self.table.outcome(req.name, query.qtype)
-            if outcome is None:
-                return await next_handler(req)
-            reply = Reply.of(self.answer_message(req, outcome), plugin=PLUGIN)
-        if query.qname_lower in self.table.external_cnames and query.qtype != CNAME:
+        answer = self.table.decide(query.qname_lower, query.label_offsets, query.qtype)
+        if answer is None:
+            return await next_handler(req)
+        wire = build_reply(
+            query,
+            rcode=answer.rcode,
+            answer=answer.answer,
+            authority=answer.authority,
+            additional=answer.additional,
+            payload=req.block.settings.max_udp_size,
+        )
+        reply = Reply.of_wire(wire, plugin=PLUGIN)
+        if answer.chase is not None:
             return await self._chase_external(req, reply)
         return reply
 

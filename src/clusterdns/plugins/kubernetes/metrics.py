@@ -47,9 +47,6 @@ class KubernetesCollector(Collector):
         synced = GaugeMetricFamily(
             "clusterdns_kubernetes_synced", "1 once the first full sync is done.", labels=labels
         )
-        names = GaugeMetricFamily(
-            "clusterdns_kubernetes_names", "Encoded answers kept for the fast path.", labels=labels
-        )
         generation = GaugeMetricFamily(
             "clusterdns_kubernetes_generation",
             "Changes applied to the answers since start.",
@@ -71,13 +68,11 @@ class KubernetesCollector(Collector):
             restarts.add_metric(key, float(getattr(source, "watch_restarts", 0)))
             relists.add_metric(key, float(getattr(source, "relists", 0)))
             synced.add_metric(key, 1.0 if plugin.ready() else 0.0)
-            table = getattr(plugin, "table", None)
-            names.add_metric(key, float(table.stored() if table is not None else 0))
             generation.add_metric(key, float(getattr(plugin, "generation", 0)))
             changed = getattr(plugin, "last_change", None)
             if changed is not None:
                 last_change.add_metric(key, max(0.0, time.monotonic() - changed))
-        yield from (errors, restarts, relists, synced, names, generation, last_change)
+        yield from (errors, restarts, relists, synced, generation, last_change)
 
 
 def register(process: Process, registry: CollectorRegistry) -> None:

@@ -122,7 +122,7 @@ class LoadBalance(Plugin):
     def __init__(self) -> None:
         self._turn = itertools.count(1)
 
-    def fast_filter(self, wire: bytes) -> bytes | None:
+    def filter_fast(self, wire: bytes) -> bytes | None:
         """Rotate a finished reply synchronously, for a core fast path that lets later
         plugins answer and then filters their bytes. None: the reply needs the chain."""
         if len(wire) < 12 or wire[3] & 0xF or not wire[2] & 0x80:

@@ -7,8 +7,8 @@ from collections.abc import Hashable, Sequence
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from clusterdns.core.fast import Sink
 from clusterdns.core.http import split_http_address
-from clusterdns.core.memo import Sink
 from clusterdns.core.plugin import Plugin, SetupContext, only_once
 from clusterdns.core.process import Process
 from clusterdns.core.request import Request

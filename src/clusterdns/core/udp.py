@@ -1,0 +1,208 @@
+"""UDP listeners: a receive thread per socket (batched or one datagram at a time), or
+the event loop's datagram protocol. All of them call Dispatcher.handle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from typing import cast
+
+from clusterdns.core import mmsg
+from clusterdns.core.dispatch import Dispatcher
+from clusterdns.core.memo import DEFAULT_SIZE as DEFAULT_MEMO_SIZE
+from clusterdns.core.memo import Entry, ReplyMemo
+from clusterdns.core.request import Request
+
+log = logging.getLogger("clusterdns.server")
+
+
+class UdpListener(asyncio.DatagramProtocol):
+    def __init__(self, dispatcher: Dispatcher, memo_size: int = DEFAULT_MEMO_SIZE) -> None:
+        self.dispatcher = dispatcher
+        self.transport: asyncio.DatagramTransport | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.memo_stats = dispatcher.server.process.metrics.memo
+        self.memo = ReplyMemo(memo_size, self.memo_stats)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's UDP transport does not subclass asyncio.DatagramTransport.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        prepared = self.dispatcher.handle(data, "udp", (addr[0], addr[1]), self.memo)
+        if prepared is None:
+            return
+        if isinstance(prepared, bytes):
+            assert self.transport is not None
+            self.transport.sendto(prepared, addr)
+            return
+        task = asyncio.ensure_future(self._answer(prepared, addr))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _answer(self, req: Request, addr: tuple[str, int]) -> None:
+        wire = await self.dispatcher.resolve(req)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(wire, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("core: udp error: %s", exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.memo_stats.retire(self.memo)
+
+
+class UdpThread:
+    """A blocking receive loop in its own thread for one UDP socket.
+
+    Fast-path answers never touch the event loop; queries that need the
+    chain are handed to it with call_soon_threadsafe and answered from there.
+    The dispatcher's data (mux, answer tables) is only read here, and every
+    read is a single dict lookup, atomic under the GIL.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        dispatcher: Dispatcher,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        batched: bool = True,
+        memo_size: int = DEFAULT_MEMO_SIZE,
+    ) -> None:
+        self.sock = sock
+        self.batched = batched
+        self.memo_size = memo_size
+        self.dispatcher = dispatcher
+        self.loop = loop
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._running = True
+        sock.setblocking(True)
+        sock.settimeout(0.25)
+        self.thread = threading.Thread(
+            target=self._run, name=f"udp-{sock.getsockname()[:2]}", daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        stats = self.dispatcher.server.process.metrics.memo
+        memo = ReplyMemo(self.memo_size, stats)
+        try:
+            if self.batched and mmsg.available():
+                self._run_batched(memo)
+            else:
+                self._run_single(memo)
+        finally:
+            stats.retire(memo)
+
+    def _run_batched(self, memo: ReplyMemo) -> None:
+        batch = mmsg.BatchSocket(self.sock)
+        dispatcher = self.dispatcher
+        dispatch = dispatcher.handle
+        handoff = self.loop.call_soon_threadsafe
+        spawn = self._spawn
+
+        def handle(data: bytes, client: tuple[str, int]) -> bytes | None:
+            try:
+                prepared = dispatch(data, "udp", client, memo)
+            except Exception:
+                log.exception("core: udp fast path failed")
+                return None
+            if prepared is None or isinstance(prepared, bytes):
+                return prepared
+            try:
+                handoff(spawn, prepared, client)
+            except RuntimeError:
+                pass  # the loop is closed: we are shutting down
+            return None
+
+        def current_memo() -> dict[bytes, Entry]:
+            mux = dispatcher.mux
+            memo.check(mux, mux.versioned)
+            return memo.entries
+
+        while self._running:
+            try:
+                _, hits, seconds = batch.serve_batch(handle, current_memo)
+            except OSError:
+                if not self._running:
+                    return
+                continue
+            except Exception:
+                # A bug must not take the socket's only reader down with it.
+                log.exception("core: udp receive loop failed; going on")
+                continue
+            if hits:
+                memo.hits += hits
+                memo.hit_seconds += seconds  # the batch's time, charged to its hits
+
+    def _run_single(self, memo: ReplyMemo) -> None:
+        recvfrom = self.sock.recvfrom
+        sendto = self.sock.sendto
+        dispatch = self.dispatcher.handle
+        handoff = self.loop.call_soon_threadsafe
+        spawn = self._spawn
+        while self._running:
+            try:
+                data, addr = recvfrom(65535)
+            except TimeoutError:
+                continue
+            except OSError:
+                if not self._running:
+                    return
+                continue
+            try:
+                prepared = dispatch(data, "udp", (addr[0], addr[1]), memo)
+            except Exception:
+                log.exception("core: udp fast path failed")
+                continue
+            if prepared is None:
+                continue
+            if isinstance(prepared, bytes):
+                try:
+                    sendto(prepared, addr)
+                except OSError:
+                    pass
+                continue
+            try:
+                handoff(spawn, prepared, addr)
+            except RuntimeError:
+                return  # the loop is closed: we are shutting down
+
+    def _spawn(self, req: Request, addr: tuple[str, int]) -> None:
+        task = asyncio.ensure_future(self._answer(req, addr))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _answer(self, req: Request, addr: tuple[str, int]) -> None:
+        wire = await self.dispatcher.resolve(req)
+        try:
+            self.sock.sendto(wire, addr)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self._running = False
+        # Wake the blocked recvfrom now rather than at its timeout.
+        try:
+            host, port = self.sock.getsockname()[:2]
+            with socket.socket(self.sock.family, socket.SOCK_DGRAM) as waker:
+                waker.sendto(
+                    b"",
+                    (
+                        host
+                        if host not in ("0.0.0.0", "::")
+                        else ("127.0.0.1" if self.sock.family == socket.AF_INET else "::1"),
+                        port,
+                    ),
+                )
+        except OSError:
+            pass
+
+    async def wait_closed(self) -> None:
+        await asyncio.to_thread(self.thread.join, 2.0)
+        self.sock.close()
