@@ -109,6 +109,17 @@ def _without_workers(argv: list[str]) -> list[str]:
     return out
 
 
+def cmd_sync(args: argparse.Namespace) -> int:
+    from clusterdns.sync.command import run
+
+    configure_logging(args.log_level)
+    loop = _new_loop("auto")
+    try:
+        return loop.run_until_complete(run(args))
+    finally:
+        loop.close()
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     from clusterdns.core import registry
 
@@ -147,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(func=cmd_serve)
+
+    from clusterdns.sync.command import add_parser as add_sync_parser
+
+    add_sync_parser(sub, cmd_sync)
 
     plugins = sub.add_parser("plugins", help="list the plugins compiled in, in execution order")
     plugins.set_defaults(func=cmd_plugins)
