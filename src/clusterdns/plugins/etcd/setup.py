@@ -56,7 +56,17 @@ def endpoint_url(option: Directive, text: str) -> str:
 
 
 def parse_config(directive: Directive, ctx_zones: Sequence[str]) -> EtcdConfig:
-    """The options of one ``etcd`` directive; CorefileError naming file:line on misuse."""
+    """The options of one ``etcd`` directive; CorefileError naming file:line on misuse
+    (``Corefile:5: etcd: credentials requires 2 arguments, username and password``)."""
+    try:
+        return _parse_config(directive, ctx_zones)
+    except CorefileError as err:
+        if err.message.startswith(f"{directive.name}: "):
+            raise
+        raise CorefileError(err.file, err.line, f"{directive.name}: {err.message}") from None
+
+
+def _parse_config(directive: Directive, ctx_zones: Sequence[str]) -> EtcdConfig:
     zones = parse_zones(directive, ctx_zones)
     path = "/skydns"
     endpoints: tuple[str, ...] = ("http://localhost:2379",)
@@ -79,7 +89,11 @@ def parse_config(directive: Directive, ctx_zones: Sequence[str]) -> EtcdConfig:
             case "credentials":
                 args = option.expect_args(1)
                 if len(args) != 2:
-                    raise option.error("credentials requires 2 arguments, username and password")
+                    raise CorefileError(
+                        option.file,
+                        option.line,
+                        "credentials requires 2 arguments, username and password",
+                    )
                 credentials = (args[0], args[1])
             case "tls":
                 args = option.expect_args(0, 3)
@@ -98,7 +112,7 @@ def parse_config(directive: Directive, ctx_zones: Sequence[str]) -> EtcdConfig:
                 else:
                     max_lease = parse_ttl(option, text) or 86400
             case _:
-                raise option.error(f"unknown property '{option.name}'")
+                raise CorefileError(option.file, option.line, f"unknown property '{option.name}'")
     return EtcdConfig(
         zones=zones,
         path=path,
