@@ -151,7 +151,7 @@ ROWS = [
         "svc.kube.local. 30 IN A 10.254.162.44",
         zone="kube.local.",
         note="SkyDNS reads the whole subtree",
-    ),  # fmt: skip
+    ),
     row(
         "kube.local.",
         "A",
@@ -159,7 +159,7 @@ ROWS = [
         "kube.local. 30 IN A 10.254.162.44",
         zone="kube.local.",
         note="apex falls back to the zone's subtree, one A per address",
-    ),  # fmt: skip
+    ),
     row("nope.default.svc.kube.local.", "A", "NXDOMAIN", zone="kube.local."),
     row(
         "MySQL-Service.Default.SVC.kube.LOCAL.",
@@ -168,7 +168,7 @@ ROWS = [
         f"{KUBE} 30 IN A 10.254.162.44",
         zone="kube.local.",
         note="0x20 case",
-    ),  # fmt: skip
+    ),
     # lookup_test.go
     row(f"a.{P1}", "A", "NOERROR", f"a.{P1} 300 IN A 10.0.0.1"),
     row(
@@ -177,13 +177,13 @@ ROWS = [
         "NOERROR",
         f"a.{P1} 300 IN SRV 10 100 8080 a.{P1}",
         additional=(f"a.{P1} 300 IN A 10.0.0.1",),
-    ),  # fmt: skip
+    ),
     row(
         f"b.server6.prod.region1{S}",
         "AAAA",
         "NOERROR",
         f"b.server6.prod.region1{S} 300 IN AAAA ::1",
-    ),  # fmt: skip
+    ),
     row(P1, "A", "NOERROR", f"{P1} 300 IN A 10.0.0.1", f"{P1} 300 IN A 10.0.0.2"),
     row(P1, "TXT", "NOERROR", f'{P1} 300 IN TXT "sometext"', f'{P1} 300 IN TXT "moretext"'),
     row(
@@ -192,14 +192,14 @@ ROWS = [
         "NOERROR",
         f'txt.{P1} 300 IN TXT "sometext"',
         f'txt.{P1} 300 IN TXT "moretext"',
-    ),  # fmt: skip
+    ),
     row(
         f"priority{S}",
         "SRV",
         "NOERROR",
         f"priority{S} 300 IN SRV 333 100 8080 priority.server1.",
         fast=False,
-    ),  # fmt: skip
+    ),
     row(
         f"sub.region1{S}",
         "SRV",
@@ -216,7 +216,7 @@ ROWS = [
         "NOERROR",
         f"targetstrip{S} 300 IN SRV 10 100 8080 targetstrip{S}",
         additional=(f"targetstrip{S} 300 IN A 10.0.0.1",),
-    ),  # fmt: skip
+    ),
     row(f"cname.prod.region1{S}", "A", "NOERROR", note="CNAME to a missing name: NODATA"),
     row(f"a.cname{S}", "A", "NOERROR", note="CNAME loop"),
     row(f"doesnotexist{S}", "A", "NXDOMAIN"),
@@ -247,7 +247,7 @@ ROWS = [
         "NOERROR",
         "1.0.0.10.in-addr.arpa. 300 IN PTR reverse.example.com.",
         zone="in-addr.arpa.",
-    ),  # fmt: skip
+    ),
     row("2.0.0.10.in-addr.arpa.", "PTR", "NXDOMAIN", zone="in-addr.arpa."),
     row(
         f"prod.*{S}",
@@ -272,14 +272,14 @@ ROWS = [
         f"alias{S} 60 IN CNAME {P1}",
         f"{P1} 300 IN A 10.0.0.1",
         f"{P1} 300 IN A 10.0.0.2",
-    ),  # fmt: skip
+    ),
     row(
         f"one.chain{S}",
         "A",
         "NOERROR",
         f"one.chain{S} 300 IN CNAME two.chain{S}",
         f"two.chain{S} 20 IN A 10.0.0.9",
-    ),  # fmt: skip
+    ),
     row(f"one.chain{S}", "CNAME", "NOERROR", f"one.chain{S} 300 IN CNAME two.chain{S}"),
     row(f"chain{S}", "CNAME", "NOERROR", note="records only below: NODATA"),
     row(
@@ -290,7 +290,7 @@ ROWS = [
         "www.example.org. 300 IN A 10.9.9.9",
         fast=False,
         note="target looked up",
-    ),  # fmt: skip
+    ),
     row(f"ext{S}", "CNAME", "NOERROR", f"ext{S} 300 IN CNAME www.example.org."),
     # MX
     row(
@@ -300,7 +300,7 @@ ROWS = [
         f"mail{S} 300 IN MX 50 mx{S}",
         f"mail{S} 300 IN MX 20 b.mail{S}",
         additional=(f"mx{S} 300 IN A 10.0.0.25", f"b.mail{S} 300 IN A 10.0.0.26"),
-    ),  # fmt: skip
+    ),
     row(f"a.{P1}", "MX", "NOERROR", note="not mail: NODATA"),
     # groups
     row(
@@ -310,14 +310,14 @@ ROWS = [
         f"dom.groups{S} 300 IN A 127.0.0.1",
         f"dom.groups{S} 300 IN A 127.0.0.2",
         note="one group",
-    ),  # fmt: skip
+    ),
     row(
         f"dom1.groups{S}",
         "A",
         "NOERROR",
         f"dom1.groups{S} 300 IN A 127.0.0.1",
         note="groups differ: the shortest key's",
-    ),  # fmt: skip
+    ),
     row(
         f"dom2.groups{S}",
         "A",
@@ -325,7 +325,7 @@ ROWS = [
         f"dom2.groups{S} 300 IN A 127.0.0.1",
         f"dom2.groups{S} 300 IN A 127.0.0.2",
         note="no group always answers",
-    ),  # fmt: skip
+    ),
     # sizes and families
     row(f"big{S}", "A", "NOERROR", *(f"big{S} 300 IN A 10.1.0.{i}" for i in range(40))),
     row(f"long.text{S}", "TXT", "NOERROR", f'long.text{S} 300 IN TXT "{"x" * 255}" "{"x" * 45}"'),
@@ -340,7 +340,7 @@ ROWS = [
         "apex.test. 60 IN A 1.1.1.2",
         zone="apex.test.",
         note="apex.dns",
-    ),  # fmt: skip
+    ),
     row("empty.test.", "A", "NOERROR", zone="empty.test.", note="an empty zone's apex exists"),
     row("x.empty.test.", "A", "NXDOMAIN", zone="empty.test."),
     row("bad.broken.test.", "A", "SERVFAIL", zone="broken.test.", note="value is not JSON"),

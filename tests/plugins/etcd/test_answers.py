@@ -425,5 +425,5 @@ def test_setup_only_once() -> None:
     from clusterdns.core.process import Process
 
     text = "kube.local {\n    etcd\n    etcd\n}\n"
-    with pytest.raises(CorefileError, match="Corefile:3: etcd: .*only be used once"):
+    with pytest.raises(CorefileError, match=r"Corefile:3: etcd: .*only be used once"):
         build_instance(parse(text, filename="Corefile"), process=Process(), dns_port=0)
