@@ -19,6 +19,7 @@ FORBIDDEN = {
     "sources": {"core", "wire", "plugins", "upstream", "cli"},
     "upstream": {"core", "corefile", "plugins", "sources", "cli"},
     "core": {"plugins", "sources", "upstream", "cli"},
+    "sync": {"core", "wire", "plugins", "upstream", "cli"},
 }
 
 
