@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from clusterdns.sources.etcd.client import EtcdClient, KeyValue, WatchEvent
-from clusterdns.sources.etcd.store import EtcdEntry, EtcdStore
+from clusterdns.sources.etcd.store import EtcdEntry, EtcdStore, SortedKeys
 from tests.helpers.etcd import EtcdCluster, require_etcd
 from tests.sources.conftest import eventually
 
@@ -239,3 +239,36 @@ async def test_etcd_down_keeps_records_then_resumes_without_duplicates() -> None
                     "/skydns/local/kube/default/web",
                     "/skydns/local/kube/default/db",
                 ]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sorted_keys_versions_match_a_sorted_list(seed: int) -> None:
+    """Random batches of adds and removes, small chunks so they split and empty; every
+    old version stays as it was (readers may hold it)."""
+    import random
+
+    from clusterdns.sources.etcd import store as store_module
+
+    rng = random.Random(seed)
+    chunk = store_module.CHUNK
+    store_module.CHUNK = 4
+    try:
+        present: set[str] = set()
+        version = SortedKeys([])
+        history: list[tuple[SortedKeys, list[str]]] = []
+        for _ in range(300):
+            added = sorted(
+                {f"/k{rng.randrange(200):03d}" for _ in range(rng.randrange(6))} - present
+            )
+            removed = {k for k in present if rng.random() < 0.05}
+            version = version.with_changes(added, removed)
+            present = (present | set(added)) - removed
+            history.append((version, sorted(present)))
+            prefix = f"/k{rng.randrange(20):02d}"
+            assert list(version.starting_with(prefix)) == [
+                k for k in sorted(present) if k.startswith(prefix)
+            ]
+        for old, expected in history:
+            assert list(old) == expected and len(old) == len(expected)
+    finally:
+        store_module.CHUNK = chunk

@@ -10,17 +10,21 @@ Who reads, who writes, and why that is safe:
 * **Writer**: :meth:`EtcdStore.run`, one task on the event loop. It never mutates a
   structure a reader can hold: each watch response (one batch of events; all events of
   one etcd revision, so one transaction, are in the same batch) or relist builds a new
-  :class:`_Snapshot` (a new dict, and a new sorted key list when the set of keys changed)
-  and publishes it with one attribute assignment. The lease table is likewise replaced
-  entry by entry with single ``dict`` assignments of immutable tuples.
+  :class:`_Snapshot` that shares what the batch did not change with the old one, and
+  publishes it with one attribute assignment. The lease table takes single ``dict``
+  assignments of immutable objects.
 * **Readers**: :meth:`get`, :meth:`range`, :meth:`has_prefix` and
   :meth:`lease_remaining`, called from the event loop and from UDP receive threads. Each
   reads ``self._snapshot`` once and works on that object only, so it sees the state
   before or after a whole batch, never half of one (a reader never sees half of a
   Service that ``clusterdns sync`` wrote in one transaction).
 
-Copying the entries per batch costs O(keys) (about a millisecond per 100k keys); a burst
-of changes arrives as few large watch responses, so it is paid per response, not per key.
+Entries live in 256 dicts chosen by the key's hash, so a batch copies the shards it
+touches (about 1/256 of the keys each) rather than every entry, and the sorted key index
+is a list of sorted chunks of about 512 keys, of which a batch copies the chunk list and
+the chunks it changes. A batch costs O(changes × (shard + chunk) + keys / 512), not
+O(keys): at 100k keys, about 0.1 ms for a changed value, well under a millisecond when keys
+come and go (on this 2-core machine).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import asyncio
 import bisect
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..kube.reflector import Backoff
@@ -59,15 +63,113 @@ class EtcdEntry:
     mod_revision: int
 
 
+SHARD_MASK = 0xFF  # 256 entry shards
+CHUNK = 512  # keys per chunk of the sorted index when built; split above twice that
+REBUILD_ABOVE = 5000  # keys added or removed by one batch above which the index is rebuilt
+
+
+class SortedKeys:
+    """An immutable sorted sequence of keys, as sorted chunks: a new version shares the
+    chunks it did not change with the old one."""
+
+    __slots__ = ("chunks", "firsts", "size")
+
+    def __init__(self, chunks: list[list[str]]) -> None:
+        self.chunks = chunks  # each sorted and non-empty; never mutated once published
+        self.firsts = [chunk[0] for chunk in chunks]
+        self.size = sum(len(chunk) for chunk in chunks)
+
+    @classmethod
+    def from_sorted(cls, keys: list[str]) -> SortedKeys:
+        return cls([keys[i : i + CHUNK] for i in range(0, len(keys), CHUNK)])
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[str]:
+        for chunk in self.chunks:
+            yield from chunk
+
+    def starting_with(self, prefix: str) -> Iterator[str]:
+        """The keys that start with ``prefix``, in order."""
+        chunks = self.chunks
+        if not chunks:
+            return
+        i = max(0, bisect.bisect_right(self.firsts, prefix) - 1)
+        start = bisect.bisect_left(chunks[i], prefix)
+        while i < len(chunks):
+            chunk = chunks[i]
+            for j in range(start, len(chunk)):
+                key = chunk[j]
+                if not key.startswith(prefix):
+                    return
+                yield key
+            i, start = i + 1, 0
+
+    def with_changes(self, added: list[str], removed: set[str]) -> SortedKeys:
+        """A new version with ``added`` (absent) keys in and ``removed`` (present) ones out."""
+        if not added and not removed:
+            return self
+        if len(added) + len(removed) > REBUILD_ABOVE:
+            kept = [k for k in self if k not in removed]
+            return SortedKeys.from_sorted(sorted([*kept, *added]))  # timsort merges the runs
+        chunks = list(self.chunks)
+        firsts = list(self.firsts)
+        fresh: set[int] = set()  # ids of the chunk lists this version owns
+
+        def writable(i: int) -> list[str]:
+            chunk = chunks[i]
+            if id(chunk) not in fresh:
+                chunk = chunks[i] = list(chunk)
+                fresh.add(id(chunk))
+            return chunk
+
+        for key in removed:
+            i = max(0, bisect.bisect_right(firsts, key) - 1)
+            chunk = writable(i)
+            del chunk[bisect.bisect_left(chunk, key)]
+            if chunk:
+                firsts[i] = chunk[0]
+            else:
+                del chunks[i], firsts[i]
+        for key in added:
+            if not chunks:
+                chunks.append([key])
+                firsts.append(key)
+                fresh.add(id(chunks[0]))
+                continue
+            i = max(0, bisect.bisect_right(firsts, key) - 1)
+            chunk = writable(i)
+            bisect.insort(chunk, key)
+            firsts[i] = chunk[0]
+            if len(chunk) > 2 * CHUNK:
+                half = len(chunk) // 2
+                left, right = chunk[:half], chunk[half:]
+                chunks[i : i + 1] = [left, right]
+                firsts[i : i + 1] = [left[0], right[0]]
+                fresh.update((id(left), id(right)))
+        return SortedKeys(chunks)
+
+
 @dataclass(frozen=True, slots=True)
 class _Snapshot:
     """What readers see; never mutated once published."""
 
-    entries: dict[str, EtcdEntry]
-    keys: list[str]  # sorted (code point order = etcd's UTF-8 byte order)
+    shards: tuple[dict[str, EtcdEntry], ...]  # an entry is in shards[hash(key) & SHARD_MASK]
+    keys: SortedKeys  # code point order = etcd's UTF-8 byte order
+
+    def get(self, key: str) -> EtcdEntry | None:
+        return self.shards[hash(key) & SHARD_MASK].get(key)
 
 
-_EMPTY = _Snapshot({}, [])
+def _sharded(entries: Iterable[EtcdEntry]) -> tuple[dict[str, EtcdEntry], ...]:
+    shards: list[dict[str, EtcdEntry]] = [{} for _ in range(SHARD_MASK + 1)]
+    for entry in entries:
+        shards[hash(entry.key) & SHARD_MASK][entry.key] = entry
+    return tuple(shards)
+
+
+_EMPTY = _Snapshot(_sharded(()), SortedKeys([]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,24 +228,16 @@ class EtcdStore:
     # --- readers (any thread, no awaits) -------------------------------------------------
 
     def get(self, key: str) -> EtcdEntry | None:
-        return self._snapshot.entries.get(key)
+        return self._snapshot.get(key)
 
     def range(self, prefix: str) -> list[EtcdEntry]:
         """Every entry whose key starts with ``prefix``, in key order."""
         snapshot = self._snapshot
-        keys = snapshot.keys
-        if not prefix:
-            start, end = 0, len(keys)
-        else:
-            start = bisect.bisect_left(keys, prefix)
-            end = bisect.bisect_left(keys, _str_prefix_end(prefix), lo=start)
-        entries = snapshot.entries
-        return [entries[k] for k in keys[start:end]]
+        shards = snapshot.shards
+        return [shards[hash(k) & SHARD_MASK][k] for k in snapshot.keys.starting_with(prefix)]
 
     def has_prefix(self, prefix: str) -> bool:
-        keys = self._snapshot.keys
-        i = bisect.bisect_left(keys, prefix)
-        return i < len(keys) and keys[i].startswith(prefix)
+        return next(self._snapshot.keys.starting_with(prefix), None) is not None
 
     def __len__(self) -> int:
         return len(self._snapshot.keys)
@@ -266,7 +360,8 @@ class EtcdStore:
         if self._listed:
             self.relists += 1
         self._listed = True
-        self._publish(_Snapshot(entries, sorted(entries)))
+        keys = SortedKeys.from_sorted(sorted(entries))
+        self._publish(_Snapshot(_sharded(entries.values()), keys))
         self.revision = revision
         holders: dict[int, int] = {}
         for entry in entries.values():
@@ -299,7 +394,8 @@ class EtcdStore:
 
     def _apply(self, events: Iterable[WatchEvent]) -> None:
         old = self._snapshot
-        entries = dict(old.entries)
+        shards = list(old.shards)
+        copied: set[int] = set()  # shards already copied for this batch
         changed: set[str] = set()
         added: dict[str, None] = {}  # new keys, in order
         removed: set[str] = set()
@@ -310,38 +406,38 @@ class EtcdStore:
             kv = event.kv
             if kv.mod_revision <= applied:
                 continue  # already applied (a watch resumed from an older revision)
+            self.revision = max(self.revision, kv.mod_revision)
             key = _key_text(kv.key)
-            before = entries.get(key)
+            index = hash(key) & SHARD_MASK
+            if index not in copied:
+                shards[index] = dict(shards[index])
+                copied.add(index)
+            shard = shards[index]
+            before = shard.get(key)
             if before is not None and before.lease:
                 self._release(before.lease)
             if event.type == "DELETE":
-                if entries.pop(key, None) is not None:
+                if before is not None:
+                    del shard[key]
                     changed.add(key)
                     if key in added:
                         del added[key]
                     else:
                         removed.add(key)
-            else:
-                entry = EtcdEntry(key, kv.value, kv.lease, kv.mod_revision)
-                if key not in entries:
-                    if key in removed:
-                        removed.discard(key)
-                    else:
-                        added[key] = None
-                entries[key] = entry
-                changed.add(key)
-                if entry.lease:
-                    holders[entry.lease] = holders.get(entry.lease, 0) + 1
-                    new_lease = new_lease or entry.lease not in self._leases
-            self.revision = max(self.revision, kv.mod_revision)
+                continue
+            if before is None:
+                if key in removed:
+                    removed.discard(key)
+                else:
+                    added[key] = None
+            shard[key] = EtcdEntry(key, kv.value, kv.lease, kv.mod_revision)
+            changed.add(key)
+            if kv.lease:
+                holders[kv.lease] = holders.get(kv.lease, 0) + 1
+                new_lease = new_lease or kv.lease not in self._leases
         if not changed:
             return
-        keys = old.keys
-        if added or removed:
-            keys = [k for k in keys if k not in removed] if removed else list(keys)
-            for key in added:
-                bisect.insort(keys, key)
-        self._publish(_Snapshot(entries, keys))
+        self._publish(_Snapshot(tuple(shards), old.keys.with_changes(list(added), removed)))
         if new_lease:
             self._lease_wakeup.set()
         self._notify(frozenset(changed))
@@ -398,11 +494,3 @@ class EtcdStore:
             todo = self._leases_to_fetch()
             if todo:
                 await asyncio.gather(*(fetch(lease) for lease in todo))
-
-
-def _str_prefix_end(prefix: str) -> str:
-    """The smallest string greater than every string starting with ``prefix``."""
-    last = prefix[-1]
-    if ord(last) < 0x10FFFF:
-        return prefix[:-1] + chr(ord(last) + 1)
-    return _str_prefix_end(prefix[:-1]) if len(prefix) > 1 else "\U0010ffff" * 2
