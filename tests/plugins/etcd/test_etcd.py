@@ -301,6 +301,46 @@ async def test_three_members_one_killed(tmp_path: Path) -> None:
         await asyncio.to_thread(cluster.close)
 
 
+async def _metrics(server: RunningServer) -> str:
+    url = f"http://127.0.0.1:{server.http_port('127.0.0.1', 0)}/metrics"
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        return await response.text()
+
+
+def _metric(text: str, name: str) -> float:
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+async def test_fast_path_memo_and_metrics(tmp_path: Path) -> None:
+    """Repeated questions are answered from the reply memo (only fast-path replies go
+    there), a change still shows at once, and the plugin's metrics are exported."""
+    cluster = await asyncio.to_thread(EtcdCluster(size=1).start)
+    try:
+        await ctl(cluster, "put", SEED_KEY, SEED_VALUE)
+        text = serve_corefile(cluster).replace("    ready", "    prometheus 127.0.0.1:0\n    ready")
+        async with running_server(text, tmp_path=tmp_path) as server:
+            port = server.port
+            await eventually(lambda: _has(port, SEED_NAME, ["10.254.162.44"]))
+            for _ in range(5):
+                assert addresses(await aask(port, SEED_NAME)) == ["10.254.162.44"]
+            metrics = await _metrics(server)
+            assert _metric(metrics, "clusterdns_reply_memo_hits_total") >= 3
+            assert _metric(metrics, "clusterdns_etcd_synced") == 1
+            assert _metric(metrics, "clusterdns_etcd_keys") == 1
+            # The memo holds the old reply; the change drops it.
+            await ctl(cluster, "put", SEED_KEY, '{"host":"10.254.162.45","ttl":30}')
+            await eventually(lambda: _has(port, SEED_NAME, ["10.254.162.45"]))
+            metrics = await _metrics(server)
+            assert _metric(metrics, "clusterdns_etcd_generation") >= 2
+            assert "coredns_dns_responses_total{" in metrics and 'plugin="etcd"' in metrics
+    finally:
+        await asyncio.to_thread(cluster.close)
+
+
 def test_readme_cases_are_in_the_table() -> None:
     """The table covers every record type the README promises."""
     kinds = {case.values[0].qtype for case in ROWS}
