@@ -229,7 +229,7 @@ async def test_failover_to_the_next_endpoint() -> None:
     require_etcd()
     with EtcdCluster(size=3) as cluster:
         dead = "http://127.0.0.1:1"  # nothing listens there
-        async with EtcdClient([dead, *cluster.endpoints], timeout=2.0) as client:
+        async with EtcdClient([dead, *cluster.endpoints], timeout=1.0) as client:
             await client.put("/f/a", "1")
             assert client.endpoint == cluster.endpoints[0]
             cluster.kill(0)

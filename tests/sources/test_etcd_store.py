@@ -198,7 +198,7 @@ async def test_watch_resumes_on_another_member_when_one_dies() -> None:
     with EtcdCluster(size=3) as cluster:
         async with (
             EtcdClient(cluster.endpoints) as client,
-            EtcdClient(cluster.endpoints, timeout=2.0) as writer,
+            EtcdClient(cluster.endpoints, timeout=1.0) as writer,
         ):
             await writer.put("/skydns/a", "1")
             store = EtcdStore(client, "/skydns/", backoff_base=0.05)

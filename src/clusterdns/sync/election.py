@@ -99,17 +99,23 @@ class Election:
             [Range(self.key)],
         )
         if result.succeeded:
-            self.create_revision = result.revision
-            self.renewed_at = sent
-            self.leader = True
-            log.info("sync: elected leader (%s, lease %x)", self.key, self.lease)
-            return True
+            return self._won(result.revision, sent)
         found = result.responses[0]
         assert isinstance(found, RangeResult)
+        if found.kvs and found.kvs[0].lease == self.lease:
+            # Ours already: an earlier attempt timed out on one member but was applied.
+            return self._won(found.kvs[0].create_revision, sent)
         holder = found.kvs[0].value.decode(errors="replace") if found.kvs else "?"
         log.info("sync: %s leads; following", holder)
         self._watch_from = found.revision + 1
         return False
+
+    def _won(self, create_revision: int, renewed_at: float) -> bool:
+        self.create_revision = create_revision
+        self.renewed_at = renewed_at
+        self.leader = True
+        log.info("sync: elected leader (%s, lease %x)", self.key, self.lease)
+        return True
 
     async def _wait_for_vacancy(self) -> None:
         """Until the election key is deleted (or ``ttl`` passes: look again)."""
