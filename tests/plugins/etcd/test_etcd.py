@@ -341,6 +341,45 @@ async def test_fast_path_memo_and_metrics(tmp_path: Path) -> None:
         await asyncio.to_thread(cluster.close)
 
 
+async def test_reload_keeps_the_watch(tmp_path: Path) -> None:
+    cluster = await asyncio.to_thread(EtcdCluster(size=1).start)
+    try:
+        await ctl(cluster, "put", SEED_KEY, SEED_VALUE)
+        text = serve_corefile(cluster)
+        async with running_server(text, tmp_path=tmp_path) as server:
+            port, first = server.port, plugin_of(server)
+            await eventually(lambda: _has(port, SEED_NAME, ["10.254.162.44"]))
+            # Same etcd settings, something else changed: the running watch is kept.
+            server.corefile.write_text(text.replace("    ready", "    log\n    ready"))
+            answers: list[list[str]] = []
+
+            async def hammer() -> None:
+                for _ in range(50):
+                    answers.append(addresses(await aask(port, SEED_NAME)))
+
+            load = asyncio.ensure_future(hammer())
+            assert await server.app.reload()
+            await load
+            assert answers == [["10.254.162.44"]] * 50
+            second = plugin_of(server)
+            assert second is not first and second.store is first.store
+            assert getattr(second.store, "relists", 0) == 0
+            await ctl(
+                cluster, "put", "/skydns/local/kube/svc/default/kept/x", '{"host":"10.9.0.3"}'
+            )
+            await eventually(lambda: _has(port, "kept.default.svc.kube.local.", ["10.9.0.3"]))
+            # Other etcd settings: a new watch, and the new settings apply.
+            server.corefile.write_text(
+                text.replace("endpoint", "max-lease-ttl 1m\n        endpoint")
+            )
+            assert await server.app.reload()
+            third = plugin_of(server)
+            assert third.store is not first.store and third.config.max_lease_ttl == 60
+            await eventually(lambda: _has(port, "kept.default.svc.kube.local.", ["10.9.0.3"]))
+    finally:
+        await asyncio.to_thread(cluster.close)
+
+
 def test_readme_cases_are_in_the_table() -> None:
     """The table covers every record type the README promises."""
     kinds = {case.values[0].qtype for case in ROWS}
