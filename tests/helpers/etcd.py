@@ -51,8 +51,9 @@ def require_etcd() -> None:
 
 
 class EtcdMember:
-    def __init__(self, name: str, data_dir: Path) -> None:
+    def __init__(self, name: str, data_dir: Path, extra_args: tuple[str, ...] = ()) -> None:
         self.name = name
+        self.extra_args = extra_args
         self.data_dir = data_dir
         self.client_port = free_port()
         self.peer_port = free_port()
@@ -87,6 +88,7 @@ class EtcdMember:
                 "--heartbeat-interval", "50", "--election-timeout", "500",
                 "--experimental-watch-progress-notify-interval", "2s",
                 "--log-level", "error", "--logger", "zap", "--log-outputs", "stderr",
+                *self.extra_args,
             ],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -113,12 +115,14 @@ class EtcdMember:
 class EtcdCluster:
     """``size`` etcd members on 127.0.0.1, each with its own data dir under a temp dir."""
 
-    def __init__(self, size: int = 1, *, start_timeout: float = 20.0) -> None:
+    def __init__(
+        self, size: int = 1, *, start_timeout: float = 20.0, extra_args: tuple[str, ...] = ()
+    ) -> None:
         require_etcd()
         assert size in (1, 3, 5), "an odd number of members"
         self._tmp = tempfile.TemporaryDirectory(prefix="clusterdns-etcd-")
         root = Path(self._tmp.name)
-        self.members = [EtcdMember(f"m{i}", root / f"m{i}.etcd") for i in range(size)]
+        self.members = [EtcdMember(f"m{i}", root / f"m{i}.etcd", extra_args) for i in range(size)]
         self.initial_cluster = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
         self.token = f"clusterdns-test-{os.getpid()}-{next(_tokens)}"
         self.start_timeout = start_timeout
@@ -192,12 +196,16 @@ class EtcdCluster:
 
     # --- etcdctl -------------------------------------------------------------------------
 
-    def etcdctl(self, *args: str, input: bytes | None = None, timeout: float = 10.0) -> str:
-        """``ETCDCTL_API=3 etcdctl --endpoints <running members> ARGS``; its stdout."""
+    def etcdctl(
+        self, *args: str, input: bytes | None = None, timeout: float = 10.0, api: int = 3
+    ) -> str:
+        """``ETCDCTL_API=3 etcdctl --endpoints <running members> ARGS``; its stdout.
+        ``api=2`` talks the v2 API (members started with ``--enable-v2``)."""
         endpoints = ",".join(m.client_url for m in self.members if m.running) or self.endpoints[0]
-        env = dict(os.environ, ETCDCTL_API="3")
+        env = dict(os.environ, ETCDCTL_API=str(api))
+        dial = ["--dial-timeout", "2s"] if api == 3 else []
         done = subprocess.run(
-            [ETCDCTL, "--endpoints", endpoints, "--dial-timeout", "2s", *args],
+            [ETCDCTL, "--endpoints", endpoints, *dial, *args],
             input=input, capture_output=True, env=env, timeout=timeout,
         )  # fmt: skip
         if done.returncode != 0:
