@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterator
 
@@ -20,10 +21,12 @@ from clusterdns.sources.etcd.client import (
     PutResult,
     Range,
     RangeResult,
+    TLSConfig,
     WatchBatch,
     WatchCompacted,
     prefix_end,
 )
+from clusterdns.sources.etcd.store import EtcdStore
 from tests.helpers.etcd import EtcdCluster, require_etcd
 
 _prefixes = itertools.count()
@@ -262,3 +265,25 @@ async def test_basic_auth_token() -> None:
         async with EtcdClient(cluster.endpoints, credentials=("sync", "wrong")) as wrong:
             with pytest.raises(EtcdError, match="authentication failed"):
                 await wrong.get("/s/a")
+
+
+async def test_tls_with_client_certificate() -> None:
+    require_etcd()
+    with EtcdCluster(size=1, tls=True) as cluster:
+        files = cluster.tls
+        assert files is not None and cluster.endpoints[0].startswith("https://")
+        tls = TLSConfig(cert=str(files.client_cert), key=str(files.client_key), ca=str(files.ca))
+        async with EtcdClient(cluster.endpoints, tls=tls) as client:
+            await client.put("/tls/a", "1")
+            store = EtcdStore(client, "/tls/")
+            task = asyncio.create_task(store.run())
+            try:
+                assert await store.wait_synced(5) and store.get("/tls/a") is not None
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        # The server wants a client certificate; a client trusting the CA alone is refused.
+        async with EtcdClient(cluster.endpoints, tls=TLSConfig(ca=str(files.ca))) as anonymous:
+            with pytest.raises(EtcdUnavailable):
+                await anonymous.get("/tls/a")
