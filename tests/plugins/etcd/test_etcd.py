@@ -143,6 +143,19 @@ def ctl(cluster: EtcdCluster, *args: str) -> Awaitable[str]:
     return asyncio.to_thread(cluster.etcdctl, *args)
 
 
+async def ctl_retry(cluster: EtcdCluster, *args: str, attempts: int = 5) -> str:
+    """etcdctl, again after a failure (a leader election in progress), a bounded number
+    of times."""
+    for attempt in range(attempts):
+        try:
+            return await ctl(cluster, *args)
+        except RuntimeError:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
 def serve_corefile(cluster: EtcdCluster, extra: str = "") -> str:
     return (
         "kube.local:0 {\n"
@@ -290,12 +303,14 @@ async def test_three_members_one_killed(tmp_path: Path) -> None:
             # The member the client talks to first dies without a word.
             await asyncio.to_thread(cluster.kill, 0)
             assert addresses(await aask(port, SEED_NAME)) == ["10.254.162.44"]
-            # Writes to the two left still reach us.
-            await ctl(
+            # Writes to the two left still reach us (once they have elected a leader, if
+            # the killed member led).
+            await asyncio.to_thread(cluster.wait_healthy, [1, 2], 20.0)
+            await ctl_retry(
                 cluster, "put", "/skydns/local/kube/svc/default/after/x", '{"host":"10.9.0.2"}'
             )
             await eventually(lambda: _has(port, "after.default.svc.kube.local.", ["10.9.0.2"]))
-            await ctl(cluster, "del", SEED_KEY)
+            await ctl_retry(cluster, "del", SEED_KEY)
             await eventually(lambda: _rcode(port, SEED_NAME, "NXDOMAIN"))
     finally:
         await asyncio.to_thread(cluster.close)
