@@ -152,14 +152,20 @@ class Syncer:
                     keys, self._pending = self._pending, set()
                     try:
                         await self.write_services(keys)
-                    except EtcdError:
+                    except Exception:
                         self._pending |= keys
                         raise
                 backoff.reset()
-            except EtcdError as exc:
+            except LostLeadership:
+                raise
+            except Exception as exc:
+                # etcd errors are expected; anything else is a bug, but keep writing.
                 self.counters.errors += 1
                 delay = backoff.next_delay()
-                log.warning("sync: etcd write failed (%s), retrying in %.1fs", exc, delay)
+                if isinstance(exc, EtcdError):
+                    log.warning("sync: etcd write failed (%s), retrying in %.1fs", exc, delay)
+                else:
+                    log.exception("sync: write failed, retrying in %.1fs", delay)
                 await asyncio.sleep(delay)
                 self._wake.set()
 

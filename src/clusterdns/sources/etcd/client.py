@@ -317,6 +317,15 @@ def _error_of(body: Mapping[str, Any]) -> EtcdError | None:
     return EtcdError(message, code=code)
 
 
+def _error_in(raw: bytes) -> EtcdError | None:
+    """The error in a raw answer, or an error for an answer that is not JSON at all."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return EtcdError(f"not a JSON answer: {raw[:200].decode(errors='replace')}")
+    return _error_of(body) if isinstance(body, dict) else None
+
+
 _CONNECTION_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, OSError)
 
 
@@ -391,11 +400,11 @@ class EtcdClient:
             data=json.dumps({"name": user, "password": password}),
             timeout=timeout,
         ) as resp:
-            body = await resp.json(content_type=None)
-        error = _error_of(body)
+            raw = await resp.read()
+        error = _error_in(raw)
         if error is not None:
             raise error
-        return str(body["token"])
+        return str(json.loads(raw)["token"])
 
     async def _open(
         self, path: str, body: Mapping[str, Any], timeout: aiohttp.ClientTimeout
@@ -415,18 +424,17 @@ class EtcdClient:
                     resp = await self.session.post(
                         f"{endpoint}{path}", data=data, headers=headers, timeout=timeout
                     )
-                    if resp.status == 200 or resp.content_type != "application/json":
+                    if resp.status == 200:
                         break
-                    if resp.status >= 500 or resp.status == 401:
-                        # An error status carries a JSON error body; Unavailable moves on.
-                        error = _error_of(await resp.json(content_type=None))
-                        resp.release()
-                        if error is None:
-                            raise EtcdError(f"{path}: HTTP {resp.status}")
-                        if error.code == GRPC_UNAUTHENTICATED and attempt == 1 and self.credentials:
-                            continue  # the token expired: authenticate again, once
-                        raise error
-                    break
+                    # An error status carries a JSON error body; Unavailable moves on.
+                    async with resp:
+                        raw = await resp.read()
+                    error = _error_in(raw) or EtcdError(
+                        f"{path}: HTTP {resp.status}: {raw[:200].decode(errors='replace')}"
+                    )
+                    if error.code == GRPC_UNAUTHENTICATED and attempt == 1 and self.credentials:
+                        continue  # the token expired: authenticate again, once
+                    raise error
             except EtcdUnavailable as exc:
                 failures.append(f"{endpoint}: {exc}")
                 continue
@@ -446,13 +454,17 @@ class EtcdClient:
             resp = await self._open(path, body, timeout)
             try:
                 async with resp:
-                    answer: dict[str, Any] = await resp.json(content_type=None)
+                    raw = await resp.read()
             except (*_CONNECTION_ERRORS, TimeoutError) as exc:
                 # The member went away between the headers and the body.
                 if attempt == 2:
                     raise EtcdUnavailable(f"{path}: {type(exc).__name__}: {exc}") from exc
                 self._skip()
                 continue
+            try:
+                answer: dict[str, Any] = json.loads(raw)
+            except ValueError as exc:
+                raise EtcdError(f"{path}: not JSON: {raw[:200]!r}") from exc
             error = _error_of(answer)
             if error is not None:
                 raise error
