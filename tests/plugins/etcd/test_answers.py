@@ -20,11 +20,12 @@ from clusterdns.core.request import Reply, Request
 from clusterdns.corefile import CorefileError, parse
 from clusterdns.plugins.etcd import Etcd, EtcdConfig
 from clusterdns.plugins.etcd.handler import SERIAL_TOKEN, ancestors
-from clusterdns.plugins.etcd.records import group, key_path
+from clusterdns.plugins.etcd.records import RecordError, decode, group, key_path
 from clusterdns.plugins.etcd.setup import parse_config
 from clusterdns.wire import parse_query
 from clusterdns.wire.render import reply_limit
 from tests.plugins.etcd.cases import EXTERNAL, KEYS, ROWS, ZONES, Case, oracle, rrset_from_text
+from tests.plugins.etcd.cases import SEED_VALUE as SEED
 from tests.plugins.etcd.fakestore import FakeStore
 
 ZONE_LIST = tuple(zone + "." for zone in ZONES.split())
@@ -427,3 +428,53 @@ def test_setup_only_once() -> None:
     text = "kube.local {\n    etcd\n    etcd\n}\n"
     with pytest.raises(CorefileError, match=r"Corefile:3: etcd: .*only be used once"):
         build_instance(parse(text, filename="Corefile"), process=Process(), dns_port=0)
+
+
+# --- values as Go's encoding/json decodes them into msg.Service ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(SEED, {"host": "10.254.162.44", "weight": 10, "ttl": 30}, id="the seed"),
+        pytest.param(
+            '{"Host":"10.0.0.1","TTL":5}',
+            {"host": "10.0.0.1", "ttl": 5},
+            id="field names fold case",
+        ),
+        pytest.param(
+            '{"host":"x.example","extra":[1]}', {"host": "x.example"}, id="unknown fields ignored"
+        ),
+        pytest.param("null", {"host": ""}, id="null is the zero value"),
+        pytest.param('{"host":null,"port":null}', {"host": "", "port": 0}, id="null fields"),
+        pytest.param('{"text":"hi","mail":true}', {"text": "hi", "mail": True}, id="text and mail"),
+        pytest.param('{"host":"::ffff:10.0.0.1"}', {"host_type": 1}, id="IPv4-mapped IPv6 is A"),
+        pytest.param('{"host":"fe80::1%eth0"}', {"host_type": 5}, id="zoned IPv6 is a name"),
+        pytest.param('{"host":"010.0.0.1"}', {"host_type": 5}, id="leading zeros are a name"),
+        pytest.param('{"host":"a.example","text":"t"}', {"host_type": 16}, id="name and text: TXT"),
+        pytest.param('{"priority":0}', {"priority": 10}, id="priority 0 becomes 10"),
+    ],
+)
+def test_decode(value: str, expected: dict[str, object]) -> None:
+    service = decode("/skydns/k", value.encode())
+    for name, wanted in expected.items():
+        assert getattr(service, name) == wanted
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("not json", id="not JSON"),
+        pytest.param("[1]", id="an array"),
+        pytest.param('"text"', id="a string"),
+        pytest.param('{"port":"80"}', id="port as a string"),
+        pytest.param('{"port":80.5}', id="port not whole"),
+        pytest.param('{"ttl":-1}', id="negative ttl"),
+        pytest.param('{"ttl":4294967296}', id="ttl past uint32"),
+        pytest.param('{"mail":"yes"}', id="mail not a bool"),
+        pytest.param('{"host":5}', id="host not a string"),
+    ],
+)
+def test_decode_rejects(value: str) -> None:
+    with pytest.raises(RecordError):
+        decode("/skydns/k", value.encode())
