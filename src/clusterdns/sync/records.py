@@ -11,7 +11,9 @@ lives under ``/skydns/local/cluster/svc/default/mysql-service/``:
   hostname when it has one (``web-0.web.default.svc.cluster.local``);
 * named ports: SRV data under ``.../_<proto>/_<port name>/<label>``, a value whose ``host``
   is the Service's (or the endpoint's) name and whose ``port`` is set;
-* ExternalName: a leaf and the legacy key whose ``host`` is the target (a CNAME).
+* ExternalName: the Service's own key (``.../svc/default/search``, no leaf: a name has one
+  CNAME, and CoreDNS answers a CNAME question from the exact key only) and the legacy key,
+  whose ``host`` is the target.
 
 Values are SkyDNS/CoreDNS ``msg.Service`` JSON, compact, in kube2sky's field order, so the
 leaf name is what kube2sky wrote: the FNV-1a 32-bit hash of the value, in hex
@@ -97,7 +99,7 @@ def service_records(
     if svc.external_name is not None and svc.type == "ExternalName":
         value = json.dumps({"host": svc.external_name.rstrip("."), "ttl": ttl},
                            separators=(",", ":"))  # fmt: skip
-        records[base + fnv1a_32(value.encode())] = value
+        records[base.rstrip("/")] = value
         records[legacy] = value
         return records
     if svc.cluster_ips and not svc.headless:

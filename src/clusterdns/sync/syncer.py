@@ -181,8 +181,8 @@ class Syncer:
     def owner(self, key: str) -> ServiceKey | None:
         """The Service an etcd key under the prefix belongs to (None: no Service's)."""
         parts = key[len(self.prefix) :].split("/")
-        if len(parts) >= 4 and parts[0] == "svc":
-            return (parts[1], parts[2])
+        if len(parts) >= 3 and parts[0] == "svc" and all(parts[1:3]):
+            return (parts[1], parts[2])  # .../svc/<ns>/<name>[/...]
         if len(parts) == 2 and all(parts):
             return (parts[0], parts[1])  # the legacy <ns>/<name> key
         return None
