@@ -433,3 +433,24 @@ async def test_leader_killed_follower_takes_over_within_lease_ttl(
                 proc.wait()
     text = logs[0].read_text() + logs[1].read_text()
     assert "sync: elected leader" in text
+
+
+async def test_etcd_down_then_back_writes_resume(kubeapi: KubeAPIServer) -> None:
+    """The leader stops writing while etcd is down, keeps its key when it comes back (the
+    same lease), and writes what changed meanwhile."""
+    require_etcd()
+    path = "/skydns"
+    prefix = domain_prefix(path, "cluster.local")
+    kubeapi.create(service("before", cluster_ip="10.96.3.1", ports=[]))
+    with EtcdCluster(size=1) as cluster:
+        async with syncing(kubeapi, cluster.endpoints, path, lease_ttl=3) as syncer:
+            await asyncio.wait_for(syncer.reconciled.wait(), 10)
+            cluster.stop_all()
+            await eventually(lambda: not syncer.election.valid, timeout=5)
+            kubeapi.create(service("during", cluster_ip="10.96.3.2", ports=[]))
+            await asyncio.sleep(0.5)
+            cluster.start()
+            async with EtcdClient(cluster.endpoints) as client:
+                await eventually(lambda: client.get(f"{prefix}default/during"), timeout=15)
+                assert await client.get(f"{prefix}default/before") is not None
+            assert syncer.election.leader and syncer.counters.reconciles >= 2
