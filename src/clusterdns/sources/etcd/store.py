@@ -389,9 +389,9 @@ class EtcdStore:
                 if batch.events:
                     self._apply(batch.events)
                 # A progress notification's revision is not used to move ``revision``:
-                # before etcd 3.4.25/3.5.8 one could arrive ahead of events still to come
-                # (etcd-io/etcd#15220; Debian ships 3.4.23). Resuming from an older revision
-                # only replays events, which _apply skips.
+                # etcd releases have sent some ahead of events still to come
+                # (etcd-io/etcd#15220, #20221). Resuming from an older revision only
+                # replays events, which _apply skips.
         finally:
             self.watching = False
             await events.aclose()
