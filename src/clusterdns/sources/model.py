@@ -15,7 +15,7 @@ import asyncio
 import enum
 import logging
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
@@ -657,6 +657,10 @@ class ClusterModel:
     def service(self, namespace: str, name: str) -> Service | None:
         in_ns = self._services.get(namespace)
         return None if in_ns is None else in_ns.get(name)
+
+    def services_of(self, namespace: str) -> Mapping[str, Service] | None:
+        """The Services of a namespace by name (read-only), None when it has none."""
+        return self._services.get(namespace)
 
     def endpoints(self, namespace: str, service: str) -> tuple[Endpoint, ...]:
         """All endpoints of a Service, merged over its slices, deduplicated by address."""

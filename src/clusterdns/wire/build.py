@@ -15,7 +15,7 @@ target is plain ``bytes`` (RFC 2782: never compressed).
 
 from __future__ import annotations
 
-import ipaddress
+import socket
 import struct
 from collections.abc import Sequence
 from typing import Final
@@ -37,6 +37,8 @@ AUTHORITATIVE: Final = FLAG_QR | FLAG_AA
 _HEADER: Final = struct.Struct("!HHHHHH")
 _RR_FIXED: Final = struct.Struct("!HHIH")
 _POINTER: Final = struct.Struct("!H")
+_RDLENGTH: Final = _POINTER
+_QUESTION_POINTER: Final = b"\xc0\x0c"
 _OPT_FIXED: Final = struct.Struct("!BHHIH")
 _OPT_LEN: Final = 11
 _SOA_NUMBERS: Final = struct.Struct("!IIIII")
@@ -59,18 +61,18 @@ Record = tuple[bytes, int, int, tuple[RdataPart, ...]]
 
 
 def a_rdata(ip: str) -> tuple[bytes]:
-    return (ipaddress.IPv4Address(ip).packed,)
+    return (socket.inet_pton(socket.AF_INET, ip),)
 
 
 def aaaa_rdata(ip: str) -> tuple[bytes]:
-    return (ipaddress.IPv6Address(ip).packed,)
+    return (socket.inet_pton(socket.AF_INET6, ip),)
 
 
 def address_rdata(ip: str) -> tuple[int, tuple[bytes]]:
-    """(A or AAAA, RDATA) of an IP in text form."""
+    """(A or AAAA, RDATA) of an IP in text form (OSError if it is not one)."""
     if ":" in ip:
-        return TYPE_AAAA, aaaa_rdata(ip)
-    return TYPE_A, a_rdata(ip)
+        return TYPE_AAAA, (socket.inet_pton(socket.AF_INET6, ip),)
+    return TYPE_A, (socket.inet_pton(socket.AF_INET, ip),)
 
 
 def name_rdata(target: bytes) -> tuple[bytes]:
@@ -144,17 +146,14 @@ def _write_name(out: bytearray, name: bytes, table: dict[bytes, int]) -> None:
         pos = end
 
 
-def _write_record(out: bytearray, record: Record, table: dict[bytes, int]) -> None:
-    owner, rtype, ttl, rdata = record
-    _write_name(out, owner, table)
-    fixed = len(out)
-    out += b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+def _write_rdata(out: bytearray, rdata: tuple[bytes, ...], table: dict[bytes, int]) -> None:
+    fixed = len(out) - 2
     for part in rdata:
         if type(part) is Compressible:
             _write_name(out, part, table)
         else:
             out += part
-    _RR_FIXED.pack_into(out, fixed, rtype, CLASS_IN, ttl, len(out) - fixed - 10)
+    _RDLENGTH.pack_into(out, fixed, len(out) - fixed - 2)
 
 
 def question_table(query: Query) -> dict[bytes, int]:
@@ -181,20 +180,36 @@ def build_reply(
     edns = query.edns
     opt = b"" if edns is None else opt_record(payload, rcode, edns.do)
     room = limit - len(opt)
+    qname = query.qname_lower
     out = bytearray(query.data[: query.question_end])
-    table = question_table(query)
+    # The compression table (every suffix written so far, dnspython's rule) is built only
+    # when a name other than the question's is written: an owner that is the question
+    # name is always the pointer to offset 12, and plain RDATA needs no table.
+    table: dict[bytes, int] | None = None
     counts = [0, 0, 0]
     truncated = False
     for section, records in enumerate((answer, authority, additional)):
-        for record in records:
+        for owner, rtype, ttl, rdata in records:
             mark = len(out)
-            _write_record(out, record, table)
+            if owner == qname:
+                out += _QUESTION_POINTER
+            else:
+                if table is None:
+                    table = question_table(query)
+                _write_name(out, owner, table)
+            if len(rdata) == 1 and type(rdata[0]) is not Compressible:
+                data = rdata[0]
+                out += _RR_FIXED.pack(rtype, CLASS_IN, ttl, len(data))
+                out += data
+            else:
+                if table is None:
+                    table = question_table(query)
+                out += _RR_FIXED.pack(rtype, CLASS_IN, ttl, 0)
+                _write_rdata(out, rdata, table)
             if len(out) > room:
-                # Roll back this record and whatever it added to the table (dnspython's
-                # renderer does the same), then stop: nothing after it is sent.
+                # Drop this record and stop: nothing after it is sent (so the names it
+                # added to the table are never pointed at).
                 del out[mark:]
-                for suffix in [s for s, at in table.items() if at >= mark]:
-                    del table[suffix]
                 truncated = True
                 break
             counts[section] += 1

@@ -16,6 +16,8 @@ from clusterdns.wire.names import name_to_text
 HEADER: Final = struct.Struct("!HHHHHH")
 RR_FIXED: Final = struct.Struct("!HHIH")
 TYPE_CLASS: Final = struct.Struct("!HH")
+_OPT_FIXED: Final = struct.Struct("!xHHIH")  # root owner, type, class (payload), TTL, length
+_ROOT_OPT: Final = b"\x00\x00\x29"
 
 FLAG_QR: Final = 0x8000
 FLAG_AA: Final = 0x0400
@@ -167,6 +169,28 @@ def parse_query(data: bytes) -> Query:
         raise FormError("question runs past the end of the message")
     qtype, qclass = TYPE_CLASS.unpack_from(data, name_end)
     edns: Edns | None = None
+    if arcount == 1 and not ancount and not nscount and data[question_end : question_end + 3] == _ROOT_OPT:
+        # The usual query: one OPT with the root as owner, read without the general loop.
+        if question_end + 11 > len(data):
+            err = FormError("record header runs past the end of the message")
+            err.question_end = question_end
+            raise err
+        _, payload, ttl, rdlength = _OPT_FIXED.unpack_from(data, question_end)
+        if question_end + 11 + rdlength > len(data):
+            err = FormError("record data runs past the end of the message")
+            err.question_end = question_end
+            raise err
+        edns = Edns(
+            payload,
+            ttl >> 24,
+            (ttl >> 16) & 0xFF,
+            bool(ttl & EDNS_DO),
+            data[question_end + 11 : question_end + 11 + rdlength] if rdlength else b"",
+        )
+        return Query(
+            data, msg_id, flags, data[12:name_end], offsets, qtype, qclass, question_end,
+            arcount, edns,
+        )  # fmt: skip
     pos = question_end
     try:
         for index in range(ancount + nscount + arcount):

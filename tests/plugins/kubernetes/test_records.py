@@ -82,6 +82,7 @@ async def test_wire_reply_agrees_with_dnspython(
             payload=4096,
         )
         assert fast.wire == expected, f"{qname} {payload} {limit}"
+        assert fast.depends == answer.depends, "the quick route depends on what decide() says"
         reply = dns.message.from_wire(fast.wire)
         assert reply.id == 4321
         assert str(reply.question[0].name) == qname  # 0x20

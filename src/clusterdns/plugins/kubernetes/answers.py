@@ -17,6 +17,8 @@ is in, so a reply built during a change is dropped by the memo's next check.
 
 from __future__ import annotations
 
+import socket
+import struct
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,8 +34,9 @@ from clusterdns.plugins.kubernetes.names import (
     pod_label_ip,
 )
 from clusterdns.sources.model import Change, ClusterModel, Service
-from clusterdns.wire import text_to_wire
+from clusterdns.wire import Query, text_to_wire
 from clusterdns.wire.build import (
+    AUTHORITATIVE,
     TYPE_A,
     TYPE_AAAA,
     TYPE_CNAME,
@@ -45,16 +48,29 @@ from clusterdns.wire.build import (
     Record,
     address_rdata,
     name_rdata,
+    opt_record,
     soa_rdata,
     srv_rdata,
     txt_rdata,
 )
 from clusterdns.wire.names import label_offsets, name_to_text
+from clusterdns.wire.query import FLAG_CD, FLAG_RD
 
 NOERROR: Final = 0
 SERVFAIL: Final = 2
 NXDOMAIN: Final = 3
 CLASS_IN: Final = 1
+AF_INET: Final = socket.AF_INET
+AF_INET6: Final = socket.AF_INET6
+inet_pton = socket.inet_pton
+_ADDRESS_TYPES: Final = (TYPE_A, TYPE_AAAA)
+_POINTER: Final = struct.Struct("!H")
+_RR_FIXED: Final = struct.Struct("!HHIH")
+_COUNTS: Final = struct.Struct("!HHHH")
+_ID_FLAGS: Final = struct.Struct("!HH")
+_SOA_NUMBERS: Final = struct.Struct("!IIIII")
+_MNAME_HEAD: Final = b"\x02ns\x03dns"  # ns.dns.<zone>: these labels, then the zone
+_RNAME_HEAD: Final = b"\x0ahostmaster"  # hostmaster.<zone>
 
 DNS_SCHEMA_VERSION: Final = "1.1.0"
 DNS_VERSION_TTL: Final = 28800  # as CoreDNS (and the spec's example)
@@ -74,14 +90,10 @@ def ptr_key(ip: str) -> ServiceKey:
     return ("", ip)
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One address behind a name (CoreDNS's msg.Service): an IP, a port (-1 for none) and the
-    name an SRV record for it points to (wire form)."""
-
-    ip: str
-    port: int
-    target: bytes
+# One address behind a name (CoreDNS's msg.Service): an IP, a port (-1 for none) and the
+# name (wire form) an SRV record for it points to. A plain tuple: one is made per address
+# per query, and a frozen dataclass costs several times as much to build.
+Item = tuple[str, int, bytes]
 
 
 @dataclass(slots=True)
@@ -196,6 +208,12 @@ class AnswerTable:
         self.generation = 0
         self.serial = int(time.time())
         self.ttl = config.ttl
+        self._soa_cache: tuple[int, bytes] = (-1, b"")
+        # No filter decides visibility but a namespace's existence: quick() may answer.
+        self._plain = (
+            not config.namespaces and config.labels is None and config.namespace_labels is None
+            and not config.noendpoints and not config.ignore_empty_service
+        )  # fmt: skip
 
     # --- updates ---------------------------------------------------------------------------
 
@@ -226,9 +244,7 @@ class AnswerTable:
             text = zone.text
             names[zone.wire] = NameData(apex=True)
             names[text_to_wire(join("dns", text))] = EMPTY
-            names[zone.ns_wire] = NameData(
-                items=tuple(Item(ip, -1, zone.ns_wire) for ip in ns_items)
-            )
+            names[zone.ns_wire] = NameData(items=tuple((ip, -1, zone.ns_wire) for ip in ns_items))
             if not zone.reverse:
                 names[text_to_wire(join("svc", text))] = EMPTY
                 names[text_to_wire(join("pod", text))] = EMPTY
@@ -336,9 +352,15 @@ class AnswerTable:
             if svc is None or not self.service_visible(svc):
                 return None, depends
             base_at = offsets[index - 3]
-            sub = tuple(
-                lower[offsets[i] + 1 : offsets[i + 1]].decode("latin-1") for i in range(index - 3)
-            )
+            if index == 3:
+                sub: tuple[str, ...] = ()
+            elif index == 4:
+                sub = (lower[1 : offsets[1]].decode("latin-1"),)
+            else:
+                sub = (
+                    lower[1 : offsets[1]].decode("latin-1"),
+                    lower[offsets[1] + 1 : offsets[2]].decode("latin-1"),
+                )
             data = self._service_name(svc, sub, lower[base_at:] if base_at else lower)
             return data, depends
         if last == b"pod" and self.config.pods is not PodMode.DISABLED:
@@ -361,7 +383,7 @@ class AnswerTable:
             pod.namespace == namespace for pod in self.model.pods_by_ip(ip)
         ):
             return None
-        return NameData(items=(Item(ip, -1, lower),))
+        return NameData(items=((ip, -1, lower),))
 
     def _service_name(self, svc: Service, sub: tuple[str, ...], base: bytes) -> NameData | None:
         """What the name ``<sub...>.<svc>.<ns>.svc.<zone>`` holds (``base`` is the
@@ -373,12 +395,19 @@ class AnswerTable:
         if svc.type == "ExternalName":
             if sub or not svc.external_name:
                 return None
-            return NameData(cname=text_to_wire(svc.external_name.lower().rstrip(".") + "."))
+            try:
+                return NameData(cname=text_to_wire(svc.external_name.lower().rstrip(".") + "."))
+            except ValueError:
+                return None  # not a domain name (the API server would have refused it)
         config = self.config
-        endpoints = () if config.noendpoints else self.model.endpoints(svc.namespace, svc.name)
-        served = [ep for ep in endpoints if ep.ready or svc.publish_not_ready]
-        if not served and config.ignore_empty_service:
-            return None
+        first = sub[0] if sub else ""
+        if svc.headless or config.ignore_empty_service or (first and first[0] != "_"):
+            endpoints = () if config.noendpoints else self.model.endpoints(svc.namespace, svc.name)
+            served = [ep for ep in endpoints if ep.ready or svc.publish_not_ready]
+            if not served and config.ignore_empty_service:
+                return None
+        else:
+            served = []  # the Service's own names and SRV records need no endpoints
         # Without a name of its own (headless without endpoints, no ClusterIP), a Service
         # defines no name at all: the spec says NXDOMAIN.
         if not (any(ep.addresses for ep in served) if svc.headless else svc.cluster_ips):
@@ -393,20 +422,19 @@ class AnswerTable:
                             endpoint_label(ip, ep.hostname, ep.pod_name, pod_names=pod_names), base
                         )
                         for port in ep.ports or (None,):
-                            items.append(Item(ip, -1 if port is None else port.port, target))
+                            items.append((ip, -1 if port is None else port.port, target))
+            elif svc.ports:
+                items = [(ip, port.port, base) for port in svc.ports for ip in svc.cluster_ips]
             else:
-                for port in svc.ports or (None,):
-                    number = -1 if port is None else port.port
-                    items.extend(Item(ip, number, base) for ip in svc.cluster_ips)
+                items = [(ip, -1, base) for ip in svc.cluster_ips]
             return NameData(items=tuple(items))
-        first = sub[0]
         if len(sub) == 1 and not first.startswith("_"):
             name = _prefixed(first, base)
             for ep in served:
                 for ip in ep.addresses:
                     if endpoint_label(ip, ep.hostname, ep.pod_name, pod_names=pod_names) == first:
                         for port in ep.ports or (None,):
-                            items.append(Item(ip, -1 if port is None else port.port, name))
+                            items.append((ip, -1 if port is None else port.port, name))
             return NameData(items=tuple(items)) if items else None
         if len(sub) == 1:  # _<proto>: an empty non-terminal when a named port has it
             protocol = first[1:]
@@ -423,20 +451,20 @@ class AnswerTable:
                     )
                     for port in ep.ports:
                         if port.name.lower() == port_name and port.protocol.lower() == protocol:
-                            items.append(Item(ip, port.port, target))
+                            items.append((ip, port.port, target))
         else:
             for port in svc.ports:
                 if port.name.lower() == port_name and port.protocol.lower() == protocol:
-                    items.extend(Item(ip, port.port, base) for ip in svc.cluster_ips)
+                    items += [(ip, port.port, base) for ip in svc.cluster_ips]
         return NameData(items=tuple(items)) if items else None
 
     def has_names(self, svc: Service) -> bool:
         """Does the Service define any name (PTR answers only point at those)?"""
-        return (
-            bool(self.forward_zones)
-            and self.service_visible(svc)
-            and self._service_name(svc, (), self._primary) is not None
-        )
+        if not self.forward_zones or not self.service_visible(svc):
+            return False
+        if svc.cluster_ips and not svc.headless and not self.config.ignore_empty_service:
+            return True  # its own name, with no need to look at its endpoints
+        return self._service_name(svc, (), self._primary) is not None
 
     def _ptr_targets(self, ip: str) -> tuple[bytes, ...]:
         """PTR targets for an IP: the Services owning it as ClusterIP, else its endpoints."""
@@ -463,6 +491,91 @@ class AnswerTable:
                 if ip in ep.addresses and ep.pod_name:
                     return ep.pod_name.lower()
         return ip_label(ip)
+
+    # --- the two commonest questions, written without the general decision ------------------
+
+    def quick(self, query: Query, limit: int, payload: int) -> tuple[bytes, Depends] | None:
+        """The reply to the two questions a cluster asks most, or None for decide().
+
+        ``<svc>.<ns>.svc.<zone>`` A/AAAA of a Service with a ClusterIP of that family, and
+        NXDOMAIN for a name under ``<ns>.svc.<zone>`` whose Service does not exist (the
+        search path of ``ndots:5``). Same bytes as decide() + build_reply() (the tests hold
+        them equal); it only skips the general path's calls and objects, which are most of a
+        first-sight question's cost here. Anything unusual (filters on visibility, other
+        Service types, fallthrough in the zone, before the sync) goes to decide()."""
+        if not self._plain or query.qclass != CLASS_IN:
+            return None
+        lower = query.qname_lower
+        offsets = query.label_offsets
+        found = self._zone_of(lower, offsets)
+        if found is None:
+            return None
+        zone, index = found
+        if index < 3 or zone.reverse or zone.may_fall_through:
+            return None
+        svc_at = offsets[index - 1]
+        if lower[svc_at : svc_at + 4] != b"\x03svc":
+            return None
+        ns_at = offsets[index - 2]
+        name_at = offsets[index - 3]
+        key = (
+            lower[ns_at + 1 : svc_at].decode("latin-1"),
+            lower[name_at + 1 : ns_at].decode("latin-1"),
+        )
+        svc = self.model.service(*key)
+        qtype = query.qtype
+        edns = query.edns
+        if svc is None:
+            if not self.model.synced or zone.wire == b"\x00":
+                return None
+            # NXDOMAIN with the zone's SOA, its owner and the tails of its names pointing
+            # at the zone inside the question (where dnspython's compression points too).
+            pointer = _POINTER.pack(0xC000 | (12 + offsets[index]))
+            rdata = _MNAME_HEAD + pointer + _RNAME_HEAD + pointer + self._soa_numbers()
+            body = pointer + _RR_FIXED.pack(TYPE_SOA, CLASS_IN, min(self.ttl, 300), len(rdata))
+            counts = _COUNTS.pack(1, 0, 1, 0 if edns is None else 1)
+            rcode = NXDOMAIN
+            body += rdata
+        else:
+            if index != 3 or qtype not in _ADDRESS_TYPES or svc.headless or not svc.cluster_ips:
+                return None
+            if svc.type == "ExternalName" or not self.model.namespace_exists(key[0]):
+                return None
+            v6 = qtype == TYPE_AAAA
+            family = AF_INET6 if v6 else AF_INET
+            fixed = _RR_FIXED.pack(qtype, CLASS_IN, self.ttl, 16 if v6 else 4)
+            body = b"".join(
+                [
+                    b"\xc0\x0c" + fixed + inet_pton(family, ip)
+                    for ip in svc.cluster_ips
+                    if (":" in ip) == v6
+                ]
+            )
+            if not body:
+                return None  # NODATA: decide() says it
+            counts = _COUNTS.pack(1, len(body) // (28 if v6 else 16), 0, 0 if edns is None else 1)
+            rcode = NOERROR
+        flags = AUTHORITATIVE | (query.flags & (FLAG_RD | FLAG_CD)) | rcode
+        wire = b"".join(
+            (
+                _ID_FLAGS.pack(query.id, flags),
+                counts,
+                query.data[12 : query.question_end],
+                body,
+                b"" if edns is None else opt_record(payload, rcode, edns.do),
+            )
+        )
+        if len(wire) > limit:
+            return None
+        return wire, frozenset((key, SERIAL_TOKEN) if svc is None else (key,))
+
+    def _soa_numbers(self) -> bytes:
+        """The SOA's serial, refresh, retry, expire and minimum, encoded (kept per serial)."""
+        cached = self._soa_cache
+        if cached[0] != self.serial:
+            packed = _SOA_NUMBERS.pack(self.serial & 0xFFFFFFFF, 7200, 1800, 86400, self.ttl)
+            cached = self._soa_cache = (self.serial, packed)
+        return cached[1]
 
     # --- records -------------------------------------------------------------------------------
 
@@ -539,14 +652,14 @@ class AnswerTable:
     def _addresses(self, owner: bytes, items: Iterable[Item], *, v6: bool) -> list[Record]:
         ttl = self.ttl
         records: list[Record] = []
-        for item in items:
-            if (":" in item.ip) == v6:
-                rtype, rdata = address_rdata(item.ip)
+        for ip, _, _ in items:
+            if (":" in ip) == v6:
+                rtype, rdata = address_rdata(ip)
                 records.append((owner, rtype, ttl, rdata))
         return _dedupe(records)
 
     def _srv(self, owner: bytes, items: Sequence[Item]) -> tuple[list[Record], list[Record]]:
-        with_port = [item for item in items if item.port >= 0]
+        with_port = [item for item in items if item[1] >= 0]
         if not with_port:
             return [], []
         # CoreDNS: equal priority 0, weight 100 split over every record before de-duplication.
@@ -555,8 +668,9 @@ class AnswerTable:
         answer: list[Record] = []
         by_target: dict[bytes, list[Item]] = {}
         for item in with_port:
-            answer.append((owner, TYPE_SRV, ttl, srv_rdata(0, weight, item.port, item.target)))
-            by_target.setdefault(item.target, []).append(item)
+            _, port, target = item
+            answer.append((owner, TYPE_SRV, ttl, srv_rdata(0, weight, port, target)))
+            by_target.setdefault(target, []).append(item)
         additional: list[Record] = []
         for target, target_items in by_target.items():
             additional += self._addresses(target, target_items, v6=False)
@@ -595,7 +709,8 @@ def _with_serial(depends: Depends) -> Depends:
 
 
 def _prefixed(label: str, base: bytes) -> bytes:
-    raw = label.encode("latin-1")
+    """``label`` in front of the wire name ``base`` (labels over 63 bytes cut to fit)."""
+    raw = label.encode("latin-1", "replace")[:63]
     return bytes((len(raw),)) + raw + base
 
 

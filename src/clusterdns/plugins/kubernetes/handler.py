@@ -216,6 +216,9 @@ class Kubernetes(Plugin):
         offsets = query.label_offsets
         if table.deferring or query.qclass != IN:
             return SLOW if table.ours(lower, offsets) else None
+        quick = table.quick(query, limit, payload)
+        if quick is not None:
+            return FastReply(quick[0], depends=quick[1])
         answer = table.decide(lower, offsets, query.qtype)
         if answer is None:
             return None
