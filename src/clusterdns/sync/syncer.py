@@ -143,8 +143,9 @@ class Syncer:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            full = self._full
             try:
-                if self._full:
+                if full:
                     self._full = False
                     self._pending.clear()
                     await self.reconcile()
@@ -160,6 +161,7 @@ class Syncer:
                 raise
             except Exception as exc:
                 # etcd errors are expected; anything else is a bug, but keep writing.
+                self._full = self._full or full  # a failed reconcile is done again in full
                 self.counters.errors += 1
                 delay = backoff.next_delay()
                 if isinstance(exc, EtcdError):
