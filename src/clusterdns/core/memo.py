@@ -30,9 +30,9 @@ One memo per receive thread, so only that thread writes its dict.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from typing import Final
 
@@ -61,7 +61,9 @@ class ReplyMemo:
 
     def __init__(self, limit: int = DEFAULT_SIZE, stats: MemoStats | None = None) -> None:
         self.limit = limit
-        self.entries: dict[bytes, Entry] = {}
+        # Insertion-ordered with O(1) removal of the oldest (a plain dict's next(iter())
+        # walks over the holes earlier removals left: quadratic as a queue).
+        self.entries: OrderedDict[bytes, Entry] = OrderedDict()
         self.tallies: dict[Hashable, Tally] = {}
         self.owner: object = None  # the configuration (mux) the entries belong to
         self._watched: list[tuple[VersionedRecords, int]] = []
@@ -133,11 +135,12 @@ class ReplyMemo:
         if self.limit <= 0:
             return
         entries = self.entries
-        if len(entries) >= self.limit:
-            # Oldest eighth first: a scan of many names does not empty the whole memo.
-            for old in list(itertools.islice(entries, max(self.limit // 8, 1))):
-                self._ungroup(old, entries.pop(old)[3])
         previous = entries.get(key)
+        if previous is None and len(entries) >= self.limit:
+            # The oldest entry makes room, one per new one: no bulk pause, and a scan of
+            # many names cycles through the memo instead of emptying it.
+            old, entry = entries.popitem(last=False)
+            self._ungroup(old, entry[3])
         if previous is not None:
             self._ungroup(key, previous[3])
         accounting = tuple(k for k, _ in sinks)

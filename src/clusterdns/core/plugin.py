@@ -67,6 +67,14 @@ class BlockSettings:
     metrics: bool = False
 
 
+class BlockView(Protocol):
+    """What a plugin may see of the server block it runs in (``req.block``)."""
+
+    server_label: str
+    settings: BlockSettings
+    plugins: list[Plugin]
+
+
 @dataclass
 class SetupContext:
     """What a plugin's setup function may use. Plugins never import the server."""

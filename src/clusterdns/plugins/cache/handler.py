@@ -10,9 +10,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from clusterdns.core.block import Block
 from clusterdns.core.fast import SLOW, FastAnswerer, FastReply, FastResult, VersionedRecords
-from clusterdns.core.plugin import Plugin, PluginError
+from clusterdns.core.plugin import BlockView, Plugin, PluginError
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.plugins.cache.entry import CachedAnswer, Kind, ParsedReply, WalkError
 from clusterdns.plugins.cache.metrics import CacheMetrics, Children
@@ -111,7 +110,7 @@ class Cache(Plugin):
 
     # -- the block this cache sits in ------------------------------------------------------
 
-    def bind(self, block: Block) -> None:
+    def bind(self, block: BlockView) -> None:
         """Learn the block: its label, UDP size and the record plugins after us."""
         if block.server_label != self._server_label:
             self._server_label = block.server_label
