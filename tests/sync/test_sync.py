@@ -14,6 +14,10 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import dns.asyncquery
+import dns.exception
+import dns.message
+import dns.rcode
 import pytest
 
 from clusterdns.sources.etcd.client import EtcdClient, Put
@@ -25,7 +29,7 @@ from clusterdns.sync.command import KINDS
 from clusterdns.sync.election import Election, LostLeadership
 from clusterdns.sync.records import domain_prefix, fnv1a_32, record_value, service_records
 from clusterdns.sync.syncer import Syncer
-from tests.helpers.etcd import EtcdCluster, require_etcd
+from tests.helpers.etcd import EtcdCluster, free_port, require_etcd
 from tests.helpers.kubeapi import KubeAPIServer, endpoint_slice, service
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -384,9 +388,37 @@ def spawn_sync(endpoints: list[str], api: str, path: str, log: Path) -> subproce
         )  # fmt: skip
 
 
-async def test_leader_killed_follower_takes_over_within_lease_ttl(
+def spawn_serve(endpoints: list[str], path: str, port: int, tmp: Path) -> subprocess.Popen[bytes]:
+    """``clusterdns serve`` answering cluster.local from etcd with the etcd plugin."""
+    corefile = tmp / f"Corefile.{port}"
+    corefile.write_text(
+        f"cluster.local:{port} {{\n    etcd cluster.local {{\n        path {path}\n"
+        f"        endpoint {' '.join(endpoints)}\n    }}\n}}\n"
+    )
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(SRC))
+    with open(tmp / f"serve.{port}.log", "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "clusterdns.cli", "serve", "--conf", str(corefile)],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )  # fmt: skip
+
+
+async def answer(port: int, name: str) -> tuple[str, list[str]]:
+    """(rcode, A addresses) from a replica, ("timeout", []) when it does not answer."""
+    query = dns.message.make_query(f"{name}.default.svc.cluster.local", "A")
+    try:
+        reply = await dns.asyncquery.udp(query, "127.0.0.1", port=port, timeout=0.5)
+    except dns.exception.Timeout:
+        return "timeout", []
+    addresses = sorted(rr.address for rrset in reply.answer for rr in rrset if rr.rdtype == 1)
+    return dns.rcode.to_text(reply.rcode()), addresses
+
+
+async def test_leader_killed_follower_takes_over_and_replicas_agree(
     etcd3: EtcdCluster, kubeapi: KubeAPIServer, path: str, tmp_path: Path
 ) -> None:
+    """The issue's check: two syncers and two DNS replicas on a 3-member etcd; SIGKILL the
+    leader syncer, change Services meanwhile, and both replicas answer the new state."""
     lease_ttl = 3
     prefix = domain_prefix(path, "cluster.local")
     kubeapi.create(service("keep", cluster_ip="10.96.1.1", ports=[]))
@@ -394,14 +426,21 @@ async def test_leader_killed_follower_takes_over_within_lease_ttl(
     procs = [spawn_sync(etcd3.endpoints, kubeapi.url, path, tmp_path / f"sync{i}.log")
              for i in range(2)]  # fmt: skip
     logs = [tmp_path / f"sync{i}.log" for i in range(2)]
+    ports = [free_port(), free_port()]
+    procs += [spawn_serve(etcd3.endpoints, path, port, tmp_path) for port in ports]
+
+    async def replicas_answer(name: str, expected: tuple[str, list[str]]) -> bool:
+        return all([await answer(port, name) == expected for port in ports])
+
     try:
         async with EtcdClient(etcd3.endpoints) as client:
             await eventually(lambda: client.get(f"{prefix}default/doomed"), timeout=20)
+            await eventually(lambda: replicas_answer("doomed", ("NOERROR", ["10.96.1.2"])), 20)
             holder = await client.get(f"{path}-leader")
             assert holder is not None
             leader_pid = int(holder.value.decode().rsplit("/", 1)[1])
-            (leader,) = [p for p in procs if p.pid == leader_pid]
-            (follower,) = [p for p in procs if p.pid != leader_pid]
+            (leader,) = [p for p in procs[:2] if p.pid == leader_pid]
+            (follower,) = [p for p in procs[:2] if p.pid != leader_pid]
             leader.send_signal(signal.SIGKILL)
             leader.wait(5)
             killed_at = time.monotonic()
@@ -421,6 +460,9 @@ async def test_leader_killed_follower_takes_over_within_lease_ttl(
             assert {k for k in held if "/svc/" not in k} == want_keys
             assert not any("doomed" in k for k in held)
             assert len(held) == 4  # two Services, a leaf and a legacy key each
+            await eventually(lambda: replicas_answer("newcomer", ("NOERROR", ["10.96.1.3"])), 5)
+            assert await replicas_answer("doomed", ("NXDOMAIN", []))
+            assert await replicas_answer("keep", ("NOERROR", ["10.96.1.1"]))
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -431,7 +473,7 @@ async def test_leader_killed_follower_takes_over_within_lease_ttl(
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-    text = logs[0].read_text() + logs[1].read_text()
+    text = "".join(log.read_text() for log in logs)
     assert "sync: elected leader" in text
 
 
