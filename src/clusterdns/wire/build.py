@@ -101,13 +101,18 @@ def txt_rdata(*strings: bytes) -> tuple[bytes]:
     return (bytes(out),)
 
 
+def soa_numbers(serial: int, refresh: int, retry: int, expire: int, minimum: int) -> bytes:
+    """The fixed tail of SOA RDATA."""
+    return _SOA_NUMBERS.pack(serial & 0xFFFFFFFF, refresh, retry, expire, minimum)
+
+
 def soa_rdata(
     mname: bytes, rname: bytes, serial: int, refresh: int, retry: int, expire: int, minimum: int
 ) -> tuple[bytes, bytes, bytes]:
     return (
         Compressible(mname),
         Compressible(rname),
-        _SOA_NUMBERS.pack(serial & 0xFFFFFFFF, refresh, retry, expire, minimum),
+        soa_numbers(serial, refresh, retry, expire, minimum),
     )
 
 
@@ -226,6 +231,68 @@ def build_reply(
     return bytes(out)
 
 
+# --- two replies written without a table: the commonest first-sight questions -------------
+
+_ID_FLAGS: Final = struct.Struct("!HH")
+_COUNTS: Final = struct.Struct("!HHHH")
+
+
+def _finish(
+    query: Query, rcode: int, counts: tuple[int, int, int], body: bytes, limit: int, payload: int
+) -> bytes | None:
+    edns = query.edns
+    flags = AUTHORITATIVE | (query.flags & (FLAG_RD | FLAG_CD)) | rcode
+    wire = b"".join(
+        (
+            _ID_FLAGS.pack(query.id, flags),
+            _COUNTS.pack(1, counts[0], counts[1], counts[2] + (0 if edns is None else 1)),
+            query.data[12 : query.question_end],
+            body,
+            b"" if edns is None else opt_record(payload, rcode, edns.do),
+        )
+    )
+    return wire if len(wire) <= limit else None
+
+
+def owned_by_question(
+    query: Query, rtype: int, ttl: int, rdatas: Sequence[bytes], *, limit: int, payload: int
+) -> bytes | None:
+    """NOERROR with one record per plain RDATA (no names in it: A, AAAA), each owned by the
+    question name (a pointer to offset 12); None if it would need truncation. The same
+    bytes as build_reply() gives those records."""
+    fixed = _RR_FIXED.pack(rtype, CLASS_IN, ttl, len(rdatas[0]))
+    body = b"".join([_QUESTION_POINTER + fixed + rdata for rdata in rdatas])
+    return _finish(query, 0, (len(rdatas), 0, 0), body, limit, payload)
+
+
+def negative_with_soa(
+    query: Query,
+    rcode: int,
+    zone_label: int,
+    *,
+    ttl: int,
+    mname_head: bytes,
+    rname_head: bytes,
+    numbers: bytes,
+    limit: int,
+    payload: int,
+) -> bytes | None:
+    """NXDOMAIN (or NODATA) carrying the SOA of the zone that starts at label
+    ``zone_label`` of the question: its owner, and the zone at the end of its mname and
+    rname, are pointers into the question. ``mname_head``/``rname_head`` are the labels
+    before the zone (``ns.dns``, ``hostmaster``) in wire form, ``numbers`` the packed
+    serial..minimum. Only right when no other suffix of those names is in the question
+    (a question under ``svc.<zone>``), which is what the caller checks; the same bytes
+    as build_reply() then."""
+    zone_at = 12 + query.label_offsets[zone_label]
+    if zone_at > _MAX_POINTER or query.qname_lower[zone_at - 12 :] == b"\x00":
+        return None  # the root zone is never compressed: let build_reply() write it
+    pointer = _POINTER.pack(0xC000 | zone_at)
+    rdata = mname_head + pointer + rname_head + pointer + numbers
+    body = pointer + _RR_FIXED.pack(TYPE_SOA, CLASS_IN, ttl, len(rdata)) + rdata
+    return _finish(query, rcode, (0, 1, 0), body, limit, payload)
+
+
 __all__ = [
     "AUTHORITATIVE",
     "CLASS_IN",
@@ -246,7 +313,10 @@ __all__ = [
     "build_reply",
     "mx_rdata",
     "name_rdata",
+    "negative_with_soa",
     "opt_record",
+    "owned_by_question",
+    "soa_numbers",
     "soa_rdata",
     "srv_rdata",
     "txt_rdata",

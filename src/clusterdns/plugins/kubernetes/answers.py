@@ -18,7 +18,6 @@ is in, so a reply built during a change is dropped by the memo's next check.
 from __future__ import annotations
 
 import socket
-import struct
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,7 +35,6 @@ from clusterdns.plugins.kubernetes.names import (
 from clusterdns.sources.model import Change, ClusterModel, Service
 from clusterdns.wire import Query, text_to_wire
 from clusterdns.wire.build import (
-    AUTHORITATIVE,
     TYPE_A,
     TYPE_AAAA,
     TYPE_CNAME,
@@ -48,13 +46,14 @@ from clusterdns.wire.build import (
     Record,
     address_rdata,
     name_rdata,
-    opt_record,
+    negative_with_soa,
+    owned_by_question,
+    soa_numbers,
     soa_rdata,
     srv_rdata,
     txt_rdata,
 )
 from clusterdns.wire.names import label_offsets, name_to_text
-from clusterdns.wire.query import FLAG_CD, FLAG_RD
 
 NOERROR: Final = 0
 SERVFAIL: Final = 2
@@ -64,13 +63,9 @@ AF_INET: Final = socket.AF_INET
 AF_INET6: Final = socket.AF_INET6
 inet_pton = socket.inet_pton
 _ADDRESS_TYPES: Final = (TYPE_A, TYPE_AAAA)
-_POINTER: Final = struct.Struct("!H")
-_RR_FIXED: Final = struct.Struct("!HHIH")
-_COUNTS: Final = struct.Struct("!HHHH")
-_ID_FLAGS: Final = struct.Struct("!HH")
-_SOA_NUMBERS: Final = struct.Struct("!IIIII")
-_MNAME_HEAD: Final = b"\x02ns\x03dns"  # ns.dns.<zone>: these labels, then the zone
-_RNAME_HEAD: Final = b"\x0ahostmaster"  # hostmaster.<zone>
+# The SOA's mname and rname are these labels, then the zone (wire form, no root).
+_MNAME_HEAD: Final = text_to_wire("ns.dns.")[:-1]
+_RNAME_HEAD: Final = text_to_wire("hostmaster.")[:-1]
 
 DNS_SCHEMA_VERSION: Final = "1.1.0"
 DNS_VERSION_TTL: Final = 28800  # as CoreDNS (and the spec's example)
@@ -523,57 +518,33 @@ class AnswerTable:
             lower[name_at + 1 : ns_at].decode("latin-1"),
         )
         svc = self.model.service(*key)
-        qtype = query.qtype
-        edns = query.edns
         if svc is None:
-            if not self.model.synced or zone.wire == b"\x00":
+            if not self.model.synced:
                 return None
-            # NXDOMAIN with the zone's SOA, its owner and the tails of its names pointing
-            # at the zone inside the question (where dnspython's compression points too).
-            pointer = _POINTER.pack(0xC000 | (12 + offsets[index]))
-            rdata = _MNAME_HEAD + pointer + _RNAME_HEAD + pointer + self._soa_numbers()
-            body = pointer + _RR_FIXED.pack(TYPE_SOA, CLASS_IN, min(self.ttl, 300), len(rdata))
-            counts = _COUNTS.pack(1, 0, 1, 0 if edns is None else 1)
-            rcode = NXDOMAIN
-            body += rdata
-        else:
-            if index != 3 or qtype not in _ADDRESS_TYPES or svc.headless or not svc.cluster_ips:
-                return None
-            if svc.type == "ExternalName" or not self.model.namespace_exists(key[0]):
-                return None
-            v6 = qtype == TYPE_AAAA
-            family = AF_INET6 if v6 else AF_INET
-            fixed = _RR_FIXED.pack(qtype, CLASS_IN, self.ttl, 16 if v6 else 4)
-            body = b"".join(
-                [
-                    b"\xc0\x0c" + fixed + inet_pton(family, ip)
-                    for ip in svc.cluster_ips
-                    if (":" in ip) == v6
-                ]
-            )
-            if not body:
-                return None  # NODATA: decide() says it
-            counts = _COUNTS.pack(1, len(body) // (28 if v6 else 16), 0, 0 if edns is None else 1)
-            rcode = NOERROR
-        flags = AUTHORITATIVE | (query.flags & (FLAG_RD | FLAG_CD)) | rcode
-        wire = b"".join(
-            (
-                _ID_FLAGS.pack(query.id, flags),
-                counts,
-                query.data[12 : query.question_end],
-                body,
-                b"" if edns is None else opt_record(payload, rcode, edns.do),
-            )
-        )
-        if len(wire) > limit:
+            wire = negative_with_soa(
+                query, NXDOMAIN, index, ttl=min(self.ttl, 300), mname_head=_MNAME_HEAD,
+                rname_head=_RNAME_HEAD, numbers=self._soa_numbers(), limit=limit,
+                payload=payload,
+            )  # fmt: skip
+            return None if wire is None else (wire, frozenset((key, SERIAL_TOKEN)))
+        qtype = query.qtype
+        if index != 3 or qtype not in _ADDRESS_TYPES or svc.headless or not svc.cluster_ips:
             return None
-        return wire, frozenset((key, SERIAL_TOKEN) if svc is None else (key,))
+        if svc.type == "ExternalName" or not self.model.namespace_exists(key[0]):
+            return None
+        v6 = qtype == TYPE_AAAA
+        family = AF_INET6 if v6 else AF_INET
+        rdatas = [inet_pton(family, ip) for ip in svc.cluster_ips if (":" in ip) == v6]
+        if not rdatas:
+            return None  # NODATA: decide() says it
+        wire = owned_by_question(query, qtype, self.ttl, rdatas, limit=limit, payload=payload)
+        return None if wire is None else (wire, frozenset((key,)))
 
     def _soa_numbers(self) -> bytes:
         """The SOA's serial, refresh, retry, expire and minimum, encoded (kept per serial)."""
         cached = self._soa_cache
         if cached[0] != self.serial:
-            packed = _SOA_NUMBERS.pack(self.serial & 0xFFFFFFFF, 7200, 1800, 86400, self.ttl)
+            packed = soa_numbers(self.serial, 7200, 1800, 86400, self.ttl)
             cached = self._soa_cache = (self.serial, packed)
         return cached[1]
 
