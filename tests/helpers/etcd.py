@@ -178,7 +178,7 @@ class EtcdMember:
                 "--initial-cluster-state", "new",
                 # Fast elections on loopback; still safe on a busy 2-core machine.
                 "--heartbeat-interval", "50", "--election-timeout", "500",
-                "--experimental-watch-progress-notify-interval", "2s",
+                "--experimental-watch-progress-notify-interval", "1s",
                 "--log-level", "error", "--logger", "zap", "--log-outputs", "stderr",
                 *self.extra_args,
                 *self._tls_args(),

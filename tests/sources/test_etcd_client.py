@@ -216,7 +216,7 @@ async def test_watch_from_compacted_revision_raises(client: EtcdClient, prefix: 
 
 
 async def test_watch_progress_notifications(client: EtcdClient, prefix: str) -> None:
-    """The test cluster notifies progress every 2 s on an idle watch."""
+    """The test cluster notifies progress every second on an idle watch."""
     watch = client.watch(prefix, prefix=True)
     try:
         async with asyncio.timeout(6):
