@@ -20,12 +20,13 @@ import dns.message
 import dns.rcode
 import pytest
 
-from clusterdns.sources.etcd.client import EtcdClient, Put
+from clusterdns.cli import build_parser
+from clusterdns.sources.etcd.client import EtcdClient, Put, TLSConfig
 from clusterdns.sources.kube.kubeconfig import from_endpoint
 from clusterdns.sources.kube.source import KubeAPISource
 from clusterdns.sources.model import ClusterModel
 from clusterdns.sources.records import Endpoint, Service, ServicePort
-from clusterdns.sync.command import KINDS
+from clusterdns.sync.command import KINDS, tls_config
 from clusterdns.sync.election import Election, LostLeadership
 from clusterdns.sync.records import domain_prefix, fnv1a_32, record_value, service_records
 from clusterdns.sync.syncer import Syncer
@@ -496,3 +497,29 @@ async def test_etcd_down_then_back_writes_resume(kubeapi: KubeAPIServer) -> None
                 await eventually(lambda: client.get(f"{prefix}default/during"), timeout=15)
                 assert await client.get(f"{prefix}default/before") is not None
             assert syncer.election.leader and syncer.counters.reconciles >= 2
+
+
+@pytest.mark.parametrize(
+    ("argv", "lease_ttl", "tls"),
+    [
+        ([], 10, None),
+        (["--lease-ttl", "3s"], 3, None),
+        (["--lease-ttl", "2m"], 120, None),
+        (["--lease-ttl", "15"], 15, None),
+        (["--tls", "ca.pem"], 10, TLSConfig(ca="ca.pem")),
+        (["--tls", "c.pem", "k.pem"], 10, TLSConfig("c.pem", "k.pem")),
+        (["--tls", "c.pem", "k.pem", "ca.pem"], 10, TLSConfig("c.pem", "k.pem", "ca.pem")),
+    ],
+    ids=["defaults", "3s", "2m", "bare seconds", "tls CA", "tls CERT KEY", "tls CERT KEY CA"],
+)
+def test_sync_options(argv: list[str], lease_ttl: int, tls: TLSConfig | None) -> None:
+    args = build_parser().parse_args(["sync", "--manifests", "/tmp", *argv])
+    assert args.lease_ttl == lease_ttl and tls_config(args.tls) == tls
+    assert args.path == "/skydns" and args.domain == "cluster.local" and args.ttl == 30
+
+
+@pytest.mark.parametrize("bad", ["1s", "10x", "-3", "1.5s"])
+def test_sync_rejects_lease_ttl(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["sync", "--lease-ttl", bad])
+    assert "--lease-ttl" in capsys.readouterr().err
