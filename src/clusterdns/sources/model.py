@@ -727,6 +727,10 @@ class ClusterModel:
             for svc in self.ip_services(ip)
         )
 
+    def hostname_of(self, svc: Service, ip: str) -> str | None:
+        """The hostname of the endpoint of ``svc`` at ``ip`` (None: a ClusterIP, or none set)."""
+        return self._hostname_of(svc, ip)
+
     def _hostname_of(self, svc: Service, ip: str) -> str | None:
         if ip in svc.cluster_ips:
             return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 _ESCAPED = frozenset(b'."$();@\\')
 
 
@@ -75,3 +77,23 @@ def label_offsets(wire: bytes) -> tuple[int, ...]:
         if length == 0:
             return tuple(offsets)
         pos += 1 + length
+
+
+_IN_ADDR_ARPA = b"\x07in-addr\x04arpa\x00"
+
+
+def ipv4_from_reverse(wire: bytes, offsets: Sequence[int]) -> str | None:
+    """The IPv4 address a complete ``d.c.b.a.in-addr.arpa.`` wire name spells (canonical:
+    no leading zeros), else None. Lower-case or not, it has no letters to care about."""
+    if len(offsets) != 7 or wire[offsets[4] :] != _IN_ADDR_ARPA:
+        return None
+    octets = []
+    for index in (3, 2, 1, 0):
+        start = offsets[index] + 1
+        label = wire[start : offsets[index + 1]]
+        if not label.isdigit() or len(label) > 3 or (len(label) > 1 and label[0] == 0x30):
+            return None
+        if int(label) > 255:
+            return None
+        octets.append(label.decode("ascii"))
+    return ".".join(octets)

@@ -169,7 +169,12 @@ def parse_query(data: bytes) -> Query:
         raise FormError("question runs past the end of the message")
     qtype, qclass = TYPE_CLASS.unpack_from(data, name_end)
     edns: Edns | None = None
-    if arcount == 1 and not ancount and not nscount and data[question_end : question_end + 3] == _ROOT_OPT:
+    if (
+        arcount == 1
+        and not ancount
+        and not nscount
+        and data[question_end : question_end + 3] == _ROOT_OPT
+    ):
         # The usual query: one OPT with the root as owner, read without the general loop.
         if question_end + 11 > len(data):
             err = FormError("record header runs past the end of the message")

@@ -53,7 +53,7 @@ from clusterdns.wire.build import (
     srv_rdata,
     txt_rdata,
 )
-from clusterdns.wire.names import label_offsets, name_to_text
+from clusterdns.wire.names import ipv4_from_reverse, label_offsets, name_to_text
 
 NOERROR: Final = 0
 SERVFAIL: Final = 2
@@ -194,6 +194,7 @@ class AnswerTable:
         self.zone_wires = frozenset(self._zones)
         self.forward_zones = config.forward_zones
         self._primary = text_to_wire(config.primary_zone)
+        self._svc_primary = text_to_wire(join("svc", config.primary_zone))
         # The few names of each zone's apex (the zone, dns, ns.dns, svc, pod, dns-version),
         # by wire name.
         self.names: dict[bytes, NameData] = {}
@@ -293,11 +294,19 @@ class AnswerTable:
 
     # --- the decision --------------------------------------------------------------------------
 
-    def decide(self, lower: bytes, offsets: Sequence[int], qtype: int) -> Answer | None:
+    def decide(
+        self,
+        lower: bytes,
+        offsets: Sequence[int],
+        qtype: int,
+        found: tuple[_Zone, int] | bool | None = True,
+    ) -> Answer | None:
         """The answer to (name, qtype), the name in lower-case wire form with its label
-        offsets; None when it is not ours or falls through."""
-        found = self._zone_of(lower, offsets)
-        if found is None:
+        offsets; None when it is not ours or falls through. ``found`` is zone_of()'s result
+        when the caller has it already."""
+        if found is True:
+            found = self._zone_of(lower, offsets)
+        if not found:
             return None
         zone, index = found
         data, depends = self._find(lower, offsets, zone, index)
@@ -324,7 +333,7 @@ class AnswerTable:
         if index == 0:
             return None, None
         if zone.reverse:
-            ip = ip_from_reverse(_text(lower))
+            ip = ipv4_from_reverse(lower, offsets) or ip_from_reverse(_text(lower))
             if ip is None:
                 return None, None
             targets = self._ptr_targets(ip)
@@ -463,19 +472,18 @@ class AnswerTable:
 
     def _ptr_targets(self, ip: str) -> tuple[bytes, ...]:
         """PTR targets for an IP: the Services owning it as ClusterIP, else its endpoints."""
-        zone = self.config.primary_zone
+        svc_zone = self._svc_primary
         cluster: list[bytes] = []
         endpoints: list[bytes] = []
-        for owner in self.model.ip_owners(ip):
-            svc = self.model.service(owner.namespace, owner.service)
-            if svc is None or not self.has_names(svc):
+        for svc in self.model.ip_services(ip):
+            if not self.has_names(svc):
                 continue
-            base = join(f"{svc.name}.{svc.namespace}.svc".lower(), zone)
+            base = _prefixed(svc.name.lower(), _prefixed(svc.namespace.lower(), svc_zone))
             if ip in svc.cluster_ips:
-                cluster.append(text_to_wire(base))
-            elif not self.config.noendpoints:
-                label = self._endpoint_label_for(svc, ip, owner.hostname)
-                endpoints.append(text_to_wire(f"{label}.{base}"))
+                cluster.append(base)
+            elif not self.config.noendpoints and not cluster:
+                hostname = self.model.hostname_of(svc, ip)
+                endpoints.append(_prefixed(self._endpoint_label_for(svc, ip, hostname), base))
         return tuple(cluster or endpoints)
 
     def _endpoint_label_for(self, svc: Service, ip: str, hostname: str | None) -> str:
@@ -489,7 +497,13 @@ class AnswerTable:
 
     # --- the two commonest questions, written without the general decision ------------------
 
-    def quick(self, query: Query, limit: int, payload: int) -> tuple[bytes, Depends] | None:
+    def zone_of(self, lower: bytes, offsets: Sequence[int]) -> tuple[_Zone, int] | None:
+        """Which of our zones holds the name, and the index of its first label."""
+        return self._zone_of(lower, offsets)
+
+    def quick(
+        self, query: Query, found: tuple[_Zone, int], limit: int, payload: int
+    ) -> tuple[bytes, Depends] | None:
         """The reply to the two questions a cluster asks most, or None for decide().
 
         ``<svc>.<ns>.svc.<zone>`` A/AAAA of a Service with a ClusterIP of that family, and
@@ -502,9 +516,6 @@ class AnswerTable:
             return None
         lower = query.qname_lower
         offsets = query.label_offsets
-        found = self._zone_of(lower, offsets)
-        if found is None:
-            return None
         zone, index = found
         if index < 3 or zone.reverse or zone.may_fall_through:
             return None

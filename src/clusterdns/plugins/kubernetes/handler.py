@@ -214,12 +214,15 @@ class Kubernetes(Plugin):
         table = self.table
         lower = query.qname_lower
         offsets = query.label_offsets
+        found = table.zone_of(lower, offsets)
+        if found is None:
+            return None
         if table.deferring or query.qclass != IN:
-            return SLOW if table.ours(lower, offsets) else None
-        quick = table.quick(query, limit, payload)
+            return SLOW
+        quick = table.quick(query, found, limit, payload)
         if quick is not None:
             return FastReply(quick[0], depends=quick[1])
-        answer = table.decide(lower, offsets, query.qtype)
+        answer = table.decide(lower, offsets, query.qtype, found)
         if answer is None:
             return None
         if answer.chase is not None or answer.rcode == SERVFAIL:
