@@ -215,6 +215,29 @@ async def test_watch_from_compacted_revision_raises(client: EtcdClient, prefix: 
         await client.range(prefix, prefix=True, revision=first.revision)
 
 
+async def test_watch_connection_has_tcp_keepalive(client: EtcdClient, prefix: str) -> None:
+    """A member whose host vanished is noticed in ~25 s, not at the 11-minute idle limit."""
+    import socket
+
+    watch = client.watch(prefix, prefix=True)
+    try:
+        async with asyncio.timeout(5):
+            first = await anext(watch)  # type: ignore[arg-type]
+        assert first.created
+        sockets = [  # the watch's connection is the one the session has in use
+            proto.transport.get_extra_info("socket")
+            for proto in client.session.connector._acquired  # type: ignore[union-attr]
+            if proto.transport is not None
+        ]
+        assert len(sockets) == 1
+        sock = sockets[0]
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 10
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT) == 3
+    finally:
+        await watch.aclose()  # type: ignore[attr-defined]
+
+
 async def test_watch_progress_notifications(client: EtcdClient, prefix: str) -> None:
     """The test cluster notifies progress every second on an idle watch."""
     watch = client.watch(prefix, prefix=True)
