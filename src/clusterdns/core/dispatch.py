@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from time import perf_counter
 from typing import TYPE_CHECKING, Final
 
 import dns.message
@@ -117,16 +118,19 @@ class Dispatcher:
         memo: ReplyMemo | None = None,
     ) -> bytes | None:
         """Answer without a coroutine through the block's fast steps, or None for the chain."""
-        started = time.perf_counter()
+        started = perf_counter()
         max_udp = block.settings.max_udp_size
-        limit = 65535 if transport == "tcp" else reply_limit(query, tcp=False, max_udp=max_udp)
+        if transport == "tcp":
+            limit = 65535
+        else:
+            edns = query.edns
+            limit = 512 if edns is None else max(512, min(edns.payload, max_udp))
         for step in block.fast_steps:
             reply = step.answerer.answer_fast(query, limit, max_udp)
             if reply is None:
                 continue
             if reply is SLOW:
                 return None
-            assert isinstance(reply, FastReply)
             wire = reply.wire
             # Filters reorder answers (loadbalance): nothing to do for one record.
             reordered = False
@@ -137,10 +141,16 @@ class Dispatcher:
                         return None
                     reordered = reordered or filtered is not wire
                     wire = filtered
-            if memo is not None and not reordered and block.memoizable and reply.until > 0:
+            if (
+                memo is not None
+                and not reordered
+                and reply.until > 0
+                and block.memoizable
+                and memo.second_sight(query.data[2:])
+            ):
                 self._memoize(memo, query, block, zone, transport, client, step.name, reply, wire)
             if block.observers:
-                duration = time.perf_counter() - started
+                duration = perf_counter() - started
                 rcode = wire[3] & 0xF
                 for observer in block.fast_observers:
                     observer.observe_fast(
@@ -171,10 +181,12 @@ class Dispatcher:
         rcode = wire[3] & 0xF
         family = 2 if ":" in client[0] else 1
         sinks = reply.sinks + tuple(
-            observer.memo_sink(
-                block.server_label, zone, transport, family, query, rcode, wire, plugin_name
-            )
-            for observer in block.fast_observers
+            [
+                observer.memo_sink(
+                    block.server_label, zone, transport, family, query, rcode, wire, plugin_name
+                )
+                for observer in block.fast_observers
+            ]
         )
         owner = block.plugin(plugin_name)
         memo.put(query.data[2:], wire[2:], reply.until, sinks, owner, reply.depends)

@@ -23,9 +23,10 @@ Each capability is a small Protocol, found once when the block is built
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Final, Literal, Protocol, runtime_checkable
 
 from clusterdns.wire import Query
 
@@ -41,16 +42,17 @@ Sinks = tuple[tuple[Hashable, Sink], ...]
 Depends = frozenset[Hashable] | None
 
 
-class SlowType:
-    """Sentinel a fast hook returns to send a query down the ordinary chain."""
+class SlowType(enum.Enum):
+    """What a fast hook returns to send a query down the ordinary chain (an enum member, so
+    ``result is SLOW`` narrows the type)."""
 
-    __slots__ = ()
+    SLOW = "SLOW"
 
     def __repr__(self) -> str:
         return "SLOW"
 
 
-SLOW: Final = SlowType()
+SLOW: Final = SlowType.SLOW
 
 
 class FastReply:
@@ -82,7 +84,7 @@ class FastReply:
         return f"FastReply({len(self.wire)} bytes, until={self.until}, depends={self.depends})"
 
 
-FastResult = FastReply | SlowType | None
+FastResult = FastReply | Literal[SlowType.SLOW] | None
 
 
 @runtime_checkable

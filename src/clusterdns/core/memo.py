@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from array import array
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
 from typing import Final
@@ -39,6 +40,8 @@ from typing import Final
 from clusterdns.core.fast import Depends, Sink, Sinks, VersionedRecords
 
 DEFAULT_SIZE: Final = 100_000
+_SEEN_SLOTS: Final = 1 << 17  # 1 MiB of question hashes per memo
+_SEEN_MASK: Final = _SEEN_SLOTS - 1
 # What the receive loop reads: (reply after the ID, valid until (monotonic), tally),
 # and the dependency groups the entry belongs to (dropping any of them drops it).
 Entry = tuple[bytes, float, list[int], tuple[Hashable, ...]]
@@ -73,8 +76,25 @@ class ReplyMemo:
         self.hits = 0
         self._flushed_seconds = 0.0
         self._flushed_hits = 0
+        # Hashes of questions answered once, in a fixed direct-mapped table: a reply is
+        # kept only the second time its question comes (a stream of questions that never
+        # repeat, a scan or a random-subdomain flood, costs no memo work and evicts nothing).
+        self._seen = array("q", bytes(8 * _SEEN_SLOTS)) if limit > 0 else array("q")
         if stats is not None:
             stats.add(self)
+
+    def second_sight(self, key: bytes) -> bool:
+        """Has this question been answered before (as far as a fixed table remembers)?
+        Remembers it either way; a lost memory only delays keeping its reply."""
+        if not self._seen:
+            return False
+        marker = hash(key) | 1  # never 0, the empty slot
+        slot = marker & _SEEN_MASK
+        seen = self._seen
+        if seen[slot] == marker:
+            return True
+        seen[slot] = marker
+        return False
 
     def answer(self, key: bytes, now: float) -> bytes | None:
         """The reply after the ID for a query's bytes after its ID, counted as a hit; None
@@ -143,14 +163,15 @@ class ReplyMemo:
             self._ungroup(old, entry[3])
         if previous is not None:
             self._ungroup(key, previous[3])
-        accounting = tuple(k for k, _ in sinks)
+        accounting = tuple([k for k, _ in sinks])
         tally = self.tallies.get(accounting)
         if tally is None:
-            tally = self.tallies[accounting] = Tally(tuple(s for _, s in sinks))
+            tally = self.tallies[accounting] = Tally(tuple([s for _, s in sinks]))
         if depends is None or owner is None:
             groups: tuple[Hashable, ...] = (None,)
         else:
-            groups = tuple((id(owner), token) for token in depends)
+            owner_id = id(owner)
+            groups = tuple([(owner_id, token) for token in depends])
         for group in groups:
             self._groups.setdefault(group, set()).add(key)
         entries[key] = (tail, until, tally.count, groups)
