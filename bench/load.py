@@ -31,6 +31,11 @@ class Result:
     p999_ms: float = 0.0
     rcodes: dict[str, int] = field(default_factory=dict)
     latencies: int = 0
+    # With ``samples=True``: every per-query latency (seconds), sorted.
+    samples: array[float] | None = None
+    # With ``stats_interval``: dnsperf -S lines, (wall-clock time.time() at the end of the
+    # interval, answers per second over the interval).
+    intervals: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def loss(self) -> float:
@@ -45,9 +50,10 @@ def percentile(sorted_values: array[float] | list[float], q: float) -> float:
 
 
 _NUM = r"([0-9.]+)"
+_INTERVAL = re.compile(r"^(\d+\.\d+): ([0-9.]+)$")
 
 
-def parse(text_path: Path, command: str) -> Result:
+def parse(text_path: Path, command: str, *, samples: bool = False) -> Result:
     result = Result(command=command)
     lat = array("d")
     append = lat.append
@@ -61,6 +67,10 @@ def parse(text_path: Path, command: str) -> Result:
                     pass
             elif line.startswith("  "):
                 summary.append(line)
+            elif line[:1].isdigit():
+                match = _INTERVAL.match(line.strip())
+                if match:
+                    result.intervals.append((float(match.group(1)), float(match.group(2))))
     text = "".join(summary)
 
     def grab(pattern: str) -> float:
@@ -83,6 +93,8 @@ def parse(text_path: Path, command: str) -> Result:
         result.p50_ms = percentile(ordered, 0.50) * 1000
         result.p99_ms = percentile(ordered, 0.99) * 1000
         result.p999_ms = percentile(ordered, 0.999) * 1000
+        if samples:
+            result.samples = array("d", ordered)
     return result
 
 
@@ -99,8 +111,14 @@ def dnsperf(
     verbose: bool = True,
     out: Path,
     cores: str | None = LOAD_CORES,
+    stats_interval: float | None = None,
+    samples: bool = False,
 ) -> Result:
-    """One bounded dnsperf run (time limit ``seconds``, timeout per query 2 s)."""
+    """One bounded dnsperf run (time limit ``seconds``, timeout per query 2 s).
+
+    ``stats_interval`` adds dnsperf -S (answers per second every that many seconds, with a
+    wall-clock timestamp: Result.intervals); ``samples`` keeps every latency (Result.samples).
+    """
     cmd = [
         "dnsperf", "-s", "127.0.0.1", "-p", str(port), "-d", str(queries),
         "-l", f"{seconds:g}", "-q", str(outstanding), "-t", "2", "-c", str(clients),
@@ -111,6 +129,8 @@ def dnsperf(
         cmd += ["-m", "tcp"]
     if max_runs:
         cmd += ["-n", str(max_runs)]
+    if stats_interval:
+        cmd += ["-S", f"{stats_interval:g}"]
     if verbose:
         cmd.append("-v")
     if cores:
@@ -121,7 +141,7 @@ def dnsperf(
             cmd, stdout=sink, stderr=subprocess.STDOUT, check=False, timeout=seconds + 60
         )
     shown = " ".join(shlex.quote(c) for c in cmd).replace(str(queries), queries.name)
-    result = parse(out, shown)
+    result = parse(out, shown, samples=samples)
     out.unlink(missing_ok=True)
     return result
 

@@ -340,11 +340,15 @@ def section_qps(ctx: Context) -> str:
         rounds = run_alternating(
             servers,
             ctx.rounds,
-            lambda s, out, q=queries: load.dnsperf(s.port, q, seconds=ctx.seconds, out=out),
+            lambda s, out, q=queries, keep=size == BIG: load.dnsperf(
+                s.port, q, seconds=ctx.seconds, out=out, samples=keep
+            ),
         )
         command = rounds.by_label["knot"][0].command
+        plot = ""
         if size == BIG:
             ctx.knot_qps = rounds.med("knot", "qps")
+            plot = _warm_cdf(ctx, rounds, cd_label(ctx))
         labels = [label for label, _ in servers]
         cd = cd_label(ctx)
         modes = "".join(
@@ -364,7 +368,7 @@ def section_qps(ctx: Context) -> str:
             + modes
             + f"- p99 latency clusterdns/knot = {fmt(rounds.ratio(cd, 'knot', 'p99_ms'))}, "
             f"clusterdns/dnsmasq = {fmt(rounds.ratio(cd, 'dnsmasq', 'p99_ms'))} (lower is better)\n"
-            f"- command (per server, port differs): `{command}`\n"
+            f"- command (per server, port differs): `{command}`\n" + plot
         )
         ctx.commands.append(command)
         if size != sizes[-1]:
@@ -396,6 +400,451 @@ def section_qps(ctx: Context) -> str:
         "rcode split dnsperf reports).\n\n"
     )
     return intro + "\n".join(parts)
+
+
+def _warm_cdf(ctx: Context, rounds: Rounds, cd: str) -> str:
+    """The latency CDF of the warm mix at the large size (every query of every round)."""
+    from bench import plots
+
+    samples = {
+        "clusterdns": plots.merged([r.samples for r in rounds.by_label.get(cd, [])]),
+        "knot": plots.merged([r.samples for r in rounds.by_label.get("knot", [])]),
+    }
+    for results in rounds.by_label.values():  # the arrays are large; the plot has them now
+        for result in results:
+            result.samples = None
+    path = plots.cdf(
+        plots.PLOTS / "latency-warm-mix.png",
+        f"Warm mix at {BIG:,} services, saturation (dnsperf -q 100, {ctx.rounds} rounds of "
+        f"{ctx.seconds:g} s), after two warm passes",
+        samples,
+    )
+    return (
+        f"\n{plots.link(path, 'latency CDF, warm mix')}\n\n"
+        "Latency distribution of every query in the rounds above (dnsperf -v), clusterdns "
+        "and knot. At saturation with 100 queries outstanding the median is mostly queueing "
+        "(100 / QPS); the right panel shows the tail.\n"
+    )
+
+
+# --- first sight: a cold server, and questions that never repeat -----------------------------
+
+
+def _ramp_points(res: load.Result, ready_wall: float) -> list[tuple[float, float]]:
+    """dnsperf -S 0.1 lines as (seconds after ready at the interval's end, answers in it)."""
+    points: list[tuple[float, float]] = []
+    previous: float | None = None
+    for stamp, rate in res.intervals:
+        span = stamp - previous if previous is not None else 0.1
+        points.append((stamp - ready_wall, rate * span))
+        previous = stamp
+    return points
+
+
+def _time_to(points: list[tuple[float, float]], target: float, window: int = 5) -> float:
+    """End of the first ``window`` intervals (0.5 s) whose answers average ≥ ``target`` per
+    interval; nan if never."""
+    for end in range(window, len(points) + 1):
+        chunk = points[end - window : end]
+        if sum(a for _, a in chunk) / window >= target:
+            return chunk[-1][0]
+    return float("nan")
+
+
+def _first(points: list[tuple[float, float]], seconds: float) -> float:
+    """Answers per second over the first ``seconds`` after ready (intervals ending by then)."""
+    return sum(a for t, a in points if t <= seconds + 0.05) / seconds
+
+
+COLD_HEADER = [
+    "server", "s to ready", "answers/s, first 1 s", "answers/s, first 10 s", "warm QPS",
+    "first 10 s / warm", "s to 90% of warm (per round)", "lost (cold runs)", "cold p99 ms",
+    "CPU µs/query (cold run)", "memo hits (cold run)",
+]  # fmt: skip
+UNIQUE_HEADER = [
+    "questions", "clusterdns QPS", "knot QPS", "clusterdns/knot (median)", "per round",
+    "CPU µs/query clusterdns", "CPU µs/query knot", "p99 ratio", "lost cd / knot",
+    "rcodes cd / knot",
+]  # fmt: skip
+
+
+def section_cold(ctx: Context) -> str:
+    """1c. A fresh clusterdns and a fresh knot, measured from ready: the first-sight ramp."""
+    from bench import plots
+
+    cold_seconds = 10.0 if ctx.quick else 20.0
+    rounds = 1 if ctx.quick else ctx.rounds
+    parts = []
+    for size in (1000, BIG):
+        cluster = Cluster(size)
+        files = ctx.fixture(cluster)
+        queries: Path = files["queries"]  # type: ignore[assignment]
+        makers: list[tuple[str, Callable[[], Server]]] = [
+            ("clusterdns", lambda c=cluster: ctx.standard(c)),  # type: ignore[misc]
+            ("knot", lambda c=cluster: ctx.knot(c)),  # type: ignore[misc]
+        ]
+        ramps: dict[str, list[list[tuple[float, float]]]] = {label: [] for label, _ in makers}
+        stats: dict[str, dict[str, list[float]]] = {label: {} for label, _ in makers}
+        command = warm_command = ""
+        print(f"  cold start at {size} services", flush=True)
+        for index in range(rounds):
+            for label, make in makers:
+                server = make()
+                server.workdir = OUT / "servers" / f"cold-{label}-{size}"
+                shutil.rmtree(server.workdir, ignore_errors=True)
+                server.workdir.mkdir(parents=True, exist_ok=True)
+                ctx.snapshot(server)
+                try:
+                    server.start(timeout=600)
+                    ready_wall = time.time()  # the ramp starts here
+                    before_cpu = cpu_seconds(server.pid)
+                    before_hits = _memo_hits(server) if isinstance(server, ClusterDNS) else 0.0
+                    cold = load.dnsperf(
+                        server.port, queries, seconds=cold_seconds, stats_interval=0.1,
+                        out=OUT / "dnsperf" / f"cold-{label}-{size}-{index}.txt",
+                    )  # fmt: skip
+                    cpu = cpu_seconds(server.pid) - before_cpu
+                    hits = (
+                        _memo_hits(server) - before_hits
+                        if isinstance(server, ClusterDNS)
+                        else float("nan")
+                    )
+                    ctx.warm(server, queries)
+                    warm = load.dnsperf(
+                        server.port, queries, seconds=ctx.seconds,
+                        out=OUT / "dnsperf" / f"cold-warm-{label}-{size}-{index}.txt",
+                    )  # fmt: skip
+                finally:
+                    server.stop()
+                code = getattr(server, "code", None)
+                if code:
+                    ctx.code_seen.add(code)
+                command, warm_command = cold.command, warm.command
+                points = _ramp_points(cold, ready_wall)
+                ramps[label].append(points)
+                warm_per_interval = warm.qps / 10
+                row = stats[label]
+                for key, value in (
+                    ("ready", server.ready_after),
+                    ("launch", points[0][0] - 0.1 if points else float("nan")),
+                    ("first1", _first(points, 1.0)),
+                    ("first2", _first(points, 2.0)),
+                    ("first10", _first(points, min(10.0, cold_seconds))),
+                    ("cold_qps", cold.qps),
+                    ("warm", warm.qps),
+                    ("t90", _time_to(points, 0.9 * warm_per_interval)),
+                    ("lost", float(cold.lost)),
+                    ("p99", cold.p99_ms),
+                    ("cpu", cpu / cold.completed * 1e6 if cold.completed else float("nan")),
+                    ("hits", hits / cold.completed if cold.completed else float("nan")),
+                ):
+                    row.setdefault(key, []).append(value)
+                print(
+                    f"    round {index + 1} {label:<11} ready {server.ready_after:5.2f}s  "
+                    f"first 1 s {row['first1'][-1]:>9,.0f}/s  first 10 s "
+                    f"{row['first10'][-1]:>9,.0f}/s  warm {warm.qps:>9,.0f}  "
+                    f"90% after {row['t90'][-1]:.1f}s  lost {cold.lost}",
+                    flush=True,
+                )
+
+        def ratio(key: str, stats: dict[str, dict[str, list[float]]] = stats) -> float:
+            pairs = zip(stats["clusterdns"][key], stats["knot"][key], strict=False)
+            return median([a / b for a, b in pairs if b])
+
+        def seconds_text(values: list[float]) -> str:
+            shown = [f"> {cold_seconds:g}" if v != v else fmt(v, 1) for v in values]
+            return ", ".join(shown)
+
+        rows = []
+        for label in ("clusterdns", "knot"):
+            row = stats[label]
+            rows.append(
+                [
+                    label,
+                    fmt(median(row["ready"]), 2),
+                    fmt(median(row["first1"]), 0),
+                    fmt(median(row["first10"]), 0),
+                    fmt(median(row["warm"]), 0),
+                    fmt(median([a / b for a, b in zip(row["first10"], row["warm"], strict=False)])),
+                    seconds_text(row["t90"]),
+                    f"{sum(row['lost']):,.0f}",
+                    fmt(median(row["p99"]), 2),
+                    fmt(median(row["cpu"]), 1),
+                    "n/a" if label == "knot" else f"{median(row['hits']):.0%}",
+                ]
+            )
+        walls = [
+            f"round {i + 1}: " + ", ".join(f"{a:,.0f}" for _, a in pts[:20])
+            for i, pts in enumerate(ramps["clusterdns"])
+        ]
+        path = plots.ramp(
+            plots.PLOTS / f"cold-ramp-{size}.png",
+            f"Fresh process, {size:,} services, section 1 mix from ready (dnsperf -q 100), "
+            f"{rounds} round(s)",
+            ramps,
+            {label: median(stats[label]["warm"]) / 10 for label in ramps},
+        )
+        t90 = stats["clusterdns"]["t90"]
+        t90_med = median([v if v == v else float("inf") for v in t90])
+        goal = ""
+        if size == BIG:
+            goal = (
+                f"- goal: 90% of the warm rate within 2 s of ready at {BIG:,}: "
+                f"**{'met' if t90_med <= 2 else 'missed'}** (median "
+                f"{'> ' + fmt(cold_seconds, 0) if t90_med == float('inf') else fmt(t90_med, 1)} s)\n"
+            )
+        parts.append(
+            f"#### {size:,} services ({cluster.namespace_count} namespaces)\n\n"
+            + table(COLD_HEADER, rows)
+            + f"\n\n- **first 10 s after ready, clusterdns/knot = {fmt(ratio('first10'))}**; "
+            f"first 1 s {fmt(ratio('first1'))}, first 2 s {fmt(ratio('first2'))}; warm "
+            f"clusterdns/knot = {fmt(ratio('warm'))}\n"
+            + goal
+            + f"- clusterdns answers in its first 20 intervals of 100 ms: {'; '.join(walls)}\n"
+            f"- dnsperf's first query left ~{fmt(median(stats['clusterdns']['launch']) * 1000, 0)}"
+            " ms after ready (process start, reading the query file); it counts against both.\n"
+            f"- cold command: `{command}`; warm command: `{warm_command}`\n\n"
+            + plots.link(path, f"cold-start ramp at {size:,} services")
+            + "\n"
+        )
+    return (
+        "Section 1's mix and query file (100,000 questions drawn once, replayed), against a "
+        "**fresh** clusterdns (standard Corefile, manifests source) and a **fresh** knotd, "
+        "each started for the round and stopped after it, alternated round by round "
+        f"({rounds} rounds). No warm-up for either: dnsperf (-q 100, core 1) starts as soon "
+        "as the server is ready (clusterdns: /ready 200 and one probe answered; knot: the "
+        f"probe name answered) and runs {cold_seconds:g} s with `-S 0.1`, which prints the "
+        "answers of every 100 ms interval with a wall-clock stamp; the ramp is those counts "
+        "against the time since ready. Then the same process gets two unmeasured passes of "
+        f"the file and one {ctx.seconds:g} s measured run: its warm rate, as in section 1. "
+        "*s to 90% of warm* is the end of the first 500 ms (5 intervals) whose answers "
+        "average ≥ 90% of that round's warm rate. At 100k services the file holds ~79k "
+        "distinct questions, so clusterdns reaches its warm rate only once it has seen most "
+        "of them once (or twice, if first sight does not fill the reply memo).\n\n"
+        + "\n".join(parts)
+    )
+
+
+UNIQUE_KINDS = ("Service A, random letter case", "random label under a namespace",
+                "external name + search suffix")  # fmt: skip
+
+
+def write_unique(cluster: Cluster, folder: Path, index: int, count: int) -> dict[str, Path]:
+    """Round ``index``'s query files, one per kind; no question repeats within or across
+    rounds (letter case is drawn per round, labels are random, api<N> numbers never reused)."""
+    import random
+
+    from bench.fixture import ZONE
+
+    rng = random.Random(1000 + index)
+    folder.mkdir(parents=True, exist_ok=True)
+    order = list(range(cluster.services))
+    rng.shuffle(order)
+    lines: dict[str, list[str]] = {kind: [] for kind in UNIQUE_KINDS}
+    a, label, external = UNIQUE_KINDS
+    for i in order[:count]:
+        name = cluster.fqdn(i)
+        lines[a].append("".join(c.upper() if rng.random() < 0.5 else c for c in name) + " A")
+    for n in range(count):
+        ns = f"ns-{rng.randrange(cluster.namespace_count)}"
+        lines[label].append(f"{rng.getrandbits(48):012x}.{ns}.svc.{ZONE} A")
+        ns = f"ns-{rng.randrange(cluster.namespace_count)}"
+        lines[external].append(f"api{index * count + n}.example.com.{ns}.svc.{ZONE} A")
+    paths = {}
+    for number, kind in enumerate(UNIQUE_KINDS):
+        path = folder / f"round{index}-kind{number}.txt"
+        path.write_text("\n".join(lines[kind]) + "\n")
+        paths[kind] = path
+    return paths
+
+
+def section_unique(ctx: Context) -> str:
+    """1d. Questions that never repeat, at 100k services: clusterdns vs knot, same files."""
+    from bench import plots
+
+    cluster = Cluster(BIG)
+    count = min(BIG, 20_000 if ctx.quick else 100_000)
+    limit = 30.0 if ctx.quick else 60.0
+    folder = OUT / "fixtures" / "unique"
+    servers: list[tuple[str, Server]] = [
+        ("clusterdns", ctx.server("unique-cd", lambda: ctx.standard(cluster))),
+        ("knot", ctx.server("unique-knot", lambda: ctx.knot(cluster))),
+    ]
+    by_kind: dict[str, Rounds] = {kind: Rounds() for kind in UNIQUE_KINDS}
+    totals: dict[str, list[tuple[int, float]]] = {"clusterdns": [], "knot": []}
+    print(f"  unique questions at {BIG} services, {count:,} per kind", flush=True)
+    for index in range(ctx.rounds):
+        files = write_unique(cluster, folder, index, count)
+        done = {label: [0, 0.0] for label, _ in servers}
+        for kind in UNIQUE_KINDS:
+            for label, server in servers:
+                before = cpu_seconds(server.pid)
+                res = load.dnsperf(
+                    server.port, files[kind], seconds=limit, max_runs=1, samples=True,
+                    out=OUT / "dnsperf" / f"unique-{label}-{index}.txt",
+                )  # fmt: skip
+                used = cpu_seconds(server.pid) - before
+                by_kind[kind].add(
+                    label, res, used / res.completed * 1e6 if res.completed else float("nan")
+                )
+                done[label][0] += res.completed
+                done[label][1] += res.completed / res.qps if res.qps else float("nan")
+                print(
+                    f"    round {index + 1} {kind:<32} {label:<10} {res.qps:>9,.0f} qps  "
+                    f"p99 {res.p99_ms:.2f} ms  lost {res.lost}  {res.rcodes}",
+                    flush=True,
+                )
+        for label in done:
+            totals[label].append((int(done[label][0]), float(done[label][1])))
+    # One more round, unmeasured, with py-spy on clusterdns: where first-sight time goes.
+    profile_text = _profile_unique(ctx, cluster, servers[0][1], folder, count, by_kind)
+    ctx.stop("unique-cd", "unique-knot")
+
+    rows = []
+    for kind in UNIQUE_KINDS:
+        r = by_kind[kind]
+        per_round = [
+            fmt(x.qps / y.qps) if y.qps else "n/a"
+            for x, y in zip(r.by_label["clusterdns"], r.by_label["knot"], strict=False)
+        ]
+        rows.append(
+            [
+                kind,
+                fmt(r.med("clusterdns", "qps"), 0),
+                fmt(r.med("knot", "qps"), 0),
+                f"**{fmt(r.ratio('clusterdns', 'knot'))}**",
+                ", ".join(per_round),
+                fmt(median(r.cpu_us["clusterdns"]), 1),
+                fmt(median(r.cpu_us["knot"]), 1),
+                fmt(r.ratio("clusterdns", "knot", "p99_ms")),
+                f"{sum(x.lost for x in r.by_label['clusterdns']):,} / "
+                f"{sum(x.lost for x in r.by_label['knot']):,}",
+                _rcodes(r.by_label["clusterdns"]) + " / " + _rcodes(r.by_label["knot"]),
+            ]
+        )
+    overall = [
+        (a[0] / a[1]) / (b[0] / b[1])
+        for a, b in zip(totals["clusterdns"], totals["knot"], strict=False)
+        if a[1] and b[1]
+    ]
+    cd_rate = median([n / t for n, t in totals["clusterdns"] if t])
+    knot_rate = median([n / t for n, t in totals["knot"] if t])
+    rows.append(
+        [
+            "all three (queries ÷ time over the three runs)",
+            fmt(cd_rate, 0),
+            fmt(knot_rate, 0),
+            f"**{fmt(median(overall))}**",
+            ", ".join(fmt(v) for v in overall),
+            "", "", "", "", "",
+        ]
+    )  # fmt: skip
+    ratio = median(overall)
+    verdict = "met" if ratio >= 0.5 else ("below goal" if ratio >= 0.3 else "not acceptable")
+    styles = dict(zip(UNIQUE_KINDS, ("-", "--", ":"), strict=True))
+    samples: dict[str, Any] = {}
+    line_styles: dict[str, str] = {}
+    for kind in UNIQUE_KINDS:
+        for label in ("clusterdns", "knot"):
+            key = f"{label}: {kind}"
+            samples[key] = plots.merged([x.samples for x in by_kind[kind].by_label[label]])
+            line_styles[key] = styles[kind]
+    path = plots.cdf(
+        plots.PLOTS / "latency-unique.png",
+        f"Unique questions at {BIG:,} services (dnsperf -q 100 -n 1, {ctx.rounds} rounds of "
+        f"{count:,} per kind), fresh servers, no warm-up",
+        samples,
+        line_styles,
+    )
+    command = by_kind[UNIQUE_KINDS[0]].by_label["knot"][0].command
+    return (
+        f"{BIG:,} services (the section 1 cluster), a **fresh** clusterdns (standard "
+        "Corefile, manifests source) and a **fresh** knotd started for this section, no "
+        f"warm-up for either. Each round writes three files of {count:,} questions that were "
+        "never asked before, in this run or an earlier round: every Service's name once "
+        "(random order) in random letter case (`SvC-12.nS-12.SVC.cluster.LOCAL`, A); a random "
+        "12-hex-digit label under a random namespace (`3f9a…​.ns-7.svc.cluster.local`, "
+        "NXDOMAIN); an external name with a pod's search suffix "
+        "(`api<N>.example.com.ns-7.svc.cluster.local`, NXDOMAIN). dnsperf runs each file "
+        f"once (-n 1, -q 100, bounded by -l {limit:g}) against clusterdns then knot, kinds "
+        f"in that order, {ctx.rounds} rounds; both servers get the same files. Both keep "
+        "what earlier rounds asked (clusterdns's reply memo fills and evicts from round 2). "
+        "Goal: ≥ 0.5× knot, not acceptable below 0.3×.\n\n"
+        + table(UNIQUE_HEADER, rows)
+        + f"\n\n- **unique questions, clusterdns/knot = {fmt(ratio)}**: {verdict}\n"
+        f"- command (per file, port differs): `{command}`\n\n"
+        + plots.link(path, "latency CDF, unique questions")
+        + "\n\n"
+        + profile_text
+    )
+
+
+def _rcodes(results: list[load.Result]) -> str:
+    total: dict[str, int] = {}
+    for res in results:
+        for code, n in res.rcodes.items():
+            total[code] = total.get(code, 0) + n
+    return " ".join(f"{code} {n:,}" for code, n in sorted(total.items())) or "none"
+
+
+def _profile_unique(
+    ctx: Context,
+    cluster: Cluster,
+    server: Server,
+    folder: Path,
+    count: int,
+    by_kind: dict[str, Rounds],
+) -> str:
+    """py-spy on clusterdns while it answers one more round of never-seen questions."""
+    import random
+
+    if shutil.which("py-spy") is None:
+        return "(py-spy is not installed: no profile. `scripts/install-bench-deps`.)\n"
+    files = write_unique(cluster, folder, ctx.rounds, count)
+    lines = [line for path in files.values() for line in path.read_text().splitlines()]
+    random.Random(5).shuffle(lines)
+    mixed = folder / "profile-round.txt"
+    mixed.write_text("\n".join(lines) + "\n")
+    rate = median(
+        [r.qps for kind in UNIQUE_KINDS for r in by_kind[kind].by_label.get("clusterdns", [])]
+    )
+    expected = len(lines) / rate if rate == rate and rate else 10.0
+    seconds = max(2, min(10, int(expected - 1.5)))
+    raw = OUT / "profile-unique.txt"
+    raw.unlink(missing_ok=True)
+    results: dict[str, load.Result] = {}
+
+    def drive() -> None:
+        results["load"] = load.dnsperf(
+            server.port, mixed, seconds=seconds + 20, max_runs=1,
+            out=OUT / "dnsperf" / "profile-unique.txt",
+        )  # fmt: skip
+
+    thread = threading.Thread(target=drive)
+    thread.start()
+    time.sleep(0.5)
+    cmd = [
+        "py-spy", "record", "--pid", str(server.pid), "--duration", str(seconds),
+        "--rate", "250", "--nonblocking", "--threads", "--format", "raw", "-o", str(raw),
+    ]  # fmt: skip
+    note = ""
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+        if done.returncode != 0:
+            note = f"py-spy failed: {done.stderr.strip()[:200]}\n"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        note = f"py-spy failed: {exc}\n"
+    thread.join(seconds + 90)
+    driven = results.get("load")
+    qps = driven.qps if driven is not None else float("nan")
+    snapshot = server.workdir / "src-snapshot"
+    breakdown = profile_breakdown(raw, snapshot, top=30) if raw.exists() else "no samples\n"
+    return (
+        "Where clusterdns's first-sight time goes: one more round of never-seen questions "
+        f"({len(lines):,}, the three kinds shuffled together; ~{qps:,.0f} qps under the "
+        f"profiler) with `py-spy record --nonblocking --threads --rate 250` for {seconds} s "
+        "(collapsed stacks in bench/out/profile-unique.txt):\n\n" + breakdown + note
+    )
 
 
 def section_forward(ctx: Context) -> str:
@@ -923,16 +1372,46 @@ def section_propagation(ctx: Context) -> str:
 
 def _memo_hits(cd: ClusterDNS) -> float:
     """clusterdns_reply_memo_hits_total from the server's /metrics (nan if unreadable)."""
+    return _metrics(cd, ("clusterdns_reply_memo_hits_total",))["clusterdns_reply_memo_hits_total"]
+
+
+def _metrics(cd: ClusterDNS, names: tuple[str, ...]) -> dict[str, float]:
+    """Each named series from /metrics, summed over its labels (nan if unreadable/absent)."""
     import urllib.request
 
+    found = dict.fromkeys(names, float("nan"))
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{cd.metrics_port}/metrics", timeout=5) as r:
             text = r.read().decode()
     except OSError:
-        return float("nan")
+        return found
     for line in text.splitlines():
-        if line.startswith("clusterdns_reply_memo_hits_total "):
-            return float(line.split()[1])
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in found:
+            value = float(line.rsplit(" ", 1)[1])
+            found[name] = value if found[name] != found[name] else found[name] + value
+    return found
+
+
+CHURN_METRICS = (
+    "clusterdns_reply_memo_hits_total",
+    "clusterdns_kubernetes_relists_total",
+    "clusterdns_kubernetes_watch_restarts_total",
+    "clusterdns_kubernetes_generation",
+    "clusterdns_reply_memo_entries",
+)
+
+
+def _until_idle(pid: int, *, limit: float, window: float = 0.25) -> float:
+    """Seconds until ``pid`` uses < 10% of a core over ``window`` (nan after ``limit``)."""
+    started = time.monotonic()
+    previous = cpu_seconds(pid)
+    while time.monotonic() - started < limit:
+        time.sleep(window)
+        now = cpu_seconds(pid)
+        if now - previous < 0.1 * window:
+            return max(0.0, time.monotonic() - started - window)
+        previous = now
     return float("nan")
 
 
@@ -945,9 +1424,19 @@ def section_churn(ctx: Context) -> str:
     ctx.warm(cd, queries)
     slices = [cluster.service_objects(i)[1] for i in range(0, BIG, max(BIG // 5000, 1))]
     flips = [0]  # across rounds: every update really changes its slice (ready ↔ not ready)
-    rates = [0, 10, 100]
+    rates = [0, 10, 100, 1000]
+
+    def apply(objs: list[dict[str, Any]]) -> None:  # on the API server's loop
+        for obj in objs:
+            api.server.update(obj)
+
     result = Rounds()
     hit_share: dict[str, list[float]] = {}
+    applied: dict[str, list[float]] = {}
+    backlog: dict[str, list[float]] = {}
+    events: dict[str, dict[str, list[float]]] = {}
+    memo: dict[str, list[tuple[float, float, float]]] = {}
+    _until_idle(cd.pid, limit=90.0)
     print("  qps under endpoint churn", flush=True)
     for index in range(ctx.rounds):
         for rate in rates:
@@ -960,20 +1449,36 @@ def section_churn(ctx: Context) -> str:
             ) -> None:
                 # Bounded: at most rate x (round length + 5 s) updates, each a readiness flip
                 # of one endpoint (the Service's A record stays, its memo entry is dropped).
-                deadline = time.monotonic() + ctx.seconds + 5
+                # Paced by the clock: each tick (1/rate, at least 10 ms) applies the updates
+                # that are due in one call to the API server's loop, so the cross-thread call
+                # does not cap the rate.
+                started = time.monotonic()
+                deadline = started + ctx.seconds + 5
                 limit = int(rate * (ctx.seconds + 5))
+                tick = max(1 / rate, 0.01)
                 while not stop.is_set() and done[0] < limit and time.monotonic() < deadline:
-                    obj = json.loads(json.dumps(slices[flips[0] % len(slices)]))
-                    obj["endpoints"][-1]["conditions"]["ready"] = flips[0] // len(slices) % 2 == 1
-                    api.call(api.server.update, obj)
-                    flips[0] += 1
-                    done[0] += 1
-                    stop.wait(1 / rate)
+                    due = min(limit, int((time.monotonic() - started) * rate) + 1) - done[0]
+                    batch = []
+                    for _ in range(max(due, 0)):
+                        obj = json.loads(json.dumps(slices[flips[0] % len(slices)]))
+                        ready = flips[0] // len(slices) % 2 == 1
+                        obj["endpoints"][-1]["conditions"]["ready"] = ready
+                        batch.append(obj)
+                        flips[0] += 1
+                    if batch:
+                        api.call(apply, batch)
+                        done[0] += len(batch)
+                    stop.wait(tick)
+                done.append(time.monotonic() - started)  # type: ignore[arg-type]
 
+            # Every measurement starts from a filled memo: one unmeasured pass of the file
+            # (the previous round's churn dropped part of it, or all of it; see entries).
+            entries_before = _metrics(cd, CHURN_METRICS)[CHURN_METRICS[4]]
+            load.warm(cd.port, queries, out=OUT / "dnsperf" / "warm.txt", seconds=60)
             worker = threading.Thread(target=churn, daemon=True) if rate else None
             if worker is not None:
                 worker.start()
-            before_cpu, before_hits = cpu_seconds(cd.pid), _memo_hits(cd)
+            before_cpu, before = cpu_seconds(cd.pid), _metrics(cd, CHURN_METRICS)
             res = load.dnsperf(
                 cd.port,
                 queries,
@@ -981,15 +1486,35 @@ def section_churn(ctx: Context) -> str:
                 out=OUT / "dnsperf" / f"churn-{rate}-{index}.txt",
             )
             used = cpu_seconds(cd.pid) - before_cpu
-            hits = _memo_hits(cd) - before_hits
+            after = _metrics(cd, CHURN_METRICS)
+            hits = after[CHURN_METRICS[0]] - before[CHURN_METRICS[0]]
             stop.set()
             if worker is not None:
                 worker.join(10)
+            # Watch events still queued when the round ends are applied after it: wait until
+            # the server is idle (bounded), so the next round starts clean, and say how long.
+            backlog.setdefault(label, []).append(_until_idle(cd.pid, limit=90.0))
+            settled = _metrics(cd, CHURN_METRICS)
+            for name in CHURN_METRICS[1:4]:  # relists, watch restarts, changes applied
+                moved = settled[name] - before[name]
+                events.setdefault(label, {}).setdefault(name, []).append(moved)
+            memo.setdefault(label, []).append(
+                (entries_before, before[CHURN_METRICS[4]], settled[CHURN_METRICS[4]])
+            )
             result.add(label, res, used / res.completed * 1e6 if res.completed else float("nan"))
             hit_share.setdefault(label, []).append(hits / res.completed if res.completed else 0.0)
+            applied.setdefault(label, []).append(
+                done[0] / done[1] if len(done) > 1 and done[1] else 0.0
+            )
             print(
                 f"    round {index + 1} {label:<28} {res.qps:>10,.0f} qps  memo hits "
-                f"{hit_share[label][-1]:.0%}  updates {done[0]}",
+                f"{hit_share[label][-1]:.0%}  updates {done[0]} "
+                f"({applied[label][-1]:,.0f}/s)  lost {res.lost}  busy "
+                f"{backlog[label][-1]:.1f}s after  relists "
+                f"{events[label][CHURN_METRICS[1]][-1]:.0f}  watch restarts "
+                f"{events[label][CHURN_METRICS[2]][-1]:.0f}  generation "
+                f"+{events[label][CHURN_METRICS[3]][-1]:.0f}  memo entries "
+                + " → ".join(f"{v:,.0f}" for v in memo[label][-1]),
                 flush=True,
             )
     labels = list(result.by_label)
@@ -1000,11 +1525,23 @@ def section_churn(ctx: Context) -> str:
             result.spread(label),
             fmt(median(result.cpu_us[label]), 1),
             f"{median(hit_share[label]):.0%}",
+            fmt(median(applied[label]), 0),
+            ", ".join(fmt(v, 1) for v in backlog[label]),
+            ", ".join(f"{v:.0f}" for v in events[label][CHURN_METRICS[1]]),
+            ", ".join(f"{v:.0f}" for v in events[label][CHURN_METRICS[2]]),
+            "; ".join(" → ".join(f"{v / 1000:.0f}k" for v in m) for m in memo[label]),
+            f"{sum(r.lost for r in result.by_label[label]):,}",
             fmt(result.ratio(label, labels[0]), 2),
         ]
         for label in labels
     ]
     command = result.by_label[labels[0]][0].command
+    at_100 = result.ratio("100 EndpointSlice updates/s", labels[0])
+    goal = (
+        f"- **under 100 updates/s: {fmt(at_100)}× of no churn** (goal ≥ 0.9): "
+        f"{'met' if at_100 >= 0.9 else 'missed'}; under 1,000 updates/s: "
+        f"{fmt(result.ratio('1000 EndpointSlice updates/s', labels[0]))}×\n"
+    )
     return (
         f"The section 6 cluster ({BIG:,} Services, EndpointSlices and Pods) served from the "
         "API test server to clusterdns (standard Corefile), section 1's query file. During "
@@ -1022,11 +1559,31 @@ def section_churn(ctx: Context) -> str:
                 "range",
                 "server CPU µs/query",
                 "memo hits",
+                "updates applied/s",
+                "s busy after the round (per round)",
+                "relists (per round)",
+                "watch restarts (per round)",
+                "memo entries: before refill → round start → after (per round)",
+                "lost (all rounds)",
                 "QPS vs no changes",
             ],
             rows,
         )
-        + f"\n\n- command: `{command}`\n"
+        + f"\n\n{goal}- command: `{command}`\n"
+        "- updates applied/s: updates made ÷ the churn thread's running time (it stops with "
+        "dnsperf). At 1,000/s the updates are applied in batches every 10 ms, each a watch "
+        "event of its own to clusterdns.\n"
+        "- s busy after the round: from the end of dnsperf and of the updates until "
+        "clusterdns's CPU use falls below 10% over 250 ms (polled from /proc, at most 90 s): "
+        "the watch events it had not applied yet. The next round starts after that.\n"
+        "- relists / watch restarts: growth of clusterdns_kubernetes_relists_total and "
+        "clusterdns_kubernetes_watch_restarts_total over the round and its idle wait. The "
+        "API test server keeps 1,000 events of history (tests/helpers/kubeapi.py), so at "
+        "1,000 updates/s a watch that resumes more than ~1 s behind gets 410 and relists.\n"
+        "- every round starts with one unmeasured pass of the query file (-n 1), so each "
+        "rate is measured from a filled memo; *memo entries* (clusterdns_reply_memo_entries) "
+        "before that pass, at the start of the measurement, and once the server is idle "
+        "after it show what the previous round's churn dropped.\n"
     )
 
 
@@ -1280,6 +1837,8 @@ def _frame(text: str) -> str:
 SECTIONS: dict[str, tuple[str, Callable[[Context], str]]] = {
     "qps": ("1. Cluster-record QPS and latency (1k and 100k services)", section_qps),
     "churn": ("1b. Cluster-record QPS under endpoint churn", section_churn),
+    "cold": ("1c. Cold server: the first seconds after ready (1k and 100k services)", section_cold),
+    "unique": ("1d. Questions that never repeat (100k services)", section_unique),
     "forward": ("2. Forwarded names from cache vs dnsmasq", section_forward),
     "latency": ("3. Latency at a fixed 10k qps; TCP QPS", section_latency),
     "propagation": ("4. Propagation of Service create/delete", section_propagation),
@@ -1289,13 +1848,48 @@ SECTIONS: dict[str, tuple[str, Callable[[Context], str]]] = {
     "profile": ("8. Where the time goes", section_profile),
 }
 ORDER = [
-    "qps", "latency", "profile", "forward", "workers", "startup", "propagation", "churn",
-    "memory",
+    "qps", "cold", "unique", "latency", "profile", "forward", "workers", "startup",
+    "propagation", "churn", "memory",
 ]  # fmt: skip
 SHOWN = [
-    "qps", "churn", "forward", "latency", "propagation", "memory", "startup", "workers",
-    "profile",
+    "qps", "churn", "cold", "unique", "forward", "latency", "propagation", "memory", "startup",
+    "workers", "profile",
 ]  # fmt: skip
+
+# What each section runs, beyond Python and this repository: (program or module, installer).
+DEPS = "scripts/install-deps"
+BENCH_DEPS = "scripts/install-bench-deps"
+NEEDS: dict[str, list[tuple[str, str]]] = {
+    "qps": [("dnsperf", DEPS), ("knotd", DEPS), ("dnsmasq", DEPS), ("matplotlib", BENCH_DEPS)],
+    "cold": [("dnsperf", DEPS), ("knotd", DEPS), ("matplotlib", BENCH_DEPS)],
+    "unique": [
+        ("dnsperf", DEPS), ("knotd", DEPS), ("matplotlib", BENCH_DEPS), ("py-spy", BENCH_DEPS),
+    ],
+    "churn": [("dnsperf", DEPS)],
+    "forward": [("dnsperf", DEPS), ("knotd", DEPS), ("dnsmasq", DEPS)],
+    "latency": [("dnsperf", DEPS), ("knotd", DEPS), ("dnsmasq", DEPS)],
+    "profile": [("dnsperf", DEPS), ("py-spy", BENCH_DEPS), ("perf", BENCH_DEPS)],
+    "workers": [("dnsperf", DEPS)],
+    "startup": [("py-spy", BENCH_DEPS)],
+    "memory": [("py-spy", BENCH_DEPS), ("knotd", DEPS), ("dnsmasq", DEPS)],
+    "propagation": [],
+}  # fmt: skip
+
+
+def missing_tools(wanted: list[str]) -> dict[tuple[str, str], list[str]]:
+    """(tool, installer) → the wanted sections that need it, for tools that are not here."""
+    import importlib.util
+
+    missing: dict[tuple[str, str], list[str]] = {}
+    for key in wanted:
+        for tool, installer in [("taskset", DEPS), *NEEDS.get(key, [])]:
+            if tool == "matplotlib":
+                present = importlib.util.find_spec("matplotlib") is not None
+            else:
+                present = shutil.which(tool) is not None
+            if not present:
+                missing.setdefault((tool, installer), []).append(key)
+    return missing
 
 
 def render(store: dict[str, dict[str, str]], info: dict[str, str], analysis: str) -> str:
@@ -1338,6 +1932,35 @@ def render(store: dict[str, dict[str, str]], info: dict[str, str], analysis: str
     return "\n".join(head) + "\n" + "\n".join(body)
 
 
+def seed_from_results(text: str) -> dict[str, dict[str, Any]]:
+    """The sections of a rendered RESULTS.md as a results store.
+
+    bench/out/ is not in git, so a fresh clone has no results.json; without this, the first
+    ``--only`` run would render every other section as "Not run yet".
+    """
+    titles = {title: key for key, (title, _) in SECTIONS.items()}
+    store: dict[str, dict[str, Any]] = {}
+    chunks = ("\n" + text).split("\n## ")[1:]
+    for chunk in chunks:
+        title, _, body = chunk.partition("\n")
+        key = titles.get(title.strip())
+        if key is None:
+            continue
+        body = body.lstrip("\n")
+        first, _, markdown = body.partition("\n")
+        if not (first.startswith("_Run ") and " with `" in first):
+            continue
+        date = first[len("_Run ") :].split(" with `", 1)[0]
+        command = first.split(" with `", 1)[1].split("`", 1)[0]
+        store[key] = {
+            "date": date,
+            "command": command,
+            "quick": "(quick mode" in first,
+            "markdown": markdown.lstrip("\n"),
+        }
+    return store
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 s runs, fewer rounds elsewhere")
@@ -1361,6 +1984,9 @@ def main(argv: list[str] | None = None) -> int:
         pass
     OUT.mkdir(parents=True, exist_ok=True)
     store: dict[str, dict[str, str]] = json.loads(STORE.read_text()) if STORE.exists() else {}
+    if not store and RESULTS.exists():
+        store = seed_from_results(RESULTS.read_text())  # type: ignore[assignment]
+        print(f"no {STORE}: took {len(store)} sections from {RESULTS}", flush=True)
     analysis_path = ROOT / "bench" / "ANALYSIS.md"
     analysis = analysis_path.read_text() if analysis_path.exists() else ""
     if args.render:
@@ -1377,9 +2003,16 @@ def main(argv: list[str] | None = None) -> int:
         command += f" --big {args.big}"
     if args.only:
         command += " --only " + " ".join(args.only)
+    wanted = [k for k in ORDER if not args.only or k in args.only]
+    missing = missing_tools(wanted)
+    if missing:
+        print("bench/run.py: missing tools, nothing was run:", file=sys.stderr)
+        for (tool, installer), keys in missing.items():
+            print(f"  {tool:<11} (sections {', '.join(keys)}): run {installer}", file=sys.stderr)
+        print("  or leave those sections out with --only; see bench/README.md", file=sys.stderr)
+        return 2
     ctx = Context(args.quick)
     info = machine()
-    wanted = [k for k in ORDER if not args.only or k in args.only]
     failed = []
     try:
         for key in wanted:
