@@ -1,5 +1,12 @@
 """UDP listeners: a receive thread per socket (batched or one datagram at a time), or
-the event loop's datagram protocol. All of them call Dispatcher.handle."""
+the event loop's datagram protocol. All of them call Dispatcher.handle.
+
+Who reads and who writes: a receive thread runs the whole fast path (parse, zone match,
+the plugins' answer_fast, its own reply memo) and only reads plugin data; the event loop
+applies cluster changes and answers what the chain must. Plugins make every update a
+single assignment or a dict operation (atomic under the GIL) and move ``generation``
+after it, so a thread sees the data before or after a change and the memo's next check
+drops replies built across one. Each memo is written by its own thread only."""
 
 from __future__ import annotations
 
