@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from clusterdns.core.fallthrough import Fallthrough
@@ -58,6 +58,9 @@ DEFAULT_TTL: Final = 300  # CoreDNS: no ttl in the value and no lease
 MIN_LEASE_TTL: Final = 30
 MAX_LEASE_TTL: Final = 86400
 MAX_CNAME_CHAIN: Final = 10
+# No reply holds more records than this: each takes at least 12 bytes (a compressed owner,
+# the fixed fields, one byte of RDATA) of at most 65535. Past it we stop collecting.
+MAX_ANSWER: Final = 65535 // 12
 SOA_TTL: Final = 30  # CoreDNS's etcd MinTTL, and min(MinTTL, 300) for the record itself
 NOERROR: Final = 0
 SERVFAIL: Final = 2
@@ -384,6 +387,8 @@ class Answers:
         records: list[Record] = []
         seen: set[str] = set()
         for service in services:
+            if len(records) >= MAX_ANSWER:
+                break  # nothing after this could be sent (a name with 100k records below it)
             kind = service.host_type
             if kind == TYPE_CNAME:
                 target = fqdn(service.host.lower())
@@ -551,7 +556,7 @@ class Answers:
 
 
 def _with_ttl(service: Service, ttl: int) -> Service:
-    return replace(service, ttl=ttl)
+    return service._replace(ttl=ttl)
 
 
 def refuse(name: str, qtype: int) -> Sequence[Record] | None:

@@ -11,26 +11,30 @@ field names match case-insensitively, unknown fields are ignored, a wrong type i
 
 from __future__ import annotations
 
-import ipaddress
-import json
+import socket
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
+
+import msgspec
 
 from clusterdns.wire.build import TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_TXT
 
 DEFAULT_PRIORITY: Final = 10  # CoreDNS: a priority of 0 becomes 10
 WILDCARDS: Final = ("*", "any")
 _INT64: Final = 1 << 63
+_JSON: Final = msgspec.json.Decoder()
+_V4_MAPPED: Final = b"\x00" * 10 + b"\xff\xff"
 
 
 class RecordError(ValueError):
     """A value under the path that CoreDNS would fail to decode (the query is SERVFAIL)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Service:
-    """One decoded value (CoreDNS's ``msg.Service``) and the key it was found at."""
+class Service(NamedTuple):
+    """One decoded value (CoreDNS's ``msg.Service``) and the key it was found at.
+
+    A NamedTuple rather than a frozen dataclass: a watch of 100k keys decodes 100k of
+    these, and a tuple is built several times faster."""
 
     key: str
     lease: int = 0
@@ -66,24 +70,27 @@ _FIELDS: Final = {
 }
 
 
-def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """Go's net.ParseIP: dotted IPv4 or IPv6 (no zone); IPv4-mapped IPv6 is IPv4."""
-    if not text or "%" in text:
+def parse_ip(text: str) -> bytes | None:
+    """Go's net.ParseIP, packed: 4 bytes for dotted IPv4 (no leading zeros) and for
+    IPv4-mapped IPv6, 16 for other IPv6 (no zone); None for anything else."""
+    if not text:
         return None
     try:
-        ip = ipaddress.ip_address(text)
-    except ValueError:
+        return socket.inet_pton(socket.AF_INET, text)
+    except OSError:
+        pass
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, text)
+    except OSError:
         return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
+    return packed[12:] if packed.startswith(_V4_MAPPED) else packed
 
 
 def decode(key: str, value: bytes, lease: int = 0) -> Service:
     """The Service stored at ``key``; RecordError for what Go's json would reject."""
     try:
-        data = json.loads(value)
-    except (ValueError, UnicodeDecodeError) as err:
+        data = _JSON.decode(value)
+    except msgspec.DecodeError as err:
         raise RecordError(f"{key}: {err}") from None
     if data is None:
         data = {}  # json.Unmarshal of null leaves the zero Service
@@ -91,40 +98,39 @@ def decode(key: str, value: bytes, lease: int = 0) -> Service:
         raise RecordError(f"{key}: json: cannot unmarshal {type(data).__name__} into msg.Service")
     fields: dict[str, object] = {}
     for name, item in data.items():
-        field = name.lower()
+        field = name if name in _FIELDS else name.lower()
         kind = _FIELDS.get(field)
         if kind is None or item is None:
             continue
-        if kind is int:
-            if type(item) is not int or not -_INT64 <= item < _INT64:
-                raise RecordError(f"{key}: json: cannot unmarshal {item!r} into field {field}")
-            if field == "ttl" and not 0 <= item <= 0xFFFFFFFF:
-                raise RecordError(f"{key}: json: cannot unmarshal {item!r} into field ttl")
-        elif type(item) is not kind:
+        if type(item) is not kind:
+            raise RecordError(f"{key}: json: cannot unmarshal {item!r} into field {field}")
+        if kind is int and not (
+            0 <= item <= 0xFFFFFFFF if field == "ttl" else -_INT64 <= item < _INT64  # type: ignore[operator]
+        ):
             raise RecordError(f"{key}: json: cannot unmarshal {item!r} into field {field}")
         fields[field] = item
-    host = str(fields.get("host", ""))
-    text = str(fields.get("text", ""))
-    ip = parse_ip(host)
-    if ip is None:
+    host: str = fields.get("host", "")  # type: ignore[assignment]
+    text: str = fields.get("text", "")  # type: ignore[assignment]
+    packed = parse_ip(host)
+    if packed is None:
         host_type, packed = (TYPE_TXT if text else TYPE_CNAME), b""
     else:
-        host_type, packed = (TYPE_A if ip.version == 4 else TYPE_AAAA), ip.packed
-    priority = int(fields.get("priority", 0))  # type: ignore[call-overload]
+        host_type = TYPE_A if len(packed) == 4 else TYPE_AAAA
+    get = fields.get
     return Service(
-        key=key,
-        lease=lease,
-        host=host,
-        port=int(fields.get("port", 0)),  # type: ignore[call-overload]
-        priority=priority or DEFAULT_PRIORITY,
-        weight=int(fields.get("weight", 0)),  # type: ignore[call-overload]
-        text=text,
-        mail=bool(fields.get("mail", False)),
-        ttl=int(fields.get("ttl", 0)),  # type: ignore[call-overload]
-        targetstrip=int(fields.get("targetstrip", 0)),  # type: ignore[call-overload]
-        group=str(fields.get("group", "")),
-        host_type=host_type,
-        ip=packed,
+        key,
+        lease,
+        host,
+        get("port", 0),  # type: ignore[arg-type]
+        get("priority", 0) or DEFAULT_PRIORITY,  # type: ignore[arg-type]
+        get("weight", 0),  # type: ignore[arg-type]
+        text,
+        get("mail", False),  # type: ignore[arg-type]
+        get("ttl", 0),  # type: ignore[arg-type]
+        get("targetstrip", 0),  # type: ignore[arg-type]
+        get("group", ""),  # type: ignore[arg-type]
+        host_type,
+        packed,
     )
 
 
