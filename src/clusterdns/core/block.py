@@ -122,6 +122,11 @@ class ZoneMux:
 
     def match(self, query: Query) -> tuple[Block, str] | None:
         by_zone = self._by_zone
+        if len(by_zone) == 1:
+            # One block (the usual `.:53`): a root zone takes everything.
+            only = by_zone.get(b"\x00")
+            if only is not None:
+                return only
         lower = query.qname_lower
         for offset in query.label_offsets:
             hit = by_zone.get(lower[offset:])

@@ -70,7 +70,6 @@ class FastReply:
     def __init__(
         self,
         wire: bytes,
-        *,
         until: float = INFINITE,
         depends: Depends = None,
         sinks: Sinks = (),

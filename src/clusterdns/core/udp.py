@@ -109,7 +109,9 @@ class UdpThread:
     def _run_batched(self, memo: ReplyMemo) -> None:
         batch = mmsg.BatchSocket(self.sock)
         dispatcher = self.dispatcher
-        dispatch = dispatcher.handle
+        # serve_batch looks each query up in the memo itself (checked once per batch by
+        # current_memo()), so a miss goes straight to the rest of Dispatcher.handle.
+        dispatch = dispatcher.prepare
         handoff = self.loop.call_soon_threadsafe
         spawn = self._spawn
 

@@ -110,21 +110,21 @@ def _read_name(data: bytes, pos: int) -> tuple[int, tuple[int, ...]]:
     """Walk an uncompressed question name; return its end and the offsets of its labels."""
     start = pos
     offsets: list[int] = []
-    end = len(data)
-    while True:
-        if pos >= end:
-            raise FormError("question name runs past the end of the message")
+    append = offsets.append
+    try:
         length = data[pos]
-        if length == 0:
-            offsets.append(pos - start)
-            pos += 1
-            break
-        if length & 0xC0:
-            # Compression in a query's question points backwards into the header:
-            # no real client does it, and miekg rejects it too.
-            raise FormError("compressed or extended label in question")
-        offsets.append(pos - start)
-        pos += 1 + length
+        while length:
+            if length & 0xC0:
+                # Compression in a query's question points backwards into the header:
+                # no real client does it, and miekg rejects it too.
+                raise FormError("compressed or extended label in question")
+            append(pos - start)
+            pos += 1 + length
+            length = data[pos]
+    except IndexError:
+        raise FormError("question name runs past the end of the message") from None
+    append(pos - start)
+    pos += 1
     if pos - start > 255:
         raise FormError("question name longer than 255 octets")
     return pos, tuple(offsets)

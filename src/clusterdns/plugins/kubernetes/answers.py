@@ -192,6 +192,10 @@ class AnswerTable:
         fallthrough = config.fallthrough.zones
         self._zones = {z.wire: z for z in (_Zone(text, fallthrough) for text in config.zones)}
         self.zone_wires = frozenset(self._zones)
+        # Label counts of the zones, most first (the root zone has none).
+        self._zone_label_counts = sorted(
+            {len(label_offsets(wire)) - 1 for wire in self._zones}, reverse=True
+        )
         self.forward_zones = config.forward_zones
         self._primary = text_to_wire(config.primary_zone)
         self._svc_primary = text_to_wire(join("svc", config.primary_zone))
@@ -280,9 +284,17 @@ class AnswerTable:
         return None if found is None else found[0].text
 
     def _zone_of(self, lower: bytes, offsets: Sequence[int]) -> tuple[_Zone, int] | None:
-        """The longest zone containing the name, and the index of its first label."""
+        """The longest zone containing the name, and the index of its first label.
+
+        Tried by label count, longest zone first, from the right: one lookup per distinct
+        zone length (cluster.local, in-addr.arpa, ip6.arpa: one), not one per label."""
         zones = self._zones
-        for index, offset in enumerate(offsets):
+        last = len(offsets) - 1
+        for count in self._zone_label_counts:
+            index = last - count
+            if index < 0:
+                continue
+            offset = offsets[index]
             zone = zones.get(lower[offset:] if offset else lower)
             if zone is not None:
                 return zone, index

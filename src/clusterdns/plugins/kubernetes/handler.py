@@ -13,7 +13,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from clusterdns.core.fast import SLOW, FastReply, FastResult
+from clusterdns.core.fast import INFINITE, SLOW, FastReply, FastResult
 from clusterdns.core.plugin import Plugin
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.plugins.kubernetes.answers import SERIAL_TOKEN, Answer, AnswerTable, ptr_key
@@ -221,7 +221,7 @@ class Kubernetes(Plugin):
             return SLOW
         quick = table.quick(query, found, limit, payload)
         if quick is not None:
-            return FastReply(quick[0], depends=quick[1])
+            return FastReply(quick[0], INFINITE, quick[1])
         answer = table.decide(lower, offsets, query.qtype, found)
         if answer is None:
             return None
@@ -236,7 +236,7 @@ class Kubernetes(Plugin):
             limit=limit,
             payload=payload,
         )
-        return FastReply(wire, depends=answer.depends)
+        return FastReply(wire, INFINITE, answer.depends)
 
     def changes_since(self, generation: int) -> frozenset[Hashable] | None:
         """The dependency tokens (Service keys, PTR IPs, the serial) touched after
