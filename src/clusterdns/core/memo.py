@@ -35,7 +35,7 @@ import weakref
 from array import array
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
-from typing import Final
+from typing import Final, cast
 
 from clusterdns.core.fast import Depends, Sink, Sinks, VersionedRecords
 
@@ -43,9 +43,8 @@ DEFAULT_SIZE: Final = 100_000
 _SEEN_SLOTS: Final = 1 << 17  # 1 MiB of question hashes per memo
 _SEEN_MASK: Final = _SEEN_SLOTS - 1
 # What the receive loop reads: (reply after the ID, valid until (monotonic), tally),
-# and the dependency groups the entry belongs to (dropping any of them drops it).
-Entry = tuple[bytes, float, list[int], tuple[Hashable, ...]]
-_NO_KEYS: Final[set[bytes]] = set()
+# and the dependency groups' lists the entry is in (dropping any of them drops it).
+Entry = tuple[bytes, float, list[int], tuple[list[Hashable], ...]]
 
 
 class Tally:
@@ -70,7 +69,11 @@ class ReplyMemo:
         self.tallies: dict[Hashable, Tally] = {}
         self.owner: object = None  # the configuration (mux) the entries belong to
         self._watched: list[tuple[VersionedRecords, int]] = []
-        self._groups: dict[Hashable, set[bytes]] = {}
+        # Dependency group → [the group's own key, then the memo keys in it]. Lists, not
+        # sets: a group holds a handful of entries (a Service's A, AAAA, SRV... in a few
+        # letter cases) and a one-key set costs 216 bytes against a list's 64. An entry
+        # refers to its groups' lists, so nothing about a group is stored twice.
+        self._groups: dict[Hashable, list[Hashable]] = {}
         # Time spent answering memo hits, and how many: metrics share it out per hit.
         self.hit_seconds = 0.0
         self.hits = 0
@@ -135,11 +138,15 @@ class ReplyMemo:
         self._groups.clear()
 
     def _drop_group(self, group: Hashable) -> None:
+        members = self._groups.pop(group, None)
+        if members is None:
+            return
         entries = self.entries
-        for key in self._groups.pop(group, ()):
+        for member in members[1:]:
+            key = cast(bytes, member)  # after the group's own key, memo keys
             entry = entries.pop(key, None)
             if entry is not None and len(entry[3]) > 1:
-                self._ungroup(key, entry[3])  # the other groups it was in
+                self._ungroup(key, entry[3], but=members)
 
     def put(
         self,
@@ -167,18 +174,43 @@ class ReplyMemo:
         tally = self.tallies.get(accounting)
         if tally is None:
             tally = self.tallies[accounting] = Tally(tuple([s for _, s in sinks]))
+        all_groups = self._groups
         if depends is None or owner is None:
-            groups: tuple[Hashable, ...] = (None,)
+            members = all_groups.get(None)
+            if members is None:
+                members = all_groups[None] = [None]
+            members.append(key)
+            groups: tuple[list[Hashable], ...] = (members,)
         else:
             owner_id = id(owner)
-            groups = tuple([(owner_id, token) for token in depends])
-        for group in groups:
-            self._groups.setdefault(group, set()).add(key)
+            joined = []
+            for token in depends:
+                group = (owner_id, token)
+                members = all_groups.get(group)
+                if members is None:
+                    members = all_groups[group] = [group]
+                members.append(key)
+                joined.append(members)
+            groups = tuple(joined)
         entries[key] = (tail, until, tally.count, groups)
 
-    def _ungroup(self, key: bytes, groups: tuple[Hashable, ...]) -> None:
-        for group in groups:
-            self._groups.get(group, _NO_KEYS).discard(key)
+    def _ungroup(
+        self,
+        key: bytes,
+        groups: tuple[list[Hashable], ...],
+        but: list[Hashable] | None = None,
+    ) -> None:
+        """Take ``key`` out of its groups' lists (but ``but``, being dropped whole); a
+        list left with no key goes."""
+        for members in groups:
+            if members is but:
+                continue
+            try:
+                members.remove(key)
+            except ValueError:
+                continue
+            if len(members) == 1:
+                self._groups.pop(members[0], None)
 
     def flush(self) -> None:
         """Give every tally's new hits to its sinks (the scrape's thread, under MemoStats' lock)."""
