@@ -37,6 +37,7 @@ if str(ROOT) not in sys.path:
 import dns.message  # noqa: E402
 import dns.rdatatype  # noqa: E402
 from bench import load  # noqa: E402
+from bench.etcd_section import section_etcd  # noqa: E402
 from bench.fixture import Cluster, write_a_queries  # noqa: E402
 from bench.peers import (  # noqa: E402
     OUT,
@@ -1846,14 +1847,15 @@ SECTIONS: dict[str, tuple[str, Callable[[Context], str]]] = {
     "memory": ("5. Memory at 100k services/slices/pods", section_memory),
     "workers": ("7. --workers 1 vs 2", section_workers),
     "profile": ("8. Where the time goes", section_profile),
+    "etcd": ("9. The etcd plugin and clusterdns sync", section_etcd),
 }
 ORDER = [
     "qps", "cold", "unique", "latency", "profile", "forward", "workers", "startup",
-    "propagation", "churn", "memory",
+    "propagation", "churn", "memory", "etcd",
 ]  # fmt: skip
 SHOWN = [
     "qps", "churn", "cold", "unique", "forward", "latency", "propagation", "memory", "startup",
-    "workers", "profile",
+    "workers", "profile", "etcd",
 ]  # fmt: skip
 
 # What each section runs, beyond Python and this repository: (program or module, installer).
@@ -1873,6 +1875,7 @@ NEEDS: dict[str, list[tuple[str, str]]] = {
     "startup": [("py-spy", BENCH_DEPS)],
     "memory": [("py-spy", BENCH_DEPS), ("knotd", DEPS), ("dnsmasq", DEPS)],
     "propagation": [],
+    "etcd": [("dnsperf", DEPS), ("knotd", DEPS), ("etcd", DEPS)],
 }  # fmt: skip
 
 
