@@ -233,12 +233,12 @@ class Cache(Plugin):
             return None
         if self._owners is None:
             return SLOW
-        now = self.clock()
         key = self.key(query)
         # Read-only here (this may run on a UDP thread): dropping dead entries is the chain's job.
         entry = self.denial.get(key) or self.success.get(key)
         if entry is None or entry.stale():
             return None
+        now = self.clock()
         remaining = entry.remaining(now)
         if remaining <= 0 or self._due_for_prefetch(entry, remaining, now):
             return SLOW
