@@ -7,6 +7,7 @@ question, every compression pointer."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import dns.flags
 import dns.message
@@ -65,3 +66,25 @@ def oracle_reply(
     message.authority = _rrsets(authority)
     message.additional = _rrsets(additional)
     return render_message(message, query, limit=limit, payload=payload)
+
+
+class Decision(Protocol):
+    """A record plugin's decision: rcode and the records of each section."""
+
+    rcode: int
+    answer: Sequence[Record]
+    authority: Sequence[Record]
+    additional: Sequence[Record]
+
+
+def oracle_for(query: Query, decision: Decision, *, limit: int, payload: int = 4096) -> bytes:
+    """oracle_reply() of a decision's records."""
+    return oracle_reply(
+        query,
+        rcode=decision.rcode,
+        answer=decision.answer,
+        authority=decision.authority,
+        additional=decision.additional,
+        limit=limit,
+        payload=payload,
+    )

@@ -16,7 +16,7 @@ from clusterdns.core.fast import SLOW, FastReply
 from clusterdns.plugins.kubernetes.handler import Kubernetes
 from clusterdns.wire import parse_query
 from tests.helpers.dnsclient import make_query, query
-from tests.helpers.oracle import oracle_reply
+from tests.helpers.oracle import oracle_for, oracle_reply
 from tests.helpers.server import RunningServer, running_server
 from tests.plugins.kubernetes.cluster import ROWS, Case, check, corefile, write_manifests
 from tests.plugins.kubernetes.conftest import INSECURE
@@ -72,15 +72,7 @@ async def test_wire_reply_agrees_with_dnspython(
             assert fast is SLOW  # an ExternalName outside the zone: the chain chases it
             continue
         assert isinstance(fast, FastReply), "every row is answered on the wire, first sight"
-        expected = oracle_reply(
-            parsed,
-            rcode=answer.rcode,
-            answer=answer.answer,
-            authority=answer.authority,
-            additional=answer.additional,
-            limit=max(limit, parsed.question_end + 11),
-            payload=4096,
-        )
+        expected = oracle_for(parsed, answer, limit=max(limit, parsed.question_end + 11))
         assert fast.wire == expected, f"{qname} {payload} {limit}"
         assert fast.depends == answer.depends, "the quick route depends on what decide() says"
         reply = dns.message.from_wire(fast.wire)

@@ -21,7 +21,7 @@ from clusterdns.sources.kube import objects as api
 from clusterdns.sources.model import ClusterModel, Kind
 from clusterdns.wire import parse_query
 from tests.helpers.kubeapi import endpoint_slice, namespace, service
-from tests.helpers.oracle import oracle_reply
+from tests.helpers.oracle import oracle_for
 
 ZONE = "cluster.local."
 NAMESPACES = ("default", "team-a", "kube-system")
@@ -189,15 +189,7 @@ def test_generated_clusters_and_questions(data: st.DataObject, objs: Any) -> Non
             assert fast is SLOW
             continue
         assert isinstance(fast, FastReply), (name, qtype)
-        expected = oracle_reply(
-            parsed,
-            rcode=answer.rcode,
-            answer=answer.answer,
-            authority=answer.authority,
-            additional=answer.additional,
-            limit=limit,
-            payload=4096,
-        )
+        expected = oracle_for(parsed, answer, limit=limit)
         assert fast.wire == expected, (cased, qtype, edns, limit)
         assert fast.depends == answer.depends
         reply = dns.message.from_wire(fast.wire)

@@ -45,6 +45,7 @@ from clusterdns.wire.build import (
     TYPE_TXT,
     Record,
     address_rdata,
+    build_reply,
     name_rdata,
     negative_with_soa,
     owned_by_question,
@@ -127,6 +128,18 @@ class Answer:
         self.authority = authority
         self.additional = additional
         self.depends = depends
+
+    def to_wire(self, query: Query, limit: int, payload: int) -> bytes:
+        """The reply to ``query`` (its ID, question and EDNS) within ``limit`` bytes."""
+        return build_reply(
+            query,
+            rcode=self.rcode,
+            answer=self.answer,
+            authority=self.authority,
+            additional=self.additional,
+            limit=limit,
+            payload=payload,
+        )
 
     def __repr__(self) -> str:
         return (

@@ -20,7 +20,6 @@ from clusterdns.plugins.kubernetes.answers import SERIAL_TOKEN, Answer, AnswerTa
 from clusterdns.plugins.kubernetes.config import KubernetesConfig
 from clusterdns.sources.model import Change, ClusterModel
 from clusterdns.wire import Query
-from clusterdns.wire.build import build_reply
 
 log = logging.getLogger("clusterdns.plugins.kubernetes")
 
@@ -227,16 +226,7 @@ class Kubernetes(Plugin):
             return None
         if answer.chase is not None or answer.rcode == SERVFAIL:
             return SLOW
-        wire = build_reply(
-            query,
-            rcode=answer.rcode,
-            answer=answer.answer,
-            authority=answer.authority,
-            additional=answer.additional,
-            limit=limit,
-            payload=payload,
-        )
-        return FastReply(wire, INFINITE, answer.depends)
+        return FastReply(answer.to_wire(query, limit, payload), INFINITE, answer.depends)
 
     def changes_since(self, generation: int) -> frozenset[Hashable] | None:
         """The dependency tokens (Service keys, PTR IPs, the serial) touched after
@@ -273,14 +263,7 @@ class Kubernetes(Plugin):
         answer = self.table.decide(query.qname_lower, query.label_offsets, query.qtype)
         if answer is None:
             return await next_handler(req)
-        wire = build_reply(
-            query,
-            rcode=answer.rcode,
-            answer=answer.answer,
-            authority=answer.authority,
-            additional=answer.additional,
-            payload=req.block.settings.max_udp_size,
-        )
+        wire = answer.to_wire(query, 65535, req.block.settings.max_udp_size)
         reply = Reply.of_wire(wire, plugin=PLUGIN)
         if answer.chase is not None:
             return await self._chase_external(req, reply)
