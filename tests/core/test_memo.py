@@ -209,6 +209,17 @@ def test_an_entry_tied_to_several_tokens_goes_with_any_of_them() -> None:
     assert not any(memo._groups.values()), "no key left behind in another group"
 
 
+def test_a_reply_is_kept_on_second_sight() -> None:
+    """The first time a question comes is only remembered (a hash in a fixed table); the
+    second time its reply is kept. A stream that never repeats keeps nothing."""
+    memo = ReplyMemo(1000)
+    assert [memo.second_sight(b"q1"), memo.second_sight(b"q1"), memo.second_sight(b"q1")] == [
+        False, True, True,
+    ]  # fmt: skip
+    assert not any(memo.second_sight(b"unique-%d" % i) for i in range(5000))
+    assert not ReplyMemo(0).second_sight(b"q1") and not ReplyMemo(0).second_sight(b"q1")
+
+
 def test_memo_is_bounded_and_evicts_oldest_first() -> None:
     memo = ReplyMemo(16)
     for i in range(40):
