@@ -22,11 +22,23 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from clusterdns.plugins.etcd import Etcd
+from clusterdns.core.fast import SLOW, FastReply
+from clusterdns.plugins.etcd import Etcd, EtcdConfig
+from clusterdns.wire import parse_query
+from clusterdns.wire.render import reply_limit
 from tests.helpers.dnsclient import make_query
 from tests.helpers.etcd import EtcdCluster
 from tests.helpers.server import RunningServer, ServerProcess, running_server
-from tests.plugins.etcd.cases import KEYS, ROWS, SEED_VALUE, Case, corefile, expected_lines, lines
+from tests.plugins.etcd.cases import (
+    KEYS,
+    ROWS,
+    SEED_VALUE,
+    Case,
+    corefile,
+    expected_lines,
+    lines,
+    oracle,
+)
 
 SEED_KEY = "/skydns/local/kube/svc/default/mysql-service/2f1020d6"
 SEED_NAME = "mysql-service.default.svc.kube.local."
@@ -82,6 +94,36 @@ def check(reply: dns.message.Message, case: Case) -> None:
 def test_table_through_clusterdns_serve(served: int, case: Case) -> None:
     # Over TCP so the 40-record answer comes whole.
     check(ask(served, case.qname, case.qtype, tcp=True), case)
+
+
+async def test_table_on_the_real_store_matches_the_oracle(seeded: EtcdCluster) -> None:
+    """answer_fast on the real EtcdStore (listed from etcd) gives the oracle's bytes for
+    every row the fast path answers: the unit tests' in-memory store hides nothing."""
+    from clusterdns.plugins.etcd.setup import build
+    from tests.plugins.etcd.test_answers import MAX_UDP, ZONE_LIST, client_query
+
+    plugin = build(EtcdConfig(zones=ZONE_LIST, endpoints=tuple(seeded.endpoints)))
+    await plugin.start()
+    try:
+        assert await plugin.store.wait_synced(10)
+        checked = 0
+        for param in ROWS:
+            case: Case = param.values[0]
+            for variant in ({"edns": False}, {"edns": True, "do": True, "case_mix": True}):
+                query = client_query(case, **variant)
+                parsed = parse_query(query.to_wire())
+                limit = reply_limit(parsed, tcp=False, max_udp=MAX_UDP)
+                result = plugin.answer_fast(parsed, limit, MAX_UDP)
+                if not case.fast:
+                    assert result is SLOW, case
+                    continue
+                assert isinstance(result, FastReply), case
+                expected = oracle(query, case, plugin.serial, limit=limit, payload=MAX_UDP)
+                assert result.wire == expected, param.id
+                checked += 1
+        assert checked > 80
+    finally:
+        await plugin.stop()
 
 
 def test_seed_names_with_dig(served: int) -> None:
