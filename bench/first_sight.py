@@ -4,7 +4,9 @@ Loads the generated cluster (bench/fixture.py) into a ClusterModel as start-up d
 table_build.py), then asks the kubernetes plugin's ``answer_fast`` questions it has never
 seen, each parsed from its own bytes, as the UDP receive thread does after a reply-memo
 miss: Service A in random letter case, SRV, PTR, search-path NXDOMAIN, random labels
-under a namespace. Reports microseconds per question (in-process, one core, no sockets).
+under a namespace. Reports microseconds per question (in-process, one core, no sockets),
+and, for scale, what the least Python that answers a Service's A question costs
+(``floor_answer``: no checks, metrics, dispatch or memo).
 
     taskset -c 0 python bench/first_sight.py [--services 100000] [--questions 20000]
 """
@@ -15,6 +17,8 @@ import argparse
 import gc
 import multiprocessing
 import random
+import socket
+import struct
 import sys
 import tempfile
 import time
@@ -25,14 +29,47 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import dns.message  # noqa: E402
-
 from bench.fixture import Cluster, reverse_name  # noqa: E402
 from bench.table_build import load, rss_mib, write_pages  # noqa: E402
+
 from clusterdns.core.fast import FastReply  # noqa: E402
 from clusterdns.plugins.kubernetes.config import KubernetesConfig  # noqa: E402
 from clusterdns.plugins.kubernetes.handler import Kubernetes  # noqa: E402
 from clusterdns.sources.model import ClusterModel, Kind  # noqa: E402
 from clusterdns.wire import parse_query  # noqa: E402
+
+_HEADER = struct.Struct("!HHHHHH")
+_TYPE_CLASS = struct.Struct("!HH")
+_RR = struct.Struct("!HHIH")
+_ZONE = b"\x07cluster\x05local\x00"
+_OPT = b"\x00\x00\x29\x10\x00\x00\x00\x00\x00\x00\x00"
+
+
+def floor_answer(data: bytes, services: dict[str, dict[str, tuple[str, ...]]]) -> bytes | None:
+    """A reference, not a server: the least Python that answers a Service's A question
+    from a dict (header, name walk, one zone, two lookups, the records, an OPT), with
+    none of the checks, metrics, dispatch, memo or other question kinds a server needs.
+    What it costs is the floor for any CPython implementation on this machine."""
+    msg_id, flags, _, _, _, _ = _HEADER.unpack_from(data)
+    pos = 12
+    offsets = []
+    length = data[12]
+    while length:
+        offsets.append(pos)
+        pos += 1 + length
+        length = data[pos]
+    offsets.append(pos)
+    lower = data[12 : pos + 1].lower()
+    if len(offsets) < 5 or lower[offsets[-3] - 12 :] != _ZONE:
+        return None
+    namespace = lower[offsets[-5] - 11 : offsets[-4] - 12].decode()
+    name = lower[offsets[-6] - 11 : offsets[-5] - 12].decode()
+    ips = services.get(namespace, {}).get(name)
+    if ips is None:
+        return None
+    body = b"".join([b"\xc0\x0c" + _RR.pack(1, 1, 30, 4) + socket.inet_aton(ip) for ip in ips])
+    head = _HEADER.pack(msg_id, 0x8400 | (flags & 0x110), 1, len(ips), 0, 1)
+    return head + data[12 : pos + 5] + body + _OPT
 
 
 class _NoSource:
@@ -48,7 +85,7 @@ def questions(cluster: Cluster, kind: str, count: int, rng: random.Random) -> li
     out = []
     for n in range(count):
         i = rng.randrange(cluster.services)
-        name, ns, cluster_ip = cluster.service(i)
+        _, ns, cluster_ip = cluster.service(i)
         if kind == "A":
             qname, qtype = mixed_case(cluster.fqdn(i), rng), "A"
         elif kind == "SRV":
@@ -99,6 +136,17 @@ def main() -> int:
         took = time.perf_counter() - started
         assert isinstance(reply, FastReply)
         print(f"  {kind:<16} {took / len(wires) * 1e6:6.1f} µs")
+    services: dict[str, dict[str, tuple[str, ...]]] = {}
+    for i in range(args.services):
+        name, ns, cluster_ip = cluster.service(i)
+        services.setdefault(ns, {})[name] = (cluster_ip,)
+    wires = questions(cluster, "A", args.questions, rng)
+    started = time.perf_counter()
+    for wire in wires:
+        floor = floor_answer(wire, services)
+    took = time.perf_counter() - started
+    assert floor is not None
+    print(f"  {'floor (A)':<16} {took / len(wires) * 1e6:6.1f} µs  (least Python for an A answer)")
     scratch.close()
     return 0
 
