@@ -22,6 +22,7 @@ from clusterdns.plugins.etcd import Etcd, EtcdConfig
 from clusterdns.plugins.etcd.handler import SERIAL_TOKEN, ancestors
 from clusterdns.plugins.etcd.records import RecordError, decode, group, key_path
 from clusterdns.plugins.etcd.setup import parse_config
+from clusterdns.sources.etcd.store import EtcdEntry
 from clusterdns.wire import parse_query
 from clusterdns.wire.render import reply_limit
 from tests.plugins.etcd.cases import EXTERNAL, KEYS, ROWS, ZONES, Case, oracle, rrset_from_text
@@ -40,7 +41,8 @@ def make_plugin(
     **options: object,
 ) -> tuple[Etcd, FakeStore]:
     store = FakeStore(KEYS if entries is None else entries, clock=clock)
-    config = EtcdConfig(zones=ZONE_LIST, **options)  # type: ignore[arg-type]
+    zones = options.pop("zones", ZONE_LIST)
+    config = EtcdConfig(zones=zones, **options)  # type: ignore[arg-type]
     plugin = Etcd(config, store)
     if synced:
         store.sync()
@@ -253,6 +255,7 @@ def test_ancestors() -> None:
         "/skydns/local/kube",
         "/skydns/local",
         "/skydns",
+        "/",
     }
     assert key_path("mysql-service.default.svc.kube.local.", "/skydns") == (
         "/skydns/local/kube/svc/default/mysql-service"
@@ -478,3 +481,60 @@ def test_decode(value: str, expected: dict[str, object]) -> None:
 def test_decode_rejects(value: str) -> None:
     with pytest.raises(RecordError):
         decode("/skydns/k", value.encode())
+
+
+def test_path_at_the_root_of_the_keyspace() -> None:
+    """``path /``: keys are the reversed names themselves, and the root zone's reads are
+    dropped by any change."""
+    plugin, store = make_plugin({"/local/kube/web": '{"host":"10.0.0.1"}'}, zones=(".",), path="")
+    assert _records(_answer(plugin, "web.kube.local.")) == ["300 A 10.0.0.1"]
+    root = _answer(plugin, ".", "A")
+    assert _records(root) == ["300 A 10.0.0.1"]
+    before = plugin.generation
+    store.put("/local/kube/api", '{"host":"10.0.0.2"}')
+    changed = plugin.changes_since(before)
+    assert root.depends is not None and changed is not None and root.depends & changed
+    assert _records(_answer(plugin, ".", "A")) == ["300 A 10.0.0.1", "300 A 10.0.0.2"]
+
+
+def test_answers_stay_right_while_a_thread_reads() -> None:
+    """A UDP thread answering while the loop applies changes never keeps an outcome
+    computed from keys that changed under it."""
+    import threading
+    import time
+
+    class SlowStore(FakeStore):
+        """Reads that let the writer in between reading and answering."""
+
+        def get(self, key: str) -> EtcdEntry | None:
+            found = super().get(key)
+            time.sleep(0.0002)
+            return found
+
+    store = SlowStore({})
+    plugin = Etcd(EtcdConfig(zones=ZONE_LIST), store)
+    store.sync()
+    names = [f"n{i}.skydns.test." for i in range(20)]
+    queries = [parse_query(dns.message.make_query(n, "A").to_wire()) for n in names]
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            for query in queries:
+                plugin.answer_fast(query, 512, MAX_UDP)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 1.0
+        round_ = 0
+        while time.monotonic() < deadline:
+            round_ += 1
+            for i in range(20):
+                store.put(f"/skydns/test/skydns/n{i}", f'{{"host":"10.0.{round_ % 250}.{i}"}}')
+                time.sleep(0.0001)
+    finally:
+        stop.set()
+        thread.join(5)
+    for i, name in enumerate(names):
+        assert _records(_answer(plugin, name)) == [f"300 A 10.0.{round_ % 250}.{i}"]

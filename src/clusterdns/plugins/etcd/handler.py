@@ -91,6 +91,8 @@ def ancestors(key: str) -> set[str]:
         key = key[:at]
         found.add(key)
         at = key.rfind("/")
+    if at == 0:
+        found.add("/")  # the whole keyspace (``path /``)
     return found
 
 
