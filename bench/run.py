@@ -1964,6 +1964,26 @@ def seed_from_results(text: str) -> dict[str, dict[str, Any]]:
     return store
 
 
+def _save(
+    store: dict[str, dict[str, str]], produced: dict[str, dict[str, str]]
+) -> dict[str, dict[str, str]]:
+    """Write ``produced`` into results.json as it is on disk now, and return the result.
+
+    Another ``run.py --only ...`` may have finished sections since this run started (people
+    run different sections side by side); re-reading keeps theirs instead of writing back
+    the copy this run loaded at its start.
+    """
+    try:
+        current = json.loads(STORE.read_text()) if STORE.exists() else store
+    except ValueError:
+        current = store
+    merged = {**store, **current, **produced}
+    tmp = STORE.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(merged, indent=1))
+    tmp.replace(STORE)
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="3 s runs, fewer rounds elsewhere")
@@ -2044,13 +2064,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 + ")_\n",
             }
-            STORE.write_text(json.dumps(store, indent=1))
+            store = _save(store, {key: store[key]})
     finally:
         ctx.stop()
     info["date"] = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     info["command"] = f"`{command}`"
-    store["_machine"] = info  # type: ignore[assignment]
-    STORE.write_text(json.dumps(store, indent=1))
+    store = _save(store, {"_machine": info})  # type: ignore[dict-item]
     RESULTS.write_text(render(store, info, analysis))
     print(f"wrote {RESULTS}", flush=True)
     return 1 if failed else 0
