@@ -8,12 +8,13 @@ Where CoreDNS gives a wrong answer we don't copy it; each such place says so.
 Both the fast path (a UDP thread) and ``serve`` (the event loop) call :meth:`Answers.outcome`.
 It only reads the store, which swaps whole snapshots, so it is safe on any thread. A
 CNAME, SRV or MX target outside the zone needs the server's own resolution (``forward``,
-``cache``...): the ``lookups`` argument answers those; on the fast path it refuses, and
-the query goes to the chain.
+``cache``...): the outcome lists those look-ups; the fast path then hands the query to
+the chain, whose ``serve`` makes them and decides again with their answers.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -54,6 +55,8 @@ from clusterdns.wire.build import (
     txt_rdata,
 )
 
+log = logging.getLogger("clusterdns.plugins.etcd")
+
 DEFAULT_TTL: Final = 300  # CoreDNS: no ttl in the value and no lease
 MIN_LEASE_TTL: Final = 30
 MAX_LEASE_TTL: Final = 86400
@@ -88,12 +91,9 @@ class RecordStore(Protocol):
 
 
 # Resolves a name outside the zone through the server: its answer records, or None when
-# the look-up failed. The fast path's version raises NeedsChain.
+# the look-up failed or was not made. Every look-up asked for is also noted in
+# Outcome.lookups: the fast path passes such outcomes to the chain, which makes them.
 Lookups = Callable[[str, int], "Sequence[Record] | None"]
-
-
-class NeedsChain(Exception):
-    """Only the chain can answer (an upstream look-up is needed)."""
 
 
 class _NotFound(Exception):
@@ -208,7 +208,7 @@ class Answers:
 
     def outcome(self, name: str, owner: bytes, qtype: int, zone: str, lookups: Lookups) -> Outcome:
         """The answer to ``name``/``qtype`` (lower-case text; ``owner`` its wire form) in
-        ``zone``. ``lookups`` resolves names outside the zone, or raises NeedsChain."""
+        ``zone``. ``lookups`` resolves names outside the zone."""
         trace = _Trace()
         records: list[Record] = []
         extra: list[Record] = []
@@ -297,6 +297,8 @@ class Answers:
                 if not result.lease and not result.ttl:
                     result = _with_ttl(result, DEFAULT_TTL)
             except RecordError as err:
+                # Once per revision of the key: names at and above it are SERVFAIL.
+                log.warning("etcd: cannot decode %s", err)
                 result = err
             self._decoded[entry.key] = (entry.mod_revision, result)
         if isinstance(result, RecordError):
@@ -557,8 +559,3 @@ class Answers:
 
 def _with_ttl(service: Service, ttl: int) -> Service:
     return service._replace(ttl=ttl)
-
-
-def refuse(name: str, qtype: int) -> Sequence[Record] | None:
-    """The fast path's look-ups: none, the chain must answer."""
-    raise NeedsChain(name)
