@@ -398,6 +398,29 @@ async def test_fast_path_memo_and_metrics(tmp_path: Path) -> None:
         await asyncio.to_thread(cluster.close)
 
 
+async def test_cache_in_front_is_never_stale(tmp_path: Path) -> None:
+    """With ``cache`` before it, a name cached as NXDOMAIN resolves as soon as its key is
+    written, and a changed value shows at once (the cache watches our generation)."""
+    cluster = await asyncio.to_thread(EtcdCluster(size=1).start)
+    try:
+        await ctl(cluster, "put", SEED_KEY, SEED_VALUE)
+        text = serve_corefile(cluster).replace("    ready", "    cache 300\n    ready")
+        async with running_server(text, tmp_path=tmp_path) as server:
+            port = server.port
+            await eventually(lambda: _has(port, SEED_NAME, ["10.254.162.44"]))
+            name = "cached.default.svc.kube.local."
+            for _ in range(3):
+                assert (await aask(port, name)).rcode() == dns.rcode.NXDOMAIN
+            await ctl(
+                cluster, "put", "/skydns/local/kube/svc/default/cached/x", '{"host":"10.9.0.4"}'
+            )
+            await eventually(lambda: _has(port, name, ["10.9.0.4"]), timeout=3.0)
+            await ctl(cluster, "put", SEED_KEY, '{"host":"10.254.162.46","ttl":30}')
+            await eventually(lambda: _has(port, SEED_NAME, ["10.254.162.46"]), timeout=3.0)
+    finally:
+        await asyncio.to_thread(cluster.close)
+
+
 async def test_reload_keeps_the_watch(tmp_path: Path) -> None:
     cluster = await asyncio.to_thread(EtcdCluster(size=1).start)
     try:
