@@ -271,6 +271,9 @@ class ClusterModel:
         self._namespaces: dict[str, Namespace] = {}
         self._ip_owners: dict[str, _Owners] = {}
         self._pod_ips = PodIPIndex()  # maintained only when POD_IPS is required
+        self._namespace_index: Mapping[str, object] = (
+            self._namespaces if Kind.NAMESPACES in self.kinds else self._services
+        )
         if not self.kinds:
             self._set_synced()
 
@@ -283,6 +286,9 @@ class ClusterModel:
         if kind in self.kinds:
             return
         self.kinds = self.kinds | {kind}
+        self._namespace_index = (
+            self._namespaces if Kind.NAMESPACES in self.kinds else self._services
+        )
         if self.synced and kind not in self._synced_kinds:
             self.synced = False
             self.synced_event.clear()
@@ -668,9 +674,9 @@ class ClusterModel:
 
     def namespace_exists(self, namespace: str) -> bool:
         """Namespace objects decide when they are watched; otherwise any Service in it."""
-        if Kind.NAMESPACES in self.kinds:
-            return namespace in self._namespaces
-        return namespace in self._services
+        # Both dicts are only ever changed in place, so which one decides is set once
+        # per change of ``kinds`` (a set lookup per question is a cost on the fast path).
+        return namespace in self._namespace_index
 
     def namespace(self, name: str) -> Namespace | None:
         return self._namespaces.get(name)

@@ -237,39 +237,45 @@ _ID_FLAGS: Final = struct.Struct("!HH")
 _COUNTS: Final = struct.Struct("!HHHH")
 
 
-def _finish(
-    query: Query, rcode: int, counts: tuple[int, int, int], body: bytes, limit: int, payload: int
-) -> bytes | None:
-    edns = query.edns
-    flags = AUTHORITATIVE | (query.flags & (FLAG_RD | FLAG_CD)) | rcode
-    wire = b"".join(
-        (
-            _ID_FLAGS.pack(query.id, flags),
-            _COUNTS.pack(1, counts[0], counts[1], counts[2] + (0 if edns is None else 1)),
-            query.data[12 : query.question_end],
-            body,
-            b"" if edns is None else opt_record(payload, rcode, edns.do),
-        )
-    )
-    return wire if len(wire) <= limit else None
+_OPTS: dict[tuple[int, int, bool], bytes] = {}
+
+
+def _opt(payload: int, rcode: int, do: bool) -> bytes:
+    """opt_record(), remembered (a handful of distinct ones ever exist)."""
+    key = (payload, rcode, do)
+    opt = _OPTS.get(key)
+    if opt is None:
+        if len(_OPTS) > 64:
+            _OPTS.clear()
+        opt = _OPTS[key] = opt_record(payload, rcode, do)
+    return opt
 
 
 def owned_by_question(
-    query: Query, rtype: int, ttl: int, rdatas: Sequence[bytes], *, limit: int, payload: int
+    query: Query, rtype: int, ttl: int, rdatas: Sequence[bytes], limit: int, payload: int
 ) -> bytes | None:
     """NOERROR with one record per plain RDATA (no names in it: A, AAAA), each owned by the
     question name (a pointer to offset 12); None if it would need truncation. The same
     bytes as build_reply() gives those records."""
-    fixed = _RR_FIXED.pack(rtype, CLASS_IN, ttl, len(rdatas[0]))
-    body = b"".join([_QUESTION_POINTER + fixed + rdata for rdata in rdatas])
-    return _finish(query, 0, (len(rdatas), 0, 0), body, limit, payload)
+    fixed = _QUESTION_POINTER + _RR_FIXED.pack(rtype, CLASS_IN, ttl, len(rdatas[0]))
+    edns = query.edns
+    count = len(rdatas)
+    wire = b"".join(
+        (
+            _ID_FLAGS.pack(query.id, AUTHORITATIVE | (query.flags & (FLAG_RD | FLAG_CD))),
+            _COUNTS.pack(1, count, 0, 0 if edns is None else 1),
+            query.data[12 : query.question_end],
+            fixed + rdatas[0] if count == 1 else b"".join([fixed + r for r in rdatas]),
+            b"" if edns is None else _opt(payload, 0, edns.do),
+        )
+    )
+    return wire if len(wire) <= limit else None
 
 
 def negative_with_soa(
     query: Query,
     rcode: int,
     zone_label: int,
-    *,
     ttl: int,
     mname_head: bytes,
     rname_head: bytes,
@@ -289,8 +295,19 @@ def negative_with_soa(
         return None  # the root zone is never compressed: let build_reply() write it
     pointer = _POINTER.pack(0xC000 | zone_at)
     rdata = mname_head + pointer + rname_head + pointer + numbers
-    body = pointer + _RR_FIXED.pack(TYPE_SOA, CLASS_IN, ttl, len(rdata)) + rdata
-    return _finish(query, rcode, (0, 1, 0), body, limit, payload)
+    edns = query.edns
+    wire = b"".join(
+        (
+            _ID_FLAGS.pack(query.id, AUTHORITATIVE | (query.flags & (FLAG_RD | FLAG_CD)) | rcode),
+            _COUNTS.pack(1, 0, 1, 0 if edns is None else 1),
+            query.data[12 : query.question_end],
+            pointer,
+            _RR_FIXED.pack(TYPE_SOA, CLASS_IN, ttl, len(rdata)),
+            rdata,
+            b"" if edns is None else _opt(payload, rcode, edns.do),
+        )
+    )
+    return wire if len(wire) <= limit else None
 
 
 __all__ = [

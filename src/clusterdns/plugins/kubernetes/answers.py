@@ -222,11 +222,20 @@ class AnswerTable:
         self.serial = int(time.time())
         self.ttl = config.ttl
         self._soa_cache: tuple[int, bytes] = (-1, b"")
+        # Zones quick() may answer in: forward zones where nothing falls through, and only
+        # when no filter decides visibility but a namespace's existence.
+        self._quick_zones: frozenset[bytes] = frozenset()
         # No filter decides visibility but a namespace's existence: quick() may answer.
         self._plain = (
             not config.namespaces and config.labels is None and config.namespace_labels is None
             and not config.noendpoints and not config.ignore_empty_service
         )  # fmt: skip
+        if self._plain:
+            self._quick_zones = frozenset(
+                wire
+                for wire, zone in self._zones.items()
+                if not zone.reverse and not zone.may_fall_through and wire != b"\x00"
+            )
 
     # --- updates ---------------------------------------------------------------------------
 
@@ -537,44 +546,51 @@ class AnswerTable:
         them equal); it only skips the general path's calls and objects, which are most of a
         first-sight question's cost here. Anything unusual (filters on visibility, other
         Service types, fallthrough in the zone, before the sync) goes to decide()."""
-        if not self._plain or query.qclass != CLASS_IN:
+        zone, index = found
+        if index < 3 or zone.wire not in self._quick_zones or query.qclass != CLASS_IN:
             return None
         lower = query.qname_lower
         offsets = query.label_offsets
-        zone, index = found
-        if index < 3 or zone.reverse or zone.may_fall_through:
-            return None
         svc_at = offsets[index - 1]
         if lower[svc_at : svc_at + 4] != b"\x03svc":
             return None
         ns_at = offsets[index - 2]
         name_at = offsets[index - 3]
-        key = (
-            lower[ns_at + 1 : svc_at].decode("latin-1"),
-            lower[name_at + 1 : ns_at].decode("latin-1"),
-        )
-        svc = self.model.service(*key)
+        namespace = lower[ns_at + 1 : svc_at].decode("latin-1")
+        name = lower[name_at + 1 : ns_at].decode("latin-1")
+        model = self.model
+        svc = model.service(namespace, name)
         if svc is None:
-            if not self.model.synced:
+            if not model.synced:
                 return None
             wire = negative_with_soa(
-                query, NXDOMAIN, index, ttl=min(self.ttl, 300), mname_head=_MNAME_HEAD,
-                rname_head=_RNAME_HEAD, numbers=self._soa_numbers(), limit=limit,
-                payload=payload,
+                query, NXDOMAIN, index, min(self.ttl, 300), _MNAME_HEAD, _RNAME_HEAD,
+                self._soa_numbers(), limit, payload,
             )  # fmt: skip
-            return None if wire is None else (wire, frozenset((key, SERIAL_TOKEN)))
+            return None if wire is None else (wire, frozenset(((namespace, name), SERIAL_TOKEN)))
         qtype = query.qtype
-        if index != 3 or qtype not in _ADDRESS_TYPES or svc.headless or not svc.cluster_ips:
+        if index != 3 or svc.headless or svc.type == "ExternalName":
             return None
-        if svc.type == "ExternalName" or not self.model.namespace_exists(key[0]):
+        if qtype == TYPE_A:
+            v6 = False
+        elif qtype == TYPE_AAAA:
+            v6 = True
+        else:
             return None
-        v6 = qtype == TYPE_AAAA
-        family = AF_INET6 if v6 else AF_INET
-        rdatas = [inet_pton(family, ip) for ip in svc.cluster_ips if (":" in ip) == v6]
-        if not rdatas:
-            return None  # NODATA: decide() says it
-        wire = owned_by_question(query, qtype, self.ttl, rdatas, limit=limit, payload=payload)
-        return None if wire is None else (wire, frozenset((key,)))
+        ips = svc.cluster_ips
+        if len(ips) == 1:  # the usual single-stack Service
+            if (":" in ips[0]) != v6:
+                return None  # NODATA: decide() says it
+            rdatas: list[bytes] = [inet_pton(AF_INET6 if v6 else AF_INET, ips[0])]
+        else:
+            family = AF_INET6 if v6 else AF_INET
+            rdatas = [inet_pton(family, ip) for ip in ips if (":" in ip) == v6]
+            if not rdatas:
+                return None
+        if not model.namespace_exists(namespace):
+            return None
+        wire = owned_by_question(query, qtype, self.ttl, rdatas, limit, payload)
+        return None if wire is None else (wire, frozenset(((namespace, name),)))
 
     def _soa_numbers(self) -> bytes:
         """The SOA's serial, refresh, retry, expire and minimum, encoded (kept per serial)."""
