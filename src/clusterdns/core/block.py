@@ -33,10 +33,11 @@ class FastStep:
     """One plugin's place on the fast path: the plugin and the filters (plugins before it
     that only transform replies, e.g. loadbalance) its replies pass through."""
 
-    __slots__ = ("answerer", "filters", "name")
+    __slots__ = ("answer", "answerer", "filters", "name")
 
     def __init__(self, answerer: FastAnswerer, filters: tuple[FastFilter, ...]) -> None:
         self.answerer = answerer
+        self.answer = answerer.answer_fast  # bound once: a lookup less per question
         self.name = answerer.name
         self.filters = filters
 

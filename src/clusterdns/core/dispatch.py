@@ -126,7 +126,7 @@ class Dispatcher:
             edns = query.edns
             limit = 512 if edns is None else max(512, min(edns.payload, max_udp))
         for step in block.fast_steps:
-            reply = step.answerer.answer_fast(query, limit, max_udp)
+            reply = step.answer(query, limit, max_udp)
             if reply is None:
                 continue
             if reply is SLOW:

@@ -141,6 +141,12 @@ class Metrics:
 
         return sink
 
+    def thread_stats(self) -> DnsStats:
+        """This thread's DnsStats (an observer on a hot path may keep it: it never changes
+        for a thread)."""
+        stats = self._by_thread.get(get_ident())
+        return stats if stats is not None else self._thread_stats()
+
     def _thread_stats(self) -> DnsStats:
         with self._lock:
             stats = DnsStats()

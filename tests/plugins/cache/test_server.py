@@ -168,7 +168,8 @@ async def test_hits_take_the_core_fast_path(upstream: Responder) -> None:
             calls += 1
             return original(query, limit, payload)
 
-        plugin.answer_fast = counting  # type: ignore[method-assign]
+        (step,) = block.fast_steps
+        step.answer = counting
         await query(server.port, "example.org.", "A")
         reply = await query(server.port, "example.org.", "A")
     assert calls == 2
