@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clusterdns.core.fallthrough import Fallthrough
 from clusterdns.core.fast import SLOW, FastAnswerer, FastReply, VersionedRecords
@@ -20,7 +23,7 @@ from clusterdns.core.request import Reply, Request
 from clusterdns.corefile import CorefileError, parse
 from clusterdns.plugins.etcd import Etcd, EtcdConfig
 from clusterdns.plugins.etcd.handler import SERIAL_TOKEN, ancestors
-from clusterdns.plugins.etcd.records import RecordError, decode, group, key_path
+from clusterdns.plugins.etcd.records import RecordError, decode, domain, group, key_path
 from clusterdns.plugins.etcd.setup import parse_config
 from clusterdns.sources.etcd.store import EtcdEntry
 from clusterdns.wire import parse_query
@@ -538,3 +541,37 @@ def test_answers_stay_right_while_a_thread_reads() -> None:
         thread.join(5)
     for i, name in enumerate(names):
         assert _records(_answer(plugin, name)) == [f"300 A 10.0.{round_ % 250}.{i}"]
+
+
+# --- properties -----------------------------------------------------------------------------
+
+_LABEL = st.from_regex(r"[a-z0-9_]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+
+
+@given(st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+@settings(max_examples=300, deadline=None)
+def test_decode_only_raises_record_error(value: bytes) -> None:
+    try:
+        service = decode("/skydns/k", value)
+    except RecordError:
+        return
+    assert service.key == "/skydns/k"
+
+
+@given(st.lists(_LABEL, min_size=1, max_size=6))
+@settings(max_examples=200, deadline=None)
+def test_key_path_and_domain_are_inverse(labels: list[str]) -> None:
+    name = ".".join(labels) + "."
+    assert domain(key_path(name, "/skydns"), "/skydns") == name
+
+
+@given(st.binary(min_size=1, max_size=60).filter(lambda b: b"\x00" not in b))
+@settings(max_examples=100, deadline=None)
+def test_any_question_gets_one_reply_or_none(label: bytes) -> None:
+    """Arbitrary labels (escapes, dots, binary) under our zones give a reply or go to the
+    chain; they never raise."""
+    plugin, _ = make_plugin()
+    name = dns.name.Name((label[:63], b"skydns", b"test", b""))
+    query = parse_query(dns.message.make_query(name, "A").to_wire())
+    result = plugin.answer_fast(query, 512, MAX_UDP)
+    assert result is SLOW or isinstance(result, FastReply)
