@@ -47,6 +47,9 @@ class FakeStore:
             out.append(self._entries[key])
         return out
 
+    def more_than(self, prefix: str, count: int) -> bool:
+        return len(self.range(prefix)) > count
+
     def has_prefix(self, prefix: str) -> bool:
         i = bisect.bisect_left(self._keys, prefix)
         return i < len(self._keys) and self._keys[i].startswith(prefix)

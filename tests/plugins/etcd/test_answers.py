@@ -22,6 +22,7 @@ from clusterdns.core.fast import SLOW, FastAnswerer, FastReply, VersionedRecords
 from clusterdns.core.request import Reply, Request
 from clusterdns.corefile import CorefileError, parse
 from clusterdns.plugins.etcd import Etcd, EtcdConfig
+from clusterdns.plugins.etcd import handler as handler_module
 from clusterdns.plugins.etcd.handler import SERIAL_TOKEN, ancestors
 from clusterdns.plugins.etcd.records import RecordError, decode, domain, group, key_path
 from clusterdns.plugins.etcd.setup import parse_config
@@ -575,3 +576,22 @@ def test_any_question_gets_one_reply_or_none(label: bytes) -> None:
     query = parse_query(dns.message.make_query(name, "A").to_wire())
     result = plugin.answer_fast(query, 512, MAX_UDP)
     assert result is SLOW or isinstance(result, FastReply)
+
+
+async def test_a_large_subtree_is_worked_out_off_the_udp_thread() -> None:
+    """SkyDNS answers a parent name with every record below it: its first answer is left to
+    the chain (the event loop), which keeps it, so the next question is fast again."""
+    entries = {f"/skydns/local/kube/svc/big/s{i:04d}": f'{{"host":"10.9.{i // 250}.{i % 250 + 1}"}}'
+               for i in range(handler_module.LARGE_SUBTREE + 10)}  # fmt: skip
+    plugin, _ = make_plugin(entries)
+    wire = dns.message.make_query("big.svc.kube.local.", "A").to_wire()
+    parsed = parse_query(wire)
+    assert plugin.answer_fast(parsed, 65535, MAX_UDP) is SLOW
+    small = parse_query(dns.message.make_query("s0001.big.svc.kube.local.", "A").to_wire())
+    assert isinstance(plugin.answer_fast(small, 512, MAX_UDP), FastReply), "a small name is not"
+    reply = await plugin.serve(make_request(wire, transport="tcp"), _next)
+    message = reply.to_message()
+    assert message is not None
+    assert sum(len(rrset) for rrset in message.answer) == len(entries)
+    kept = plugin.answer_fast(parsed, 65535, MAX_UDP)
+    assert isinstance(kept, FastReply), "worked out once, then answered on the fast path"

@@ -39,6 +39,7 @@ from clusterdns.plugins.etcd.answers import (
     soa_record,
 )
 from clusterdns.plugins.etcd.config import EtcdConfig
+from clusterdns.plugins.etcd.records import wildcard_path
 from clusterdns.wire import Query
 from clusterdns.wire.build import (
     TYPE_CNAME,
@@ -56,6 +57,8 @@ log = logging.getLogger("clusterdns.plugins.etcd")
 
 PLUGIN: Final = "etcd"
 STARTUP_WAIT: Final = 5.0  # CoreDNS's etcdTimeout: how long a query waits for the first list
+# Keys below a name past which its first answer is not worked out on a UDP thread.
+LARGE_SUBTREE: Final = 256
 OUTCOME_LIMIT: Final = 200_000  # questions kept; past it the table starts over
 CHANGE_LOG: Final = 1024  # batches remembered for changes_since
 # The reply memo's token for "the SOA serial moved": not a path (paths start with "/").
@@ -71,6 +74,7 @@ class WatchedStore(RecordStore, Protocol):
 
     async def run(self) -> None: ...
     async def wait_synced(self, timeout: float | None = None) -> bool: ...
+    def more_than(self, prefix: str, count: int) -> bool: ...
     def subscribe(self, callback: _Callback) -> None: ...
     def unsubscribe(self, callback: _Callback) -> None: ...
 
@@ -301,6 +305,8 @@ class Etcd(Plugin):
                 return None
             if not self.store.synced:
                 return SLOW
+            if self._large(query.name):
+                return SLOW  # the event loop works it out once; then it is kept
             outcome = self._outcome(query, zone)
             assert outcome is not None
         if outcome.fallthrough or outcome.lookups:
@@ -310,6 +316,13 @@ class Etcd(Plugin):
         if outcome.soa:
             depends = depends | {SERIAL_TOKEN}
         return FastReply(wire, until=outcome.expires, depends=depends)
+
+    def _large(self, name: str) -> bool:
+        """Does a question for ``name`` read a large subtree (SkyDNS answers a parent name
+        with every record below it: ``svc.<zone>`` reads them all)? Such an answer is
+        worked out on the event loop, not on a UDP thread that serves everyone else."""
+        path, _ = wildcard_path(name, self.config.path)
+        return self.store.more_than(path.rstrip("/") + "/", LARGE_SUBTREE)
 
     async def serve(self, req: Request, next_handler: Handler) -> Reply:
         query = req.query

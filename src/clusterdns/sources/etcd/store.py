@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -238,6 +239,11 @@ class EtcdStore:
 
     def has_prefix(self, prefix: str) -> bool:
         return next(self._snapshot.keys.starting_with(prefix), None) is not None
+
+    def more_than(self, prefix: str, count: int) -> bool:
+        """Whether more than ``count`` keys start with ``prefix`` (reads count + 1 at most)."""
+        keys = self._snapshot.keys.starting_with(prefix)
+        return sum(1 for _ in itertools.islice(keys, count + 1)) > count
 
     def __len__(self) -> int:
         return len(self._snapshot.keys)
