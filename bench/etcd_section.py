@@ -583,6 +583,8 @@ def _qps_measured(ctx: Any, run: ModuleType) -> str:
         + ", ".join(f"{label} {fmt(ready[label], 1)}" for label, _ in servers)
         + ". RSS after ready (MiB): "
         + ", ".join(f"{label} {fmt(rss[label], 0)}" for label, _ in servers)
+        + " (not like for like: knot also holds the SRV and PTR records, the kubernetes "
+        "plugin the EndpointSlices; the etcd copy holds only the A keys)"
         + f".\n\nAnswers checked before load on {len(sample)} random names: {checks}.\n\n"
         f"**Unique** (first, on the fresh servers, before any other question): {count:,} "
         "Service names drawn once in random order and random letter case, split into "
