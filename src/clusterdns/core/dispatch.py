@@ -120,11 +120,7 @@ class Dispatcher:
         """Answer without a coroutine through the block's fast steps, or None for the chain."""
         started = perf_counter()
         max_udp = block.settings.max_udp_size
-        if transport == "tcp":
-            limit = 65535
-        else:
-            edns = query.edns
-            limit = 512 if edns is None else max(512, min(edns.payload, max_udp))
+        limit = reply_limit(query, tcp=transport == "tcp", max_udp=max_udp)
         for step in block.fast_steps:
             reply = step.answer(query, limit, max_udp)
             if reply is None:
