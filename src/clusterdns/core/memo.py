@@ -40,7 +40,9 @@ from typing import Final, cast
 from clusterdns.core.fast import Depends, Sink, Sinks, VersionedRecords
 
 DEFAULT_SIZE: Final = 100_000
-_SEEN_SLOTS: Final = 1 << 17  # 1 MiB of question hashes per memo
+# Question hashes remembered per memo (4 MiB): about 9 in 10 of 60k distinct questions
+# are still remembered when they come again.
+_SEEN_SLOTS: Final = 1 << 19
 _SEEN_MASK: Final = _SEEN_SLOTS - 1
 # What the receive loop reads: (reply after the ID, valid until (monotonic), tally),
 # and the dependency groups' lists the entry is in (dropping any of them drops it).
@@ -82,7 +84,7 @@ class ReplyMemo:
         # Hashes of questions answered once, in a fixed direct-mapped table: a reply is
         # kept only the second time its question comes (a stream of questions that never
         # repeat, a scan or a random-subdomain flood, costs no memo work and evicts nothing).
-        self._seen = array("q", bytes(8 * _SEEN_SLOTS)) if limit > 0 else array("q")
+        self._seen = array("q")  # allocated on first use: most memos see one family only
         if stats is not None:
             stats.add(self)
 
@@ -90,7 +92,9 @@ class ReplyMemo:
         """Has this question been answered before (as far as a fixed table remembers)?
         Remembers it either way; a lost memory only delays keeping its reply."""
         if not self._seen:
-            return False
+            if self.limit <= 0:
+                return False
+            self._seen = array("q", bytes(8 * _SEEN_SLOTS))
         marker = hash(key) | 1  # never 0, the empty slot
         slot = marker & _SEEN_MASK
         seen = self._seen

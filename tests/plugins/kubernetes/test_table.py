@@ -92,8 +92,9 @@ def test_answers_follow_the_model_at_once() -> None:
         ("web" + S, "AAAA", NOERROR, {("default", "web"), SERIAL}),  # NODATA carries the SOA
         ("bogus.web" + S, "A", NXDOMAIN, {("default", "web"), SERIAL}),
         ("a.b.c.web" + S, "A", NXDOMAIN, {("default", "web"), SERIAL}),  # too deep
-        ("nope" + S, "A", NXDOMAIN, {("default", "nope"), SERIAL}),  # no such Service
-        ("web.other.svc.cluster.local.", "A", NXDOMAIN, {("other", "web"), SERIAL}),
+        # No such Service: any Service created in the namespace (and the serial) drops it.
+        ("nope" + S, "A", NXDOMAIN, {("default", ""), SERIAL}),
+        ("web.other.svc.cluster.local.", "A", NXDOMAIN, {("other", ""), SERIAL}),
         ("_http._tcp.api" + S, "SRV", NOERROR, {("default", "api")}),
         ("default.svc.cluster.local.", "A", NOERROR, None),  # a namespace: any change
         ("svc.cluster.local.", "A", NOERROR, None),

@@ -80,6 +80,12 @@ ServiceKey = tuple[str, str]
 SERIAL_TOKEN: Final[ServiceKey] = ("", "serial")
 
 
+def namespace_token(namespace: str) -> ServiceKey:
+    """The dependency token of "no such Service" answers in a namespace: changed with any
+    of its Services (a Service's name is never empty)."""
+    return (namespace, "")
+
+
 def ptr_key(ip: str) -> ServiceKey:
     """The dependency token of a PTR answer: dropped when the model says the IP's owners
     changed (Change.ips). The empty namespace cannot be a real one."""
@@ -387,7 +393,11 @@ class AnswerTable:
             if index > 5:
                 return None, depends  # nothing lives more than two labels below a Service
             svc = self.model.service(*key)
-            if svc is None or not self.service_visible(svc):
+            if svc is None:
+                # Any Service created in the namespace drops it (one group for all the
+                # search-path misses of a namespace, not one per missing name).
+                return None, frozenset((namespace_token(key[0]),))
+            if not self.service_visible(svc):
                 return None, depends
             base_at = offsets[index - 3]
             if index == 3:
@@ -567,7 +577,9 @@ class AnswerTable:
                 query, NXDOMAIN, index, min(self.ttl, 300), _MNAME_HEAD, _RNAME_HEAD,
                 self._soa_numbers(), limit, payload,
             )  # fmt: skip
-            return None if wire is None else (wire, frozenset(((namespace, name), SERIAL_TOKEN)))
+            if wire is None:
+                return None
+            return wire, frozenset((namespace_token(namespace), SERIAL_TOKEN))
         qtype = query.qtype
         if index != 3 or svc.headless or svc.type == "ExternalName":
             return None

@@ -16,7 +16,13 @@ import dns.rdatatype
 from clusterdns.core.fast import INFINITE, SLOW, FastReply, FastResult
 from clusterdns.core.plugin import Plugin
 from clusterdns.core.request import Handler, Reply, Request
-from clusterdns.plugins.kubernetes.answers import SERIAL_TOKEN, Answer, AnswerTable, ptr_key
+from clusterdns.plugins.kubernetes.answers import (
+    SERIAL_TOKEN,
+    Answer,
+    AnswerTable,
+    namespace_token,
+    ptr_key,
+)
 from clusterdns.plugins.kubernetes.config import KubernetesConfig
 from clusterdns.sources.model import Change, ClusterModel
 from clusterdns.wire import Query
@@ -183,7 +189,11 @@ class Kubernetes(Plugin):
         self.table.apply(change)
         tokens: frozenset[Hashable] | None = None
         if not change.full and not change.namespaces:
-            tokens = change.services | {ptr_key(ip) for ip in change.ips}
+            tokens = (
+                change.services
+                | {namespace_token(ns) for ns, _ in change.services}
+                | {ptr_key(ip) for ip in change.ips}
+            )
             if self.table.serial != serial:
                 tokens |= {SERIAL_TOKEN}
         self._memo_log.append((self.table.generation, tokens))
