@@ -595,3 +595,17 @@ async def test_a_large_subtree_is_worked_out_off_the_udp_thread() -> None:
     assert sum(len(rrset) for rrset in message.answer) == len(entries)
     kept = plugin.answer_fast(parsed, 65535, MAX_UDP)
     assert isinstance(kept, FastReply), "worked out once, then answered on the fast path"
+
+
+def test_kept_outcomes_are_bounded_oldest_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the limit the oldest kept outcome makes room for each new one (no bulk drop), and
+    the index of paths forgets it too."""
+    monkeypatch.setattr(handler_module, "OUTCOME_LIMIT", 3)
+    plugin, _ = make_plugin()
+    names = [f"n{i}.skydns.test." for i in range(5)]
+    for name in names:
+        _answer(plugin, name)
+    kept = list(plugin._outcomes)
+    assert [q[0] for q in kept] == [dns.name.from_text(n).to_wire() for n in names[2:]]
+    indexed = set().union(*plugin._index.values()) if plugin._index else set()
+    assert indexed <= set(kept), "no path still points at a forgotten question"

@@ -22,6 +22,7 @@ import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from typing import Final, Protocol
 
@@ -59,7 +60,7 @@ PLUGIN: Final = "etcd"
 STARTUP_WAIT: Final = 5.0  # CoreDNS's etcdTimeout: how long a query waits for the first list
 # Keys below a name past which its first answer is not worked out on a UDP thread.
 LARGE_SUBTREE: Final = 256
-OUTCOME_LIMIT: Final = 200_000  # questions kept; past it the table starts over
+OUTCOME_LIMIT: Final = 200_000  # questions kept; past it the oldest goes, one per new one
 CHANGE_LOG: Final = 1024  # batches remembered for changes_since
 # The reply memo's token for "the SOA serial moved": not a path (paths start with "/").
 SERIAL_TOKEN: Final = "serial"
@@ -122,7 +123,8 @@ class Etcd(Plugin):
         self.client = client
         self.answers = Answers(store, self._settings())
         self._lock = threading.Lock()
-        self._outcomes: dict[tuple[bytes, int], Outcome] = {}
+        # Oldest first: when full, the oldest outcome makes room (no bulk pause).
+        self._outcomes: OrderedDict[tuple[bytes, int], Outcome] = OrderedDict()
         self._index: dict[str, set[tuple[bytes, int]]] = {}
         self._generation = 0
         self._changes: collections.deque[tuple[int, frozenset[Hashable] | None]] = (
@@ -224,7 +226,7 @@ class Etcd(Plugin):
             self.answers.forget(changed)
             tokens: set[Hashable] | None = None
             if changed is None:
-                self._outcomes = {}
+                self._outcomes = OrderedDict()
                 self._index = {}
             else:
                 tokens = set()
@@ -258,11 +260,16 @@ class Etcd(Plugin):
         outcome = self.answers.outcome(name, query.qname_lower, query.qtype, zone, _collect)
         with self._lock:
             if self._generation == generation:
-                if len(self._outcomes) >= OUTCOME_LIMIT:
-                    self._outcomes = {}
-                    self._index = {}
-                self._outcomes[question] = outcome
-                index = self._index
+                outcomes, index = self._outcomes, self._index
+                if question not in outcomes and len(outcomes) >= OUTCOME_LIMIT:
+                    oldest, old = outcomes.popitem(last=False)
+                    for path in old.depends:
+                        members = index.get(path)
+                        if members is not None:
+                            members.discard(oldest)
+                            if not members:
+                                del index[path]
+                outcomes[question] = outcome
                 for path in outcome.depends:
                     index.setdefault(path, set()).add(question)
         return outcome
