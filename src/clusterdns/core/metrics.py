@@ -35,6 +35,8 @@ RCODES: Final = {
 }  # fmt: skip
 _DURATION_BUCKETS: Final = tuple(0.00025 * 2**i for i in range(16))
 _SIZE_BUCKETS: Final = (0, 100, 200, 300, 400, 511, 1023, 2047, 4095, 8291, 16e3, 32e3, 48e3, 64e3)
+# The size bucket of every size up to 4096 (all UDP traffic), read instead of a bisect.
+_SMALL_SIZE_BUCKET: Final = bytes(bisect_left(_SIZE_BUCKETS, n) for n in range(4097))
 
 
 def type_label(qtype: int) -> str:
@@ -196,9 +198,17 @@ class DnsStats:
         row.count += 1
         row.duration[bisect_left(_DURATION_BUCKETS, duration)] += 1
         row.duration_sum += duration
-        row.request[bisect_left(_SIZE_BUCKETS, request_size)] += 1
+        row.request[
+            _SMALL_SIZE_BUCKET[request_size]
+            if request_size <= 4096
+            else bisect_left(_SIZE_BUCKETS, request_size)
+        ] += 1
         row.request_sum += request_size
-        row.response[bisect_left(_SIZE_BUCKETS, response_size)] += 1
+        row.response[
+            _SMALL_SIZE_BUCKET[response_size]
+            if response_size <= 4096
+            else bisect_left(_SIZE_BUCKETS, response_size)
+        ] += 1
         row.response_sum += response_size
 
     def record_many(

@@ -178,6 +178,9 @@ class BatchSocket:
         get = current_memo().get
         hits = 0
         skipped: list[int] = []
+        names = self._names
+        namelen = self._namelen
+        clients = self._clients
         for i in range(received):
             offset = offsets[i]
             size = lens[i]
@@ -190,7 +193,8 @@ class BatchSocket:
                 entry[2][0] += 1
                 hits += 1
                 continue
-            client = self._client(i)
+            start = i * _SOCKADDR_SIZE
+            client = clients.get(bytes(names[start : start + namelen])) or self._client(i)
             reply = handle(bytes(view[offset : offset + size]), client)
             if reply is None:
                 skipped.append(i)

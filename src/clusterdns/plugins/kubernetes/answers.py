@@ -308,10 +308,10 @@ class AnswerTable:
     def zone_for(self, name: str) -> str | None:
         """The zone (text) of a lower-case absolute name, or None."""
         wire = text_to_wire(name)
-        found = self._zone_of(wire, label_offsets(wire))
+        found = self.zone_of(wire, label_offsets(wire))
         return None if found is None else found[0].text
 
-    def _zone_of(self, lower: bytes, offsets: Sequence[int]) -> tuple[_Zone, int] | None:
+    def zone_of(self, lower: bytes, offsets: Sequence[int]) -> tuple[_Zone, int] | None:
         """The longest zone containing the name, and the index of its first label.
 
         Tried by label count, longest zone first, from the right: one lookup per distinct
@@ -345,7 +345,7 @@ class AnswerTable:
         offsets; None when it is not ours or falls through. ``found`` is zone_of()'s result
         when the caller has it already."""
         if found is True:
-            found = self._zone_of(lower, offsets)
+            found = self.zone_of(lower, offsets)
         if not found:
             return None
         zone, index = found
@@ -541,10 +541,6 @@ class AnswerTable:
 
     # --- the two commonest questions, written without the general decision ------------------
 
-    def zone_of(self, lower: bytes, offsets: Sequence[int]) -> tuple[_Zone, int] | None:
-        """Which of our zones holds the name, and the index of its first label."""
-        return self._zone_of(lower, offsets)
-
     def quick(
         self, query: Query, found: tuple[_Zone, int], limit: int, payload: int
     ) -> tuple[bytes, Depends] | None:
@@ -639,7 +635,7 @@ class AnswerTable:
             if qtype == TYPE_CNAME or depth >= CNAME_DEPTH:
                 return answer, additional, False
             offsets = label_offsets(target)
-            found = self._zone_of(target, offsets)
+            found = self.zone_of(target, offsets)
             if found is None:
                 return answer, additional, False
             target_zone, index = found
@@ -726,7 +722,7 @@ class AnswerTable:
         """The Service a name at or below ``<svc>.<ns>.svc.<zone>`` belongs to (by shape)."""
         wire = text_to_wire(name)
         offsets = label_offsets(wire)
-        found = self._zone_of(wire, offsets)
+        found = self.zone_of(wire, offsets)
         if found is None or found[0].reverse:
             return None
         _, index = found
