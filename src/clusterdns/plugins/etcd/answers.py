@@ -557,5 +557,9 @@ class Answers:
         return records, extra
 
 
+_TTL_AT: Final = Service._fields.index("ttl")
+
+
 def _with_ttl(service: Service, ttl: int) -> Service:
-    return service._replace(ttl=ttl)
+    # NamedTuple._replace builds a dict per call: slicing the tuple is several times faster.
+    return Service._make((*service[:_TTL_AT], ttl, *service[_TTL_AT + 1 :]))

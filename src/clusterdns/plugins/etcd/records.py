@@ -20,7 +20,7 @@ import msgspec
 from clusterdns.wire.build import TYPE_A, TYPE_AAAA, TYPE_CNAME, TYPE_TXT
 
 DEFAULT_PRIORITY: Final = 10  # CoreDNS: a priority of 0 becomes 10
-WILDCARDS: Final = ("*", "any")
+WILDCARDS: Final = frozenset(("*", "any"))
 _INT64: Final = 1 << 63
 _JSON: Final = msgspec.json.Decoder()
 _V4_MAPPED: Final = b"\x00" * 10 + b"\xff\xff"
@@ -141,6 +141,8 @@ def split_name(name: str) -> list[str]:
     """The labels of a (text, absolute) name, escapes kept (miekg's SplitDomainName)."""
     if name in (".", ""):
         return []
+    if "\\" not in name:
+        return (name[:-1] if name.endswith(".") else name).split(".")
     labels: list[str] = []
     current: list[str] = []
     escaped = False
@@ -180,10 +182,11 @@ def wildcard_path(name: str, root: str) -> tuple[str, bool]:
     whether it was cut (the keys below it are then matched label by label)."""
     labels = split_name(name)
     labels.reverse()
-    for index, label in enumerate(labels):
-        if label in WILDCARDS:
-            return (root + "".join("/" + part for part in labels[:index])) or "/", True
-    return (root + "".join("/" + part for part in labels)) or "/", False
+    if not WILDCARDS.isdisjoint(labels):
+        for index, label in enumerate(labels):
+            if label in WILDCARDS:
+                return (root + "".join("/" + part for part in labels[:index])) or "/", True
+    return (root + "/" + "/".join(labels) if labels else root) or "/", False
 
 
 def matches_wildcard(key: str, segments: Sequence[str]) -> bool:
