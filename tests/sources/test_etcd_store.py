@@ -272,3 +272,29 @@ def test_sorted_keys_versions_match_a_sorted_list(seed: int) -> None:
             assert list(old) == expected and len(old) == len(expected)
     finally:
         store_module.CHUNK = chunk
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_keys_with_a_prefix_by_bisection_match_a_scan(seed: int) -> None:
+    """with_prefix() slices chunks between two bisections; it must list exactly what a
+    scan finds, across chunk boundaries and with U+10FFFF right after the prefix."""
+    import random
+
+    from clusterdns.sources.etcd import store as store_module
+
+    rng = random.Random(seed)
+    parts = ["a", "b", "ab", "b\U0010ffff", "c", ""]
+    keys = sorted(
+        {"/".join(rng.choice(parts) for _ in range(rng.randint(1, 4))) for _ in range(400)}
+    )
+    chunk = store_module.CHUNK
+    store_module.CHUNK = 7  # many chunks
+    try:
+        index = SortedKeys.from_sorted(keys)
+    finally:
+        store_module.CHUNK = chunk
+    for prefix in ["", "a", "a/", "b", "b\U0010ffff", "ab/", "c/a", "zz", "/"]:
+        expected = [k for k in keys if k.startswith(prefix)]
+        assert index.with_prefix(prefix) == expected, prefix
+        limited = index.with_prefix(prefix, 3)
+        assert limited == expected[: len(limited)] and (len(limited) > 3) == (len(expected) > 3)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -90,6 +89,31 @@ class SortedKeys:
     def __iter__(self) -> Iterator[str]:
         for chunk in self.chunks:
             yield from chunk
+
+    def with_prefix(self, prefix: str, limit: int | None = None) -> list[str]:
+        """The keys that start with ``prefix``, in order, found by bisection and sliced out
+        of each chunk (no Python step per key); past ``limit`` keys it may stop early."""
+        chunks = self.chunks
+        if not chunks:
+            return []
+        # Every key starting with the prefix sorts before prefix + the last code point
+        # (a key holding U+10FFFF right after the prefix is checked for below).
+        high = prefix + "\U0010ffff"
+        i = max(0, bisect.bisect_right(self.firsts, prefix) - 1)
+        found: list[str] = []
+        while i < len(chunks):
+            chunk = chunks[i]
+            start = bisect.bisect_left(chunk, prefix) if not found else 0
+            end = bisect.bisect_left(chunk, high, start)
+            found += chunk[start:end]
+            if end < len(chunk):
+                if chunk[end].startswith(prefix):
+                    return list(self.starting_with(prefix))  # the U+10FFFF corner
+                break
+            if limit is not None and len(found) > limit:
+                break
+            i += 1
+        return found
 
     def starting_with(self, prefix: str) -> Iterator[str]:
         """The keys that start with ``prefix``, in order."""
@@ -235,15 +259,14 @@ class EtcdStore:
         """Every entry whose key starts with ``prefix``, in key order."""
         snapshot = self._snapshot
         shards = snapshot.shards
-        return [shards[hash(k) & SHARD_MASK][k] for k in snapshot.keys.starting_with(prefix)]
+        return [shards[hash(k) & SHARD_MASK][k] for k in snapshot.keys.with_prefix(prefix)]
 
     def has_prefix(self, prefix: str) -> bool:
         return next(self._snapshot.keys.starting_with(prefix), None) is not None
 
     def more_than(self, prefix: str, count: int) -> bool:
         """Whether more than ``count`` keys start with ``prefix`` (reads count + 1 at most)."""
-        keys = self._snapshot.keys.starting_with(prefix)
-        return sum(1 for _ in itertools.islice(keys, count + 1)) > count
+        return len(self._snapshot.keys.with_prefix(prefix, count)) > count
 
     def __len__(self) -> int:
         return len(self._snapshot.keys)
