@@ -17,6 +17,7 @@ import pytest
 import pytest_asyncio
 from prometheus_client import generate_latest
 
+from clusterdns.core import memo as memo_module
 from clusterdns.core.fast import INFINITE
 from clusterdns.core.lifecycle import App
 from clusterdns.core.memo import ReplyMemo
@@ -209,15 +210,32 @@ def test_an_entry_tied_to_several_tokens_goes_with_any_of_them() -> None:
     assert not any(memo._groups.values()), "no key left behind in another group"
 
 
-def test_a_reply_is_kept_on_second_sight() -> None:
-    """The first time a question comes is only remembered (a hash in a fixed table); the
-    second time its reply is kept. A stream that never repeats keeps nothing."""
-    memo = ReplyMemo(1000)
-    assert [memo.second_sight(b"q1"), memo.second_sight(b"q1"), memo.second_sight(b"q1")] == [
-        False, True, True,
+def test_a_full_memo_keeps_a_reply_on_second_sight(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With room, every reply is kept. Full, a question's first sight is only remembered
+    (a hash in a two-way table) and its second one keeps the reply, so a stream that never
+    repeats cannot push the rest out; two questions sharing a slot pair both get in."""
+    monkeypatch.setattr(memo_module, "_SEEN_SLOTS", 1 << 10)
+    monkeypatch.setattr(memo_module, "_SEEN_MASK", (1 << 10) - 2)
+    memo = ReplyMemo(2)
+    assert memo.admits(b"q0")
+    for key in (b"a", b"b"):
+        memo.put(key, b"r", INFINITE, ())
+    assert [memo.admits(b"q1"), memo.admits(b"q1"), memo.admits(b"q1")] == [False, True, True]
+    assert not any(memo.admits(b"unique-%d" % i) for i in range(100))
+    # Questions whose hashes share a pair of slots, asked alternately: both remembered.
+    mask = memo_module._SEEN_MASK
+    first = b"x0"
+    others = [
+        b"x%d" % i
+        for i in range(1, 20000)
+        if (hash(b"x%d" % i) | 1) & mask == (hash(first) | 1) & mask
+    ]
+    assert others, "some key shares the slot pair"
+    other = others[0]
+    assert [memo.admits(first), memo.admits(other), memo.admits(first), memo.admits(other)] == [
+        False, False, True, True,
     ]  # fmt: skip
-    assert not any(memo.second_sight(b"unique-%d" % i) for i in range(5000))
-    assert not ReplyMemo(0).second_sight(b"q1") and not ReplyMemo(0).second_sight(b"q1")
+    assert not ReplyMemo(0).admits(b"q1") and not ReplyMemo(0).admits(b"q1")
 
 
 def test_memo_is_bounded_and_evicts_oldest_first() -> None:
@@ -278,10 +296,8 @@ async def test_memo_hits_are_the_fast_path_bytes_for_every_spec_case(
                 if parsed[-1].rcode() != dns.rcode.SERVFAIL:  # SERVFAIL: fell through
                     memoisable += 1
         hits = metric(with_memo, "clusterdns_reply_memo_hits_total")
-        # A reply is kept the second time its question comes, so the third of three
-        # identical questions comes from the memo: every fast-path row (those the chain
-        # answers, an ExternalName chased upstream, are never kept).
-        assert memoisable >= hits > len(cases) / 2
+        # The second and third of three identical questions come from the memo.
+        assert hits >= memoisable > len(cases) / 2
         assert metric(without, "clusterdns_reply_memo_hits_total") == 0
         # Every query is counted once, memo hit or not.
         assert metric(with_memo, "coredns_dns_requests_total", proto="udp") == sent

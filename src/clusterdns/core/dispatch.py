@@ -142,7 +142,7 @@ class Dispatcher:
                 and not reordered
                 and reply.until > 0
                 and block.memoizable
-                and memo.second_sight(query.data[2:])
+                and memo.admits(query.data[2:])
             ):
                 self._memoize(memo, query, block, zone, transport, client, step.name, reply, wire)
             if block.observers:

@@ -40,10 +40,9 @@ from typing import Final, cast
 from clusterdns.core.fast import Depends, Sink, Sinks, VersionedRecords
 
 DEFAULT_SIZE: Final = 100_000
-# Question hashes remembered per memo (4 MiB): about 9 in 10 of 60k distinct questions
-# are still remembered when they come again.
+# First sights remembered once the memo is full (4 MiB, allocated then): pairs of slots.
 _SEEN_SLOTS: Final = 1 << 19
-_SEEN_MASK: Final = _SEEN_SLOTS - 1
+_SEEN_MASK: Final = _SEEN_SLOTS - 2  # an even index: the first slot of a pair
 # What the receive loop reads: (reply after the ID, valid until (monotonic), tally),
 # and the dependency groups' lists the entry is in (dropping any of them drops it).
 Entry = tuple[bytes, float, list[int], tuple[list[Hashable], ...]]
@@ -81,25 +80,33 @@ class ReplyMemo:
         self.hits = 0
         self._flushed_seconds = 0.0
         self._flushed_hits = 0
-        # Hashes of questions answered once, in a fixed direct-mapped table: a reply is
-        # kept only the second time its question comes (a stream of questions that never
-        # repeat, a scan or a random-subdomain flood, costs no memo work and evicts nothing).
-        self._seen = array("q")  # allocated on first use: most memos see one family only
+        # Hashes of questions answered once, used once the memo is full (see admits()).
+        self._seen = array("q")
         if stats is not None:
             stats.add(self)
 
-    def second_sight(self, key: bytes) -> bool:
-        """Has this question been answered before (as far as a fixed table remembers)?
-        Remembers it either way; a lost memory only delays keeping its reply."""
+    def admits(self, key: bytes) -> bool:
+        """Should a reply to this question be kept now?
+
+        While the memo has room, yes: keeping it evicts nothing. Once full, only on the
+        question's second sight, so a stream of questions that never repeat (a scan, a
+        random-subdomain flood) cannot push the replies that are asked again out. The
+        first sights are remembered as hashes in a fixed two-way table: a question
+        forgotten there (two others came to its pair of slots since) waits one more sight.
+        """
+        if len(self.entries) < self.limit:
+            return True
+        if self.limit <= 0:
+            return False
         if not self._seen:
-            if self.limit <= 0:
-                return False
             self._seen = array("q", bytes(8 * _SEEN_SLOTS))
         marker = hash(key) | 1  # never 0, the empty slot
-        slot = marker & _SEEN_MASK
+        slot = marker & _SEEN_MASK  # even: the pair is (slot, slot + 1)
         seen = self._seen
-        if seen[slot] == marker:
+        if seen[slot] == marker or seen[slot + 1] == marker:
             return True
+        # The newer of the two stays in the first slot, the older moves to the second.
+        seen[slot + 1] = seen[slot]
         seen[slot] = marker
         return False
 
