@@ -18,7 +18,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from clusterdns.core.block import Block, ZoneMux
+from clusterdns.core.block import Block, FastStep, ZoneMux
 from clusterdns.core.fast import SLOW, FastReply
 from clusterdns.core.memo import ReplyMemo
 from clusterdns.core.plugin import PluginError
@@ -144,7 +144,7 @@ class Dispatcher:
                 and block.memoizable
                 and memo.admits(query.data[2:])
             ):
-                self._memoize(memo, query, block, zone, transport, client, step.name, reply, wire)
+                self._memoize(memo, query, block, zone, transport, client, step, reply, wire)
             if block.observers:
                 duration = perf_counter() - started
                 rcode = wire[3] & 0xF
@@ -168,7 +168,7 @@ class Dispatcher:
         zone: str,
         transport: Transport,
         client: tuple[str, int],
-        plugin_name: str,
+        step: FastStep,
         reply: FastReply,
         wire: bytes,
     ) -> None:
@@ -179,13 +179,12 @@ class Dispatcher:
         sinks = reply.sinks + tuple(
             [
                 observer.memo_sink(
-                    block.server_label, zone, transport, family, query, rcode, wire, plugin_name
+                    block.server_label, zone, transport, family, query, rcode, wire, step.name
                 )
                 for observer in block.fast_observers
             ]
         )
-        owner = block.plugin(plugin_name)
-        memo.put(query.data[2:], wire[2:], reply.until, sinks, owner, reply.depends)
+        memo.put(query.data[2:], wire[2:], reply.until, sinks, step.answerer, reply.depends)
 
     async def lookup(self, origin: Request, name: str, qtype: int) -> Reply | None:
         """An internal query for ``name`` through the blocks of this listener."""

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from clusterdns.core.request import Handler, Reply, Request
-from clusterdns.corefile import Directive, ServerBlock
+from clusterdns.corefile import CorefileError, Directive, ServerBlock
+from clusterdns.corefile.address import parse_server_key
+from clusterdns.corefile.model import Token
 
 if TYPE_CHECKING:
     from clusterdns.core.process import InstanceServices, Process
@@ -104,6 +106,22 @@ def only_once(directives: Sequence[Directive]) -> Directive:
         second = directives[1]
         raise second.error("this plugin can only be used once per server block")
     return directives[0]
+
+
+def parse_zones(directive: Directive, block_zones: Sequence[str]) -> tuple[str, ...]:
+    """A record plugin's ZONES arguments as CoreDNS reads them (names or reverse CIDRs,
+    no port or scheme), else the server block's zones; errors name file:line."""
+    zones: list[str] = []
+    for token in directive.args:
+        try:
+            for address in parse_server_key(Token(token.text, token.file, token.line)):
+                if address.port is not None or address.scheme != "dns":
+                    raise directive.error(f"invalid zone {token.text!r}", token)
+                if address.zone not in zones:
+                    zones.append(address.zone)
+        except CorefileError as err:
+            raise directive.error(f"invalid zone {token.text!r}: {err.message}", token) from None
+    return tuple(zones) or tuple(block_zones)
 
 
 def parse_duration(directive: Directive, text: str) -> float:

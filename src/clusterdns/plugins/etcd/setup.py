@@ -7,10 +7,8 @@ import math
 from collections.abc import Sequence
 
 from clusterdns.core.fallthrough import Fallthrough
-from clusterdns.core.plugin import Plugin, SetupContext, only_once, parse_duration
+from clusterdns.core.plugin import Plugin, SetupContext, only_once, parse_duration, parse_zones
 from clusterdns.corefile import CorefileError, Directive
-from clusterdns.corefile.address import parse_server_key
-from clusterdns.corefile.model import Token
 from clusterdns.plugins.etcd.config import EtcdConfig
 from clusterdns.plugins.etcd.handler import Etcd
 from clusterdns.plugins.etcd.metrics import register as register_metrics
@@ -20,21 +18,6 @@ log = logging.getLogger("clusterdns.plugins.etcd")
 
 IGNORED = ("stubzones", "debug", "upstream")  # CoreDNS still parses these, to no effect
 MAX_TTL = 0xFFFFFFFF
-
-
-def parse_zones(directive: Directive, ctx_zones: Sequence[str]) -> tuple[str, ...]:
-    """ZONES as CoreDNS reads them (names or reverse CIDRs), else the block's zones."""
-    zones: list[str] = []
-    for token in directive.args:
-        try:
-            for address in parse_server_key(Token(token.text, token.file, token.line)):
-                if address.port is not None or address.scheme != "dns":
-                    raise directive.error(f"invalid zone {token.text!r}", token)
-                if address.zone not in zones:
-                    zones.append(address.zone)
-        except CorefileError as err:
-            raise directive.error(f"invalid zone {token.text!r}: {err.message}", token) from None
-    return tuple(zones) or tuple(ctx_zones)
 
 
 def parse_ttl(option: Directive, text: str) -> int:

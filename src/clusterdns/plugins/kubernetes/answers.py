@@ -352,7 +352,7 @@ class AnswerTable:
         data, depends = self._find(lower, offsets, zone, index)
         if data is not None:
             return self._positive(lower, data, qtype, zone, depends)
-        if zone.may_fall_through and self.config.fallthrough.through(_text(lower)):
+        if zone.may_fall_through and self.config.fallthrough.through(name_to_text(lower)):
             return None
         # CoreDNS: before the first sync a missing name is not proof of absence.
         rcode = NXDOMAIN if self.model.synced else SERVFAIL
@@ -373,7 +373,7 @@ class AnswerTable:
         if index == 0:
             return None, None
         if zone.reverse:
-            ip = ipv4_from_reverse(lower, offsets) or ip_from_reverse(_text(lower))
+            ip = ipv4_from_reverse(lower, offsets) or ip_from_reverse(name_to_text(lower))
             if ip is None:
                 return None, None
             targets = self._ptr_targets(ip)
@@ -743,7 +743,3 @@ def _prefixed(label: str, base: bytes) -> bytes:
     """``label`` in front of the wire name ``base`` (labels over 63 bytes cut to fit)."""
     raw = label.encode("latin-1", "replace")[:63]
     return bytes((len(raw),)) + raw + base
-
-
-def _text(wire: bytes) -> str:
-    return name_to_text(wire)

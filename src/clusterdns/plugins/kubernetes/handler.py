@@ -18,7 +18,6 @@ from clusterdns.core.plugin import Plugin
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.plugins.kubernetes.answers import (
     SERIAL_TOKEN,
-    Answer,
     AnswerTable,
     namespace_token,
     ptr_key,
@@ -255,10 +254,6 @@ class Kubernetes(Plugin):
         if expected != current + 1:
             return None
         return frozenset(touched)
-
-    def decide(self, name: str, qtype: int) -> Answer | None:
-        """The table's decision for a lower-case absolute name (tests, introspection)."""
-        return self.table.decide_text(name, qtype)
 
     async def serve(self, req: Request, next_handler: Handler) -> Reply:
         query = req.query

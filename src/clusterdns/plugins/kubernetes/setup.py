@@ -14,10 +14,9 @@ from clusterdns.core.plugin import (
     only_once,
     parse_duration,
     parse_int,
+    parse_zones,
 )
-from clusterdns.corefile import CorefileError, Directive
-from clusterdns.corefile.address import parse_server_key
-from clusterdns.corefile.model import Token
+from clusterdns.corefile import Directive
 from clusterdns.plugins.kubernetes import metrics
 from clusterdns.plugins.kubernetes.config import KubernetesConfig, PodMode
 from clusterdns.plugins.kubernetes.handler import Kubernetes, Source
@@ -35,17 +34,7 @@ IGNORED = {"upstream", "resyncperiod"}  # accepted by old CoreDNS Corefiles, no 
 
 def parse_config(directive: Directive, ctx_zones: Sequence[str]) -> KubernetesConfig:
     """The options of one ``kubernetes`` directive; CorefileError naming file:line on misuse."""
-    zones: list[str] = []
-    for token in directive.args:
-        try:
-            for address in parse_server_key(Token(token.text, token.file, token.line)):
-                if address.port is not None or address.scheme != "dns":
-                    raise directive.error(f"invalid zone {token.text!r}", token)
-                if address.zone not in zones:
-                    zones.append(address.zone)
-        except CorefileError as err:
-            raise directive.error(f"invalid zone {token.text!r}: {err.message}", token) from None
-    config = KubernetesConfig(zones=tuple(zones) or tuple(ctx_zones))
+    config = KubernetesConfig(zones=parse_zones(directive, ctx_zones))
     seen: set[str] = set()
     for option in directive.block_items():
         name = option.name
