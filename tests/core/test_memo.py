@@ -23,6 +23,7 @@ from clusterdns.core.lifecycle import App
 from clusterdns.core.memo import ReplyMemo
 from clusterdns.core.process import Process
 from clusterdns.core.server import ServerOptions
+from clusterdns.plugins.kubernetes import handler as k8s_handler
 from tests.core.test_server import _udp_raw
 from tests.helpers.dnsclient import make_query, query
 from tests.helpers.kubeapi import KubeAPIServer, service
@@ -452,6 +453,40 @@ async def test_churn_in_one_service_keeps_the_others_memoised(tmp_path: Path) ->
         assert not (await query(port, ptr_two, "PTR")).answer
         new_ptr = "99.0.0.10.in-addr.arpa."
         assert str((await query(port, new_ptr, "PTR")).answer[0][0].target) == two
+
+
+async def test_negatives_outlive_changes_elsewhere_for_a_bounded_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change anywhere moves the zone's SOA serial (the second of the last change); a
+    memoised NXDOMAIN elsewhere keeps its old serial for at most SERIAL_SLACK seconds
+    rather than being dropped (and recomputed) with every change."""
+    monkeypatch.setattr(k8s_handler, "SERIAL_SLACK", 2.5)
+    async with on_api(tmp_path) as (api, app, port):
+        missing = "nope.testns.svc.cluster.local."
+
+        def serial(reply: dns.message.Message) -> int:
+            return int(reply.authority[0][0].serial)
+
+        first = serial(await query(port, missing, "A"))
+        await query(port, missing, "A")  # kept now
+        await asyncio.sleep(1.1)  # the next change lands in a later second
+        (svc2,) = [
+            o for o in objects()
+            if o["kind"] == "Service" and o["metadata"]["name"] == "svc2"
+        ]  # fmt: skip
+        svc2["spec"]["clusterIP"] = "10.0.0.98"
+        api.update(svc2)
+        two = "svc2.other.svc.cluster.local."
+        for _ in range(200):
+            if (await query(port, two, "A")).answer[0][0].address == "10.0.0.98":
+                break
+            await asyncio.sleep(0.01)
+        before = metric(app, "clusterdns_reply_memo_hits_total")
+        assert serial(await query(port, missing, "A")) == first
+        assert metric(app, "clusterdns_reply_memo_hits_total") == before + 1
+        await asyncio.sleep(1.5)  # past the slack: built again, with the new serial
+        assert serial(await query(port, missing, "A")) > first
 
 
 async def test_a_memoised_nxdomain_goes_when_its_service_appears(tmp_path: Path) -> None:

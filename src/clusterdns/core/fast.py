@@ -34,6 +34,13 @@ if TYPE_CHECKING:
     from clusterdns.core.request import Transport
 
 INFINITE: Final = math.inf
+# How long a negative answer (NXDOMAIN, NODATA) may be replayed with the SOA serial it was
+# built with. The serial is the time of the plugin's last change and moves with any change
+# anywhere in the zone; the answer itself depends only on its own name. CoreDNS with
+# `cache` replays such answers for their negative TTL (the SOA minimum, 5 s by default)
+# with the serial they were built with; tying them to the serial instead dropped every
+# negative of the memo once a second under churn.
+SERIAL_SLACK: Final = 5.0
 # Sinks get (new hits, seconds spent per hit on average).
 Sink = Callable[[int, float], None]
 Sinks = tuple[tuple[Hashable, Sink], ...]

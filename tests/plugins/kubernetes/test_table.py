@@ -19,7 +19,6 @@ from tests.helpers.kubeapi import endpoint_slice, service
 
 S = ".default.svc.cluster.local."
 NOERROR, NXDOMAIN = 0, 3
-SERIAL = answers.SERIAL_TOKEN
 
 
 def q(name: str, qtype: str = "A") -> Query:
@@ -85,34 +84,37 @@ def test_answers_follow_the_model_at_once() -> None:
 
 
 @pytest.mark.parametrize(
-    ("name", "qtype", "rcode", "depends"),
+    ("name", "qtype", "rcode", "depends", "carries_soa"),
     [
-        ("web" + S, "A", NOERROR, {("default", "web")}),
-        ("10-0-0-1.web" + S, "A", NOERROR, {("default", "web")}),
-        ("web" + S, "AAAA", NOERROR, {("default", "web"), SERIAL}),  # NODATA carries the SOA
-        ("bogus.web" + S, "A", NXDOMAIN, {("default", "web"), SERIAL}),
-        ("a.b.c.web" + S, "A", NXDOMAIN, {("default", "web"), SERIAL}),  # too deep
-        # No such Service: any Service created in the namespace (and the serial) drops it.
-        ("nope" + S, "A", NXDOMAIN, {("default", ""), SERIAL}),
-        ("web.other.svc.cluster.local.", "A", NXDOMAIN, {("other", ""), SERIAL}),
-        ("_http._tcp.api" + S, "SRV", NOERROR, {("default", "api")}),
-        ("default.svc.cluster.local.", "A", NOERROR, None),  # a namespace: any change
-        ("svc.cluster.local.", "A", NOERROR, None),
-        ("ns.dns.cluster.local.", "A", NOERROR, None),
-        ("x.dns.cluster.local.", "A", NXDOMAIN, None),
-        ("foo.cluster.local.", "A", NXDOMAIN, None),
-        ("1.0.0.10.in-addr.arpa.", "PTR", NOERROR, {("", "10.0.0.1")}),
-        ("9.9.9.10.in-addr.arpa.", "PTR", NXDOMAIN, {("", "10.9.9.9"), SERIAL}),
+        ("web" + S, "A", NOERROR, {("default", "web")}, False),
+        ("10-0-0-1.web" + S, "A", NOERROR, {("default", "web")}, False),
+        ("web" + S, "AAAA", NOERROR, {("default", "web")}, True),  # NODATA carries the SOA
+        ("bogus.web" + S, "A", NXDOMAIN, {("default", "web")}, True),
+        ("a.b.c.web" + S, "A", NXDOMAIN, {("default", "web")}, True),  # too deep
+        # No such Service: any Service created in the namespace drops it.
+        ("nope" + S, "A", NXDOMAIN, {("default", "")}, True),
+        ("web.other.svc.cluster.local.", "A", NXDOMAIN, {("other", "")}, True),
+        ("_http._tcp.api" + S, "SRV", NOERROR, {("default", "api")}, False),
+        ("default.svc.cluster.local.", "A", NOERROR, None, True),  # a namespace: any change
+        ("svc.cluster.local.", "A", NOERROR, None, True),
+        ("ns.dns.cluster.local.", "A", NOERROR, None, False),
+        ("x.dns.cluster.local.", "A", NXDOMAIN, None, True),
+        ("foo.cluster.local.", "A", NXDOMAIN, None, True),
+        ("1.0.0.10.in-addr.arpa.", "PTR", NOERROR, {("", "10.0.0.1")}, False),
+        ("9.9.9.10.in-addr.arpa.", "PTR", NXDOMAIN, {("", "10.9.9.9")}, True),
     ],
 )
 def test_decisions_and_what_they_depend_on(
-    name: str, qtype: str, rcode: int, depends: set[object] | None
+    name: str, qtype: str, rcode: int, depends: set[object] | None, carries_soa: bool
 ) -> None:
     """What each answer depends on, for the reply memo: a Service's names on that Service,
-    a PTR on its IP, anything carrying the SOA on the serial too, the rest on any change."""
+    a PTR on its IP, the rest on any change; and which carry the SOA (replayed for a
+    bounded time only, since the SOA's serial moves with any change)."""
     answer = decide(web_and_api(), name, qtype)
     assert answer is not None and answer.rcode == rcode
     assert answer.depends == (None if depends is None else frozenset(depends))
+    assert answer.carries_soa == carries_soa
+    assert bool(answer.authority) == carries_soa
 
 
 def test_ptr_from_the_reverse_index() -> None:
@@ -204,3 +206,35 @@ def test_negative_with_fallthrough(fallthrough: tuple[str, ...], on_the_wire: bo
     answer = decide(table, name)
     # None: the next plugin answers (the query falls through).
     assert (answer is not None and answer.rcode == NXDOMAIN) is on_the_wire
+
+
+@pytest.mark.parametrize(
+    ("targets", "asked", "expected"),
+    [
+        # An ExternalName naming itself: its CNAME once.
+        ({"a": "a"}, "a", ["a"]),
+        # Two that name each other: each CNAME once, from either end.
+        ({"a": "b", "b": "a"}, "a", ["a", "b"]),
+        ({"a": "b", "b": "a"}, "b", ["b", "a"]),
+        # A chain into a ClusterIP Service: followed to the address.
+        ({"a": "b", "b": "c"}, "a", ["a", "b", "c"]),
+    ],
+    ids=["self", "pair from a", "pair from b", "chain"],
+)
+def test_external_name_loops_answer_each_cname_once(
+    targets: dict[str, str], asked: str, expected: list[str]
+) -> None:
+    """CoreDNS stops following ExternalNames at the first CNAME it already has."""
+    objs: list[tuple[Kind, dict[str, Any], type[Any]]] = [
+        (
+            Kind.SERVICES,
+            service(name, type="ExternalName", external_name=target + S, ports=()),
+            api.Service,
+        )
+        for name, target in targets.items()
+    ]
+    objs.append((Kind.SERVICES, service("c", cluster_ip="10.96.0.9"), api.Service))
+    answer = decide(table_with(*objs), asked + S)
+    assert answer is not None and answer.rcode == NOERROR
+    owners = [name_to_text(owner).split(".")[0] for owner, _type, _ttl, _rdata in answer.answer]
+    assert owners == expected

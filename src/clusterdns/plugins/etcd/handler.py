@@ -29,7 +29,7 @@ from typing import Final, Protocol
 import dns.message
 import dns.rcode
 
-from clusterdns.core.fast import SLOW, FastReply, FastResult
+from clusterdns.core.fast import SERIAL_SLACK, SLOW, FastReply, FastResult
 from clusterdns.core.plugin import Plugin
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.plugins.etcd.answers import (
@@ -320,9 +320,12 @@ class Etcd(Plugin):
             return SLOW
         wire = self.render(query, outcome, limit=limit, payload=payload)
         depends: frozenset[Hashable] = outcome.depends
-        if outcome.soa:
+        until = outcome.expires
+        if outcome.soa == 1:  # the apex SOA itself: its serial is the answer
             depends = depends | {SERIAL_TOKEN}
-        return FastReply(wire, until=outcome.expires, depends=depends)
+        elif outcome.soa:  # a negative answer: the serial may lag (core.fast.SERIAL_SLACK)
+            until = min(until, time.monotonic() + SERIAL_SLACK)
+        return FastReply(wire, until=until, depends=depends)
 
     def _large(self, name: str) -> bool:
         """Does a question for ``name`` read a large subtree (SkyDNS answers a parent name

@@ -75,9 +75,6 @@ CNAME_DEPTH: Final = 8
 _APEX_LABELS: Final = frozenset({b"dns", b"svc", b"pod", b"dns-version"})
 
 ServiceKey = tuple[str, str]
-# The reply memo's token for "the SOA serial moved" (negative answers carry it). No real
-# Service key has an empty namespace; ptr_key() uses IPs, never this text.
-SERIAL_TOKEN: Final[ServiceKey] = ("", "serial")
 
 
 def namespace_token(namespace: str) -> ServiceKey:
@@ -115,7 +112,7 @@ EMPTY: Final = NameData()
 class Answer:
     """What the table decided for one question: rcode, records, and its dependency."""
 
-    __slots__ = ("additional", "answer", "authority", "chase", "depends", "rcode")
+    __slots__ = ("additional", "answer", "authority", "carries_soa", "chase", "depends", "rcode")
 
     def __init__(
         self,
@@ -125,8 +122,12 @@ class Answer:
         additional: Sequence[Record] = (),
         depends: Depends = None,
         chase: bytes | None = None,
+        carries_soa: bool = False,
     ) -> None:
         self.rcode = rcode
+        # A negative answer: its SOA's serial moves with any change in the zone, so it
+        # is replayed for a bounded time (core.fast.SERIAL_SLACK), not until a change.
+        self.carries_soa = carries_soa
         # An ExternalName's target outside our zones, which the chain looks up through the
         # server (CoreDNS's upstream): the fast path leaves such answers to it.
         self.chase = chase
@@ -356,7 +357,7 @@ class AnswerTable:
             return None
         # CoreDNS: before the first sync a missing name is not proof of absence.
         rcode = NXDOMAIN if self.model.synced else SERVFAIL
-        return Answer(rcode, authority=(self.soa(zone),), depends=_with_serial(depends))
+        return Answer(rcode, authority=(self.soa(zone),), depends=depends, carries_soa=True)
 
     def decide_text(self, name: str, qtype: int) -> Answer | None:
         """decide() for a lower-case absolute name in text form (internal lookups)."""
@@ -543,7 +544,7 @@ class AnswerTable:
 
     def quick(
         self, query: Query, found: tuple[_Zone, int], limit: int, payload: int
-    ) -> tuple[bytes, Depends] | None:
+    ) -> tuple[bytes, Depends, bool] | None:
         """The reply to the two questions a cluster asks most, or None for decide().
 
         ``<svc>.<ns>.svc.<zone>`` A/AAAA of a Service with a ClusterIP of that family, and
@@ -575,7 +576,7 @@ class AnswerTable:
             )  # fmt: skip
             if wire is None:
                 return None
-            return wire, frozenset((namespace_token(namespace), SERIAL_TOKEN))
+            return wire, frozenset((namespace_token(namespace),)), True
         qtype = query.qtype
         if index != 3 or svc.headless or svc.type == "ExternalName":
             return None
@@ -598,7 +599,7 @@ class AnswerTable:
         if not model.namespace_exists(namespace):
             return None
         wire = owned_by_question(query, qtype, self.ttl, rdatas, limit, payload)
-        return None if wire is None else (wire, frozenset(((namespace, name),)))
+        return None if wire is None else (wire, frozenset(((namespace, name),)), False)
 
     def _soa_numbers(self) -> bytes:
         """The SOA's serial, refresh, retry, expire and minimum, encoded (kept per serial)."""
@@ -613,27 +614,32 @@ class AnswerTable:
     def _positive(
         self, owner: bytes, data: NameData, qtype: int, zone: _Zone, depends: Depends
     ) -> Answer:
-        answer, additional, chased = self._records(owner, data, qtype, zone, 0)
+        answer, additional, chased = self._records(owner, data, qtype, zone, (owner,))
         if chased:
             depends = None  # the CNAME's target may be another Service
         if not answer:
-            return Answer(NOERROR, authority=(self.soa(zone),), depends=_with_serial(depends))
+            return Answer(NOERROR, authority=(self.soa(zone),), depends=depends, carries_soa=True)
         chase = None
         if data.cname is not None and not chased and qtype != TYPE_CNAME:
             chase = data.cname
         return Answer(NOERROR, answer, additional=additional, depends=depends, chase=chase)
 
     def _records(
-        self, owner: bytes, data: NameData, qtype: int, zone: _Zone, depth: int
+        self, owner: bytes, data: NameData, qtype: int, zone: _Zone, chain: tuple[bytes, ...]
     ) -> tuple[list[Record], list[Record], bool]:
-        """(answer, additional, whether a CNAME in our zones was followed)."""
+        """(answer, additional, whether a CNAME in our zones was followed). ``chain``: the
+        owners followed so far, this one included."""
         ttl = self.ttl
         if data.cname is not None:
             target = data.cname
             answer: list[Record] = [(owner, TYPE_CNAME, ttl, name_rdata(target))]
             additional: list[Record] = []
-            if qtype == TYPE_CNAME or depth >= CNAME_DEPTH:
+            if qtype == TYPE_CNAME or len(chain) > CNAME_DEPTH:
                 return answer, additional, False
+            if target in chain:
+                # ExternalNames that point back along the chain: each CNAME once, as
+                # CoreDNS stops at a duplicate.
+                return answer, additional, True
             offsets = label_offsets(target)
             found = self.zone_of(target, offsets)
             if found is None:
@@ -648,7 +654,9 @@ class AnswerTable:
             ):
                 target_data, _ = self._find(target, offsets, target_zone, index)
             if target_data is not None:
-                more, extra, _ = self._records(target, target_data, qtype, target_zone, depth + 1)
+                more, extra, _ = self._records(
+                    target, target_data, qtype, target_zone, (*chain, target)
+                )
                 answer += more
                 additional += extra
             return answer, additional, True
@@ -732,11 +740,6 @@ class AnswerTable:
                 wire[offsets[index - 3] + 1 : offsets[index - 2]].decode("latin-1"),
             )
         return None
-
-
-def _with_serial(depends: Depends) -> Depends:
-    """A negative answer carries the SOA, whose serial moves too."""
-    return None if depends is None else depends | {SERIAL_TOKEN}
 
 
 def _prefixed(label: str, base: bytes) -> bytes:

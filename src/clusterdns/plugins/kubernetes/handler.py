@@ -7,21 +7,17 @@ import collections
 import logging
 import time
 from collections.abc import Hashable
+from time import monotonic
 from typing import Protocol
 
 import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from clusterdns.core.fast import INFINITE, SLOW, FastReply, FastResult
+from clusterdns.core.fast import INFINITE, SERIAL_SLACK, SLOW, FastReply, FastResult
 from clusterdns.core.plugin import Plugin
 from clusterdns.core.request import Handler, Reply, Request
-from clusterdns.plugins.kubernetes.answers import (
-    SERIAL_TOKEN,
-    AnswerTable,
-    namespace_token,
-    ptr_key,
-)
+from clusterdns.plugins.kubernetes.answers import AnswerTable, namespace_token, ptr_key
 from clusterdns.plugins.kubernetes.config import KubernetesConfig
 from clusterdns.sources.model import Change, ClusterModel
 from clusterdns.wire import Query
@@ -161,11 +157,8 @@ class Kubernetes(Plugin):
             )
             await self.model.wait_synced()
         # Answers that were SERVFAIL before the sync are now NXDOMAIN: let caches know.
-        serial = self.table.serial
         self.table.apply(Change(frozenset(), frozenset(), frozenset(), full=False))
-        # No Service changed; the serial in negative answers may have.
-        moved = frozenset({SERIAL_TOKEN}) if self.table.serial != serial else frozenset()
-        self._memo_log.append((self.table.generation, moved))
+        self._memo_log.append((self.table.generation, frozenset()))
         log.info(
             "kubernetes: synced with the cluster in %.3fs, %d services",
             loop.time() - started,
@@ -184,7 +177,6 @@ class Kubernetes(Plugin):
             if self.model.synced:
                 self._build_deferred()  # synchronously, so no query sees a synced empty table
             return
-        serial = self.table.serial
         self.table.apply(change)
         tokens: frozenset[Hashable] | None = None
         if not change.full and not change.namespaces:
@@ -193,8 +185,6 @@ class Kubernetes(Plugin):
                 | {namespace_token(ns) for ns, _ in change.services}
                 | {ptr_key(ip) for ip in change.ips}
             )
-            if self.table.serial != serial:
-                tokens |= {SERIAL_TOKEN}
         self._memo_log.append((self.table.generation, tokens))
         self.last_change = time.monotonic()
         log.debug(
@@ -229,16 +219,18 @@ class Kubernetes(Plugin):
             return SLOW
         quick = table.quick(query, found, limit, payload)
         if quick is not None:
-            return FastReply(quick[0], INFINITE, quick[1])
+            wire, depends, carries_soa = quick
+            return FastReply(wire, monotonic() + SERIAL_SLACK if carries_soa else INFINITE, depends)
         answer = table.decide(lower, offsets, query.qtype, found)
         if answer is None:
             return None
         if answer.chase is not None or answer.rcode == SERVFAIL:
             return SLOW
-        return FastReply(answer.to_wire(query, limit, payload), INFINITE, answer.depends)
+        until = monotonic() + SERIAL_SLACK if answer.carries_soa else INFINITE
+        return FastReply(answer.to_wire(query, limit, payload), until, answer.depends)
 
     def changes_since(self, generation: int) -> frozenset[Hashable] | None:
-        """The dependency tokens (Service keys, PTR IPs, the serial) touched after
+        """The dependency tokens (Service keys, PTR IPs) touched after
         ``generation``; None if unknown (a full rebuild, a namespace change, a gap)."""
         current = self.table.generation
         touched: set[Hashable] = set()
