@@ -27,6 +27,23 @@ BATCH: Final = 64
 SLOT: Final = 4096
 MSG_WAITFORONE: Final = 0x10000
 _SOCKADDR_SIZE: Final = 28  # sockaddr_in6, the larger of the two
+# Linux's SO_TIMESTAMPNS (== SCM_TIMESTAMPNS) on x86 and arm; the kernel stamps each
+# datagram with the wall-clock time it arrived (a struct timespec).
+SO_TIMESTAMPNS: Final = 35
+# One control message: cmsghdr (len, level, type) then the timespec.
+_CONTROL: Final = 32
+_TIMESPEC = struct.Struct("qq")
+# A query that waited in the socket's receive queue longer than this is dropped unread:
+# under overload the queue holds seconds of questions, and answering them oldest first
+# makes every client wait that long (their stubs have retried or given up by then).
+# Dropping costs a fraction of answering, so the queue empties fast once the load
+# drops, and the answers given go to questions still being waited for.
+LATE_AFTER: Final = 1.0
+# A full batch whose oldest datagram waited this long means a backlog: then one client
+# address gets at most SHARE of the batch's first-sight answers (memo hits are cheap and
+# always served), so one pod's flood of never-seen names cannot starve the others.
+BACKLOGGED_AFTER: Final = 0.05
+SHARE: Final = BATCH // 4
 
 
 class _IOVec(ctypes.Structure):
@@ -100,23 +117,38 @@ class BatchSocket:
     once, at start; per batch only the reply lengths change.
     """
 
-    def __init__(self, sock: socket.socket, *, timeout: float = 0.25) -> None:
+    def __init__(
+        self, sock: socket.socket, *, timeout: float = 0.25, late_after: float = LATE_AFTER
+    ) -> None:
         assert _LIBC is not None
         self.sock = sock
+        self.late_after = late_after
+        self.late = 0  # datagrams dropped for waiting longer than late_after, so far
+        self.over_share = 0  # dropped for their client's share of a backlogged batch
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            self._stamped = True
+        except OSError:
+            self._stamped = False
         self.fd = sock.fileno()
         sock.setblocking(True)
         seconds = int(timeout)
         timeval = struct.pack("ll", seconds, int((timeout - seconds) * 1e6))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
         self._namelen = 16 if sock.family == socket.AF_INET else _SOCKADDR_SIZE
+        # Where the client's address (without the port) lies in a sockaddr.
+        self._host_at = (4, 8) if sock.family == socket.AF_INET else (8, 24)
         # One slot per message for query and reply; sender addresses side by side.
         self._data = bytearray(BATCH * SLOT)
         self._c_data = (ctypes.c_char * len(self._data)).from_buffer(self._data)
         self._view = memoryview(self._data)
         self._names = bytearray(BATCH * _SOCKADDR_SIZE)
         self._c_names = (ctypes.c_char * len(self._names)).from_buffer(self._names)
+        self._control = bytearray(BATCH * _CONTROL)
+        self._c_control = (ctypes.c_char * len(self._control)).from_buffer(self._control)
         data_base = ctypes.addressof(self._c_data)
         names_base = ctypes.addressof(self._c_names)
+        control_base = ctypes.addressof(self._c_control)
         self._in_iov = (_IOVec * BATCH)()
         self._out_iov_raw = bytearray(ctypes.sizeof(_IOVec) * BATCH)
         self._out_iov = (_IOVec * BATCH).from_buffer(self._out_iov_raw)
@@ -135,6 +167,9 @@ class BatchSocket:
                 hdr.msg_namelen = self._namelen  # the kernel writes back the same size
                 hdr.msg_iov = ctypes.pointer(iovs[i])
                 hdr.msg_iovlen = 1
+            if self._stamped:
+                self._in[i].msg_hdr.msg_control = control_base + i * _CONTROL
+                self._in[i].msg_hdr.msg_controllen = _CONTROL
         # Views of the headers' length fields, read and written like lists.
         u32_stride = ctypes.sizeof(_MMsgHdr) // 4
         self._in_lens = memoryview(self._in_raw).cast("I")[
@@ -144,6 +179,12 @@ class BatchSocket:
         self._out_lens = memoryview(self._out_iov_raw).cast("Q")[
             _IOVec.iov_len.offset // 8 :: u64_stride
         ]
+        # The kernel shortens msg_controllen to what it wrote: restored before each call.
+        control_offset = _MMsgHdr.msg_hdr.offset + _MsgHdr.msg_controllen.offset
+        self._control_lens = memoryview(self._in_raw).cast("Q")[
+            control_offset // 8 :: ctypes.sizeof(_MMsgHdr) // 8
+        ]
+        self._full_control = memoryview(struct.pack(f"{BATCH}Q", *[_CONTROL] * BATCH)).cast("Q")
         self._offsets = [i * SLOT for i in range(BATCH)]
         # Source addresses seen lately → (host, port): clients send many queries each.
         self._clients: dict[bytes, tuple[str, int]] = {}
@@ -162,6 +203,8 @@ class BatchSocket:
         seconds spent answering); (0, 0, 0.0) on timeout.
         """
         assert _LIBC is not None
+        if self._stamped:
+            self._control_lens[:] = self._full_control
         received = _LIBC.recvmmsg(self.fd, self._in, BATCH, MSG_WAITFORONE, None)
         if received <= 0:
             if received < 0:
@@ -178,10 +221,18 @@ class BatchSocket:
         get = current_memo().get
         hits = 0
         skipped: list[int] = []
+        first = 0
+        shares: dict[bytes, int] | None = None
+        if self._stamped:
+            first, backlogged = self._late_ones(received)
+            skipped.extend(range(first))
+            if backlogged:
+                shares = {}
+                host_from, host_to = self._host_at
         names = self._names
         namelen = self._namelen
         clients = self._clients
-        for i in range(received):
+        for i in range(first, received):
             offset = offsets[i]
             size = lens[i]
             entry = get(bytes(view[offset + 2 : offset + size]))
@@ -194,6 +245,14 @@ class BatchSocket:
                 hits += 1
                 continue
             start = i * _SOCKADDR_SIZE
+            if shares is not None:
+                host = bytes(names[start + host_from : start + host_to])
+                share = shares.get(host, 0) + 1
+                if share > SHARE:
+                    skipped.append(i)
+                    self.over_share += 1
+                    continue
+                shares[host] = share
             client = clients.get(bytes(names[start : start + namelen])) or self._client(i)
             reply = handle(bytes(view[offset : offset + size]), client)
             if reply is None:
@@ -218,6 +277,25 @@ class BatchSocket:
                     self._send(start, index)
                 start = index + 1
         return received, hits, elapsed
+
+    def _late_ones(self, received: int) -> tuple[int, bool]:
+        """How many datagrams at the head of the batch (the oldest) waited too long, and
+        whether the batch is part of a backlog."""
+        control = self._control
+        lens = self._control_lens
+        now = time.time()
+        deadline = now - self.late_after
+        late = 0
+        # Datagrams arrive in order: the first one's stamp says whether any is late.
+        while late < received and lens[late] >= _CONTROL:
+            seconds, nanos = _TIMESPEC.unpack_from(control, late * _CONTROL + 16)
+            arrived = seconds + nanos * 1e-9
+            if arrived >= deadline:
+                self.late += late
+                return late, received == BATCH and arrived < now - BACKLOGGED_AFTER
+            late += 1
+        self.late += late
+        return late, False
 
     def _client(self, index: int) -> tuple[str, int]:
         start = index * _SOCKADDR_SIZE

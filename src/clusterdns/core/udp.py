@@ -14,13 +14,16 @@ import asyncio
 import logging
 import socket
 import threading
-from typing import cast
+from collections.abc import Callable, Coroutine
+from typing import Any, cast
 
 from clusterdns.core import mmsg
 from clusterdns.core.dispatch import Dispatcher
 from clusterdns.core.memo import DEFAULT_SIZE as DEFAULT_MEMO_SIZE
 from clusterdns.core.memo import Entry, ReplyMemo
+from clusterdns.core.metrics import once_per_registry
 from clusterdns.core.request import Request
+from clusterdns.core.slowlane import OverloadMetrics, SlowLane
 
 log = logging.getLogger("clusterdns.server")
 
@@ -29,9 +32,13 @@ class UdpListener(asyncio.DatagramProtocol):
     def __init__(self, dispatcher: Dispatcher, memo_size: int = DEFAULT_MEMO_SIZE) -> None:
         self.dispatcher = dispatcher
         self.transport: asyncio.DatagramTransport | None = None
-        self.tasks: set[asyncio.Task[None]] = set()
         self.memo_stats = dispatcher.server.process.metrics.memo
         self.memo = ReplyMemo(memo_size, self.memo_stats)
+        self.lane = _lane(dispatcher, asyncio.get_running_loop(), self._answer)
+
+    @property
+    def tasks(self) -> set[asyncio.Task[None]]:
+        return self.lane.tasks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's UDP transport does not subclass asyncio.DatagramTransport.
@@ -45,9 +52,7 @@ class UdpListener(asyncio.DatagramProtocol):
             assert self.transport is not None
             self.transport.sendto(prepared, addr)
             return
-        task = asyncio.ensure_future(self._answer(prepared, addr))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.lane.submit(prepared, (addr[0], addr[1]))
 
     async def _answer(self, req: Request, addr: tuple[str, int]) -> None:
         wire = await self.dispatcher.resolve(req)
@@ -61,11 +66,21 @@ class UdpListener(asyncio.DatagramProtocol):
         self.memo_stats.retire(self.memo)
 
 
+def _lane(
+    dispatcher: Dispatcher,
+    loop: asyncio.AbstractEventLoop,
+    answer: Callable[[Request, tuple[str, int]], Coroutine[Any, Any, None]],
+) -> SlowLane:
+    registry = dispatcher.server.process.metrics.registry
+    return SlowLane(loop, answer, once_per_registry(registry, OverloadMetrics))
+
+
 class UdpThread:
     """A blocking receive loop in its own thread for one UDP socket.
 
     Fast-path answers never touch the event loop; queries that need the
-    chain are handed to it with call_soon_threadsafe and answered from there.
+    chain are handed to the event loop through a bounded SlowLane (core/slowlane.py)
+    and answered from there.
     The dispatcher's data (mux, answer tables) is only read here, and every
     read is a single dict lookup, atomic under the GIL.
     """
@@ -84,13 +99,17 @@ class UdpThread:
         self.memo_size = memo_size
         self.dispatcher = dispatcher
         self.loop = loop
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.lane = _lane(dispatcher, loop, self._answer)
         self._running = True
         sock.setblocking(True)
         sock.settimeout(0.25)
         self.thread = threading.Thread(
             target=self._run, name=f"udp-{sock.getsockname()[:2]}", daemon=True
         )
+
+    @property
+    def tasks(self) -> set[asyncio.Task[None]]:
+        return self.lane.tasks
 
     def start(self) -> None:
         self.thread.start()
@@ -112,8 +131,9 @@ class UdpThread:
         # serve_batch looks each query up in the memo itself (checked once per batch by
         # current_memo()), so a miss goes straight to the rest of Dispatcher.handle.
         dispatch = dispatcher.prepare
-        handoff = self.loop.call_soon_threadsafe
-        spawn = self._spawn
+        handoff = self.lane.submit
+        late_datagrams = self.lane.metrics.late_datagram
+        over_share = self.lane.metrics.client
 
         def handle(data: bytes, client: tuple[str, int]) -> bytes | None:
             try:
@@ -124,7 +144,7 @@ class UdpThread:
             if prepared is None or isinstance(prepared, bytes):
                 return prepared
             try:
-                handoff(spawn, prepared, client)
+                handoff(prepared, client)
             except RuntimeError:
                 pass  # the loop is closed: we are shutting down
             return None
@@ -148,13 +168,18 @@ class UdpThread:
             if hits:
                 memo.hits += hits
                 memo.hit_seconds += seconds  # the batch's time, charged to its hits
+            if batch.late:
+                late_datagrams.inc(batch.late)
+                batch.late = 0
+            if batch.over_share:
+                over_share.inc(batch.over_share)
+                batch.over_share = 0
 
     def _run_single(self, memo: ReplyMemo) -> None:
         recvfrom = self.sock.recvfrom
         sendto = self.sock.sendto
         dispatch = self.dispatcher.handle
-        handoff = self.loop.call_soon_threadsafe
-        spawn = self._spawn
+        handoff = self.lane.submit
         while self._running:
             try:
                 data, addr = recvfrom(65535)
@@ -178,14 +203,9 @@ class UdpThread:
                     pass
                 continue
             try:
-                handoff(spawn, prepared, addr)
+                handoff(prepared, (addr[0], addr[1]))
             except RuntimeError:
                 return  # the loop is closed: we are shutting down
-
-    def _spawn(self, req: Request, addr: tuple[str, int]) -> None:
-        task = asyncio.ensure_future(self._answer(req, addr))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
     async def _answer(self, req: Request, addr: tuple[str, int]) -> None:
         wire = await self.dispatcher.resolve(req)

@@ -1,0 +1,151 @@
+"""Overload at the UDP socket: late datagrams dropped unread, one client's share of a
+backlogged batch bounded; and through a running server, a flood of chain questions
+bounded by the slow lane while another client is still answered."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+import dns.asyncquery
+import dns.message
+import dns.rcode
+import pytest
+
+from clusterdns.core import mmsg
+from tests.core.conftest import serve
+from tests.helpers.responder import Responder
+
+pytestmark = pytest.mark.skipif(not mmsg.available(), reason="recvmmsg is Linux-only")
+
+
+def make_query(n: int) -> bytes:
+    return dns.message.make_query(f"q{n}.example.", "A", id=n & 0xFFFF).to_wire()
+
+
+def echo(data: bytes, client: tuple[str, int]) -> bytes:
+    reply = bytearray(data)
+    reply[2] |= 0x80
+    return bytes(reply)
+
+
+def no_memo() -> dict[bytes, mmsg.Entry]:
+    return {}
+
+
+def receive_all(sock: socket.socket) -> list[int]:
+    ids = []
+    sock.settimeout(0.3)
+    try:
+        while True:
+            data = sock.recv(4096)
+            ids.append(int.from_bytes(data[:2], "big"))
+    except TimeoutError:
+        return ids
+
+
+@pytest.fixture
+def server_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    yield sock
+    sock.close()
+
+
+def test_datagrams_that_waited_too_long_are_dropped_unread(server_socket: socket.socket) -> None:
+    batch = mmsg.BatchSocket(server_socket, late_after=0.4)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    address = server_socket.getsockname()
+    for n in range(10):
+        client.sendto(make_query(n), address)
+    time.sleep(0.6)  # these ten are now late
+    for n in range(10, 15):
+        client.sendto(make_query(n), address)
+    received, _, _ = batch.serve_batch(echo, no_memo)
+    assert received == 15
+    assert batch.late == 10
+    assert receive_all(client) == list(range(10, 15)), "only the fresh ones are answered"
+    client.close()
+
+
+def test_a_fresh_queue_is_answered_in_full(server_socket: socket.socket) -> None:
+    batch = mmsg.BatchSocket(server_socket, late_after=0.4)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    for n in range(mmsg.BATCH):
+        client.sendto(make_query(n), server_socket.getsockname())
+    received, _, _ = batch.serve_batch(echo, no_memo)
+    assert received == mmsg.BATCH and batch.late == 0 and batch.over_share == 0
+    assert sorted(receive_all(client)) == list(range(mmsg.BATCH))
+    client.close()
+
+
+def test_in_a_backlog_one_client_gets_its_share_of_a_batch(server_socket: socket.socket) -> None:
+    """A full batch that waited past BACKLOGGED_AFTER: the flooding address (many source
+    ports) gets SHARE answers; a second address in the same batch gets all of its own."""
+    batch = mmsg.BatchSocket(server_socket, late_after=5.0)
+    address = server_socket.getsockname()
+    flooders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(8)]
+    for sock in flooders:
+        sock.bind(("127.0.0.1", 0))
+    other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    other.bind(("127.0.0.2", 0))
+    for n in range(mmsg.BATCH - 4):
+        flooders[n % len(flooders)].sendto(make_query(n), address)
+    for n in range(1000, 1004):
+        other.sendto(make_query(n), address)
+    time.sleep(mmsg.BACKLOGGED_AFTER * 2)
+    received, _, _ = batch.serve_batch(echo, no_memo)
+    assert received == mmsg.BATCH
+    assert sorted(receive_all(other)) == [1000, 1001, 1002, 1003]
+    answered = sum(len(receive_all(sock)) for sock in flooders)
+    assert answered == mmsg.SHARE
+    assert batch.over_share == mmsg.BATCH - 4 - mmsg.SHARE
+    for sock in (*flooders, other):
+        sock.close()
+
+
+async def test_a_chain_flood_is_bounded_and_another_client_still_answered(
+    tmp_path: Path,
+) -> None:
+    """Thousands of forwarded questions whose upstream answers after 0.5 s, from one
+    address: the slow lane holds a bounded share for it and sheds the rest; a question
+    from another address is answered meanwhile, and the server stays responsive."""
+    async with Responder() as upstream:
+        upstream.mode = "delay"
+        upstream.delay_ms = 500
+        text = f".:0 {{\n    bind 127.0.0.1 127.0.0.2\n    forward . 127.0.0.1:{upstream.port}\n}}\n"
+        async with serve(text, tmp_path) as running:
+            port = running.port()
+            flood = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            flood.bind(("127.0.0.1", 0))
+            flood.setblocking(False)
+            for n in range(3000):
+                try:
+                    flood.sendto(make_query(n), ("127.0.0.1", port))
+                except BlockingIOError:
+                    await asyncio.sleep(0.001)
+            await asyncio.sleep(0.2)
+            started = time.monotonic()
+            reply = await dns.asyncquery.udp(
+                dns.message.make_query("other.example.", "A"),
+                "127.0.0.1",
+                timeout=5.0,
+                port=port,
+                source="127.0.0.2",
+            )
+            assert reply.rcode() == dns.rcode.NOERROR
+            assert time.monotonic() - started < 4.0
+            lanes = [
+                worker.lane
+                for listener in running.app.server.listeners.values()
+                for worker in listener.udp_threads
+            ]
+            metrics = lanes[0].metrics
+            assert metrics.client._value.get() > 0, "the flood was held to its share"
+            assert all(lane.running <= lane.max_running for lane in lanes)
+            flood.close()
