@@ -118,7 +118,9 @@ async def test_a_chain_flood_is_bounded_and_another_client_still_answered(
     async with Responder() as upstream:
         upstream.mode = "delay"
         upstream.delay_ms = 500
-        text = f".:0 {{\n    bind 127.0.0.1 127.0.0.2\n    forward . 127.0.0.1:{upstream.port}\n}}\n"
+        text = (
+            f".:0 {{\n    bind 127.0.0.1 127.0.0.2\n    forward . 127.0.0.1:{upstream.port}\n}}\n"
+        )
         async with serve(text, tmp_path) as running:
             port = running.port()
             flood = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from clusterdns.core.request import Request
-from clusterdns.core.slowlane import SlowLane, OverloadMetrics
+from clusterdns.core.slowlane import OverloadMetrics, SlowLane
 
 
 class Clock:
