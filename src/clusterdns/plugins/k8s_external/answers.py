@@ -28,9 +28,11 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Final, Protocol, runtime_checkable
 
+import dns.name
+import dns.reversename
+
 from clusterdns.core.fast import Depends
 from clusterdns.plugins.k8s_external.config import ExternalConfig
-from clusterdns.plugins.kubernetes.names import endpoint_label, in_zone, ip_from_reverse
 from clusterdns.sources.convert import canonical_ip
 from clusterdns.sources.model import ClusterModel, Endpoint, Service, ServicePort
 from clusterdns.wire import text_to_wire
@@ -77,7 +79,6 @@ class _Table(Protocol):
 
 class _KubeSettings(Protocol):
     ttl: int
-    endpoint_pod_names: bool
     noendpoints: bool
 
 
@@ -97,6 +98,10 @@ class ExternalSource(Protocol):
     def generation(self) -> int: ...
 
     def changes_since(self, generation: int) -> frozenset[Hashable] | None: ...
+
+    def endpoint_label(self, ip: str, hostname: str | None, pod_name: str | None) -> str:
+        """An endpoint's label: its hostname, its Pod's name (endpoint_pod_names), its IP."""
+        ...
 
 
 class Decision:
@@ -123,6 +128,23 @@ class Decision:
 
 def join(label: str, zone: str) -> str:
     return f"{label}." if zone == "." else f"{label}.{zone}"
+
+
+def in_zone(name: str, zone: str) -> bool:
+    return zone == "." or name == zone or name.endswith("." + zone)
+
+
+def ip_from_reverse(name: str) -> str | None:
+    """The IP of a complete reverse name (``4.3.2.1.in-addr.arpa.``), canonical; else None."""
+    if not name.endswith((".in-addr.arpa.", ".ip6.arpa.")):
+        return None
+    try:
+        text = dns.reversename.to_address(dns.name.from_text(name))
+    except Exception:  # dnspython raises several types for names that spell no address
+        return None
+    ip = canonical_ip(text)
+    expected = 4 if name.endswith(".in-addr.arpa.") else 32
+    return ip if ip is not None and name.count(".") - 2 == expected else None
 
 
 def is_ip(host: str) -> bool:
@@ -289,10 +311,9 @@ class ExternalAnswers:
         if svc is not None and source.table.service_visible(svc):
             target = text_to_wire(join(f"{service}.{namespace}", zone))
             if self.config.headless and not svc.external and (svc.headless or endpoint):
-                pod_names = source.config.endpoint_pod_names
                 for ep in self._served(svc):
                     for ip in ep.addresses:
-                        label = endpoint_label(ip, ep.hostname, ep.pod_name, pod_names=pod_names)
+                        label = source.endpoint_label(ip, ep.hostname, ep.pod_name)
                         if endpoint and label != endpoint:
                             continue
                         for candidate in ep.ports or NO_PORT:

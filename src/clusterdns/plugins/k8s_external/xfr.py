@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from clusterdns.plugins.k8s_external.answers import ExternalAnswers, join
-from clusterdns.plugins.kubernetes.names import endpoint_label
 from clusterdns.sources.model import Service
 from clusterdns.wire import text_to_wire
 from clusterdns.wire.build import TYPE_A, TYPE_AAAA, TYPE_SRV, Record
@@ -52,12 +51,12 @@ def _service_records(answers: ExternalAnswers, svc: Service, zone: str) -> Itera
         ports = svc.ports
         names = [base]
     elif answers.config.headless and svc.headless:
-        pod_names = answers.source.config.endpoint_pod_names
+        source = answers.source
         endpoints = answers.source.model.endpoints(svc.namespace, svc.name)
         served = [ep for ep in endpoints if ep.ready or svc.publish_not_ready]
         ports = tuple(port for ep in served for port in ep.ports)
         labels = dict.fromkeys(
-            endpoint_label(ip, ep.hostname, ep.pod_name, pod_names=pod_names)
+            source.endpoint_label(ip, ep.hostname, ep.pod_name)
             for ep in served
             for ip in ep.addresses
         )
