@@ -280,6 +280,12 @@ async def test_refused_without_a_matching_transfer(tmp_path: Path, transfer_line
                 assert await ask(running.port, zone, rdtype, tcp=False) == dns.rcode.REFUSED
 
 
+def big_zone(count: int = 6000) -> str:
+    """A zone of about 300 KB: five or more transfer messages."""
+    hosts = "".join(f"host-{i:05d} 300 A 10.0.{i // 256}.{i % 256}\n" for i in range(count))
+    return FILE_ZONE.replace("example.org.", "big.test.") + hosts
+
+
 async def test_large_zone_goes_in_several_messages(tmp_path: Path) -> None:
     hosts = "".join(
         f"host-{i:05d} 300 A 10.{i // 65536}.{i // 256 % 256}.{i % 256}\n" for i in range(6000)
@@ -295,3 +301,23 @@ async def test_large_zone_goes_in_several_messages(tmp_path: Path) -> None:
         got = dns.zone.from_xfr(iter(messages), relativize=False)
         want = dns.zone.from_file(str(tmp_path / "db.big"), origin="big.test.", relativize=False)
         assert got == want
+
+
+async def test_through_cache_loadbalance_and_log(tmp_path: Path) -> None:
+    """In a kubeadm-like block, the plugins before transfer pass it through untouched, and
+    the cache keeps nothing of it: the second transfer of a zone of several messages is
+    whole too (a cached first message would end it)."""
+    (tmp_path / "db.big").write_text(big_zone())
+    text = (
+        "big.test:0 {\n    errors\n    log\n    cache 30\n    loadbalance\n"
+        "    transfer {\n        to 127.0.0.1\n    }\n"
+        f"    file {tmp_path / 'db.big'}\n"
+        "}\n"
+    )
+    want = dns.zone.from_file(str(tmp_path / "db.big"), origin="big.test.", relativize=False)
+    async with running_server(text) as running:
+        for _ in range(2):
+            messages = await transfer(running.port, "big.test.")
+            assert len(messages) > 2
+            assert dns.zone.from_xfr(iter(messages), relativize=False) == want
+        assert await ask(running.port, "big.test.", "AXFR", tcp=False) == dns.rcode.REFUSED
