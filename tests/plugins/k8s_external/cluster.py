@@ -49,6 +49,9 @@ def objects() -> list[Obj]:
         ),
         external(service("noports", "testns", cluster_ip="10.0.0.8", ports=()), ["5.6.7.8"]),
         service("plain", "testns", cluster_ip="10.0.0.7", ports=HTTP),
+        endpoint_slice(
+            "plain-a", "plain", "testns", addresses=["10.2.0.1"], hostnames={"10.2.0.1": "p0"}
+        ),
         service("svc-headless", "testns", cluster_ip="None", ports=HTTP),
         endpoint_slice(
             "svc-headless-a",

@@ -144,6 +144,11 @@ ROWS = [
     # ... and more
     row(f"1-2-3-6{H}", "A", "NXDOMAIN"),  # not ready
     row(f"plain{T}", "A", "NXDOMAIN"),  # no external address
+    # CoreDNS: with headless, an endpoint label under a ClusterIP Service without external
+    # addresses names that endpoint; under one with external addresses, any label gets them.
+    row(f"p0.plain{T}", "A", "NOERROR", f"p0.plain{T} 5 IN A 10.2.0.1"),
+    row(f"p1.plain{T}", "A", "NXDOMAIN"),
+    row(f"anything.svc1{T}", "A", "NOERROR", f"anything.svc1{T} 5 IN A 1.2.3.4"),
     row(f"multi{T}", "SRV", "NOERROR",
         f"multi{T} 5 IN SRV 0 50 80 multi{T}", f"multi{T} 5 IN SRV 0 50 443 multi{T}",
         additional=(f"multi{T} 5 IN A 10.1.1.1",)),

@@ -321,3 +321,38 @@ async def test_through_cache_loadbalance_and_log(tmp_path: Path) -> None:
             assert len(messages) > 2
             assert dns.zone.from_xfr(iter(messages), relativize=False) == want
         assert await ask(running.port, "big.test.", "AXFR", tcp=False) == dns.rcode.REFUSED
+
+
+@pytest.mark.skipif(shutil.which("dig") is None, reason="needs dig")
+async def test_dig_axfr_of_the_demo_cluster() -> None:
+    """The README's demo cluster (examples/cluster), transferred with dig: the names the
+    README shows answered one by one are all in it, between two SOAs."""
+    demo = Path(__file__).resolve().parents[3] / "examples" / "cluster"
+    text = (
+        ".:0 {\n    transfer {\n        to *\n    }\n"
+        f"    kubernetes cluster.local in-addr.arpa {{\n        manifests {demo}\n    }}\n"
+        "}\n"
+    )
+    async with running_server(text) as running:
+        assert await running.plugin("kubernetes").model.wait_synced(5)  # type: ignore[attr-defined]
+
+        def dig(zone: str) -> str:
+            return subprocess.run(
+                ["dig", "@127.0.0.1", "-p", str(running.port), "AXFR", zone, "+nocomments"],
+                capture_output=True, text=True, timeout=10, check=True,
+            ).stdout  # fmt: skip
+
+        out = await asyncio.to_thread(dig, "cluster.local.")
+        found = {tuple(line.split()) for line in out.splitlines() if line and line[0] != ";"}
+        for record in [
+            ("mysql-service.default.svc.cluster.local.", "5", "IN", "A", "10.96.162.44"),
+            ("kube-dns.kube-system.svc.cluster.local.", "5", "IN", "A", "10.96.0.10"),
+            ("web-0.web.default.svc.cluster.local.", "5", "IN", "A", "10.244.1.20"),
+            ("queue.shared.svc.cluster.local.", "5", "IN", "A", "10.103.75.49"),
+            ("search.default.svc.cluster.local.", "5", "IN", "CNAME", "www.example.com."),
+        ]:
+            assert record in found, out
+        assert sum(" SOA " in f" {' '.join(r)} " for r in found) == 1  # the same SOA twice
+        assert out.count("\tSOA\t") == 2, out
+        # A reverse zone is not transferred: refused by the kubernetes plugin.
+        assert "Transfer failed" in await asyncio.to_thread(dig, "in-addr.arpa.")
