@@ -246,3 +246,42 @@ def test_namespaces_and_ports_are_shared() -> None:
 )
 def test_canonical_ip(text: str, expected: str | None) -> None:
     assert canonical_ip(text) == expected
+
+
+def _with_external(obj: dict[str, Any], ips: list[str], ingress: list[dict[str, str]]) -> Any:
+    if ips:
+        obj["spec"]["externalIPs"] = ips
+    if ingress:
+        obj["status"] = {"loadBalancer": {"ingress": ingress}}
+    return obj
+
+
+EXTERNAL_CASES = [
+    pytest.param([], [], (), id="neither → ()"),
+    pytest.param(
+        ["192.0.2.1", "2001:DB8::0:1"],
+        [],
+        ("192.0.2.1", "2001:db8::1"),
+        id="externalIPs, canonical",
+    ),
+    pytest.param(
+        ["192.0.2.1"],
+        [{"ip": "198.51.100.7"}, {"hostname": "LB.Example.COM."}, {"ip": "192.0.2.1"}],
+        ("192.0.2.1", "198.51.100.7", "lb.example.com"),
+        id="externalIPs then ingress ip, else hostname; duplicates once",
+    ),
+    pytest.param(
+        ["not-an-ip"],
+        [{"ip": "198.51.100.7", "hostname": "x.test"}],
+        ("198.51.100.7",),
+        id="invalid IP dropped; ip wins over hostname",
+    ),
+]
+
+
+@pytest.mark.parametrize(("ips", "ingress", "expected"), EXTERNAL_CASES)
+def test_to_service_external(
+    ips: list[str], ingress: list[dict[str, str]], expected: tuple[str, ...]
+) -> None:
+    obj = _with_external(service("lb", cluster_ip="10.96.0.30", type="LoadBalancer"), ips, ingress)
+    assert to_service(decode(obj, api.Service)).external == expected

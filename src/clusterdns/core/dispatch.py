@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncGenerator
 from time import perf_counter
 from typing import TYPE_CHECKING, Final
 
@@ -211,6 +212,13 @@ class Dispatcher:
             return None
 
     async def resolve(self, req: Request) -> bytes:
+        wire, more = await self.resolve_all(req)
+        if more is not None:
+            await more.aclose()  # UDP: one message only (transfer refuses UDP anyway)
+        return wire
+
+    async def resolve_all(self, req: Request) -> tuple[bytes, AsyncGenerator[bytes, None] | None]:
+        """The reply to send, and the messages that follow it on TCP (a zone transfer)."""
         block = req.block
         started = time.perf_counter()
         try:
@@ -229,7 +237,7 @@ class Dispatcher:
             rcode = wire[3] & 0xF
             for observer in block.observers:
                 observer(req, rcode, wire, duration, reply.plugin)
-        return wire
+        return wire, reply.more
 
 
 def encode(req: Request, reply: Reply) -> bytes:

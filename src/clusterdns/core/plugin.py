@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.corefile import CorefileError, Directive, ServerBlock
 from clusterdns.corefile.address import parse_server_key
 from clusterdns.corefile.model import Token
+from clusterdns.wire.build import Record
 
 if TYPE_CHECKING:
     from clusterdns.core.process import InstanceServices, Process
@@ -57,6 +58,26 @@ class Plugin:
         same server block of the running configuration) has built, when the settings
         allow it, e.g. a synced cluster watch, so a reload does not re-list the cluster.
         ``previous.stop()`` runs after the swap and must then leave that alone."""
+
+
+# A zone's records for a zone transfer, in batches as they are produced (CoreDNS's
+# Transferer channel of []RR): the SOA first, every other record, the SOA again.
+ZoneRecords = Iterable[Sequence[Record]]
+
+
+@runtime_checkable
+class Transferer(Protocol):
+    """A plugin whose zones the ``transfer`` plugin may send out (CoreDNS's Transferer):
+    kubernetes, k8s_external, file. Found by ``transfer`` among the plugins of its block."""
+
+    name: str
+
+    def transfer(self, zone: str, serial: int | None) -> ZoneRecords | None:
+        """The records of ``zone`` (lower-case, absolute) for AXFR (``serial`` None) or IXFR
+        (the client's serial: only the SOA when that is current, else the whole zone, as
+        CoreDNS answers IXFR without a journal). None: not authoritative for ``zone``.
+        Called on the event loop; the batches may be produced lazily."""
+        ...
 
 
 @dataclass

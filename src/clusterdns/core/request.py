@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 import dns.flags
@@ -108,9 +108,13 @@ class Request:
 class Reply:
     """A plugin's answer. Exactly one of message, template or wire is set, or none
     for an error reply that the server writes itself (CoreDNS's "rcode, nothing
-    written" contract)."""
+    written" contract).
 
-    __slots__ = ("message", "plugin", "rcode", "template", "wire")
+    ``more``: further complete messages (the query's ID included) that follow this one
+    on the same TCP connection, produced as they are sent (a zone transfer); UDP never
+    gets them."""
+
+    __slots__ = ("message", "more", "plugin", "rcode", "template", "wire")
 
     def __init__(
         self,
@@ -120,12 +124,14 @@ class Reply:
         message: dns.message.Message | None = None,
         template: AnswerTemplate | None = None,
         wire: bytes | None = None,
+        more: AsyncGenerator[bytes, None] | None = None,
     ) -> None:
         self.rcode = rcode
         self.plugin = plugin
         self.message = message
         self.template = template
         self.wire = wire
+        self.more = more
 
     @classmethod
     def error(cls, rcode: int, *, plugin: str = "") -> Reply:

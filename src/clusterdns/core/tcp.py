@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Final, cast
 
 from clusterdns.core.dispatch import Dispatcher
@@ -54,6 +55,9 @@ class TcpDnsProtocol(asyncio.Protocol):
         self.counted = False
         self.last_activity = 0.0
         self.idle_timer: asyncio.TimerHandle | None = None
+        # Set while the transport's write buffer is over its high-water mark: a reply of
+        # many messages (a zone transfer) waits for it rather than buffering them all.
+        self.writable: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -94,15 +98,43 @@ class TcpDnsProtocol(asyncio.Protocol):
             task.add_done_callback(self.tasks.discard)
 
     async def _answer(self, req: Request) -> None:
+        more: AsyncGenerator[bytes, None] | None = None
         try:
-            wire = await self.dispatcher.resolve(req)
+            wire, more = await self.dispatcher.resolve_all(req)
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.write(_LENGTH.pack(len(wire)) + wire)
+                if more is not None:
+                    await self._send_more(more)
         finally:
             self.pending -= 1
+            if more is not None:
+                await more.aclose()
         transport = self.transport
-        if transport is not None and not transport.is_closing():
+        if transport is not None and not transport.is_closing() and self.eof and self.pending == 0:
+            transport.close()
+
+    async def _send_more(self, messages: AsyncGenerator[bytes, None]) -> None:
+        """The rest of a multi-message reply, each message as it is produced, waiting
+        whenever the client reads slower than we write."""
+        loop = asyncio.get_running_loop()
+        async for wire in messages:
+            transport = self.transport
+            if transport is None or transport.is_closing():
+                return
             transport.write(_LENGTH.pack(len(wire)) + wire)
-            if self.eof and self.pending == 0:
-                transport.close()
+            self.last_activity = loop.time()
+            if self.writable is not None:
+                await self.writable
+
+    def pause_writing(self) -> None:
+        if self.writable is None:
+            self.writable = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        writable, self.writable = self.writable, None
+        if writable is not None and not writable.done():
+            writable.set_result(None)
 
     def eof_received(self) -> bool:
         # Half-closed by the client: finish what it asked, then close.
@@ -122,6 +154,7 @@ class TcpDnsProtocol(asyncio.Protocol):
         self.idle_timer = loop.call_later(max(timeout - quiet, 0.05), self._check_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.resume_writing()
         if self.counted:
             self.shared.active -= 1
             self.counted = False

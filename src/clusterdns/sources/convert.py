@@ -105,7 +105,30 @@ def to_service(obj: api.Service) -> Service:
         ports=ports,
         publish_not_ready=spec.publish_not_ready_addresses,
         labels=_pairs(obj.metadata.labels),
+        external=_external(obj),
     )
+
+
+def _external(obj: api.Service) -> tuple[str, ...]:
+    """A Service's external addresses: spec.externalIPs, then its load balancer's ingress
+    points (the IP, else the hostname); invalid IPs dropped, duplicates once."""
+    spec_ips = obj.spec.external_ips
+    ingress = obj.status.load_balancer.ingress
+    if not spec_ips and not ingress:
+        return ()  # nearly every Service: no work while listing 100k of them
+    seen: dict[str, None] = {}
+    for text in spec_ips or ():
+        ip = canonical_ip(text)
+        if ip is not None:
+            seen[ip] = None
+    for point in ingress or ():
+        if point.ip:
+            ip = canonical_ip(point.ip)
+            if ip is not None:
+                seen[ip] = None
+        elif point.hostname:
+            seen[_intern(point.hostname.lower().rstrip("."))] = None
+    return tuple(seen)
 
 
 def _shared(ports: tuple[ServicePort, ...]) -> tuple[ServicePort, ...]:

@@ -30,6 +30,10 @@ class Service(msgspec.Struct, frozen=True, gc=False):
     ports: tuple[ServicePort, ...]
     publish_not_ready: bool
     labels: tuple[tuple[str, str], ...]  # sorted
+    # spec.externalIPs, then each status.loadBalancer.ingress's ip (else its hostname), as
+    # CoreDNS's object.Service keeps them for k8s_external: IPs canonical, hostnames
+    # lower-case without the trailing dot; () for nearly every Service (no memory).
+    external: tuple[str, ...] = ()
 
 
 class Endpoint(msgspec.Struct, frozen=True, gc=False):

@@ -16,12 +16,16 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 
-from clusterdns.core.plugin import Plugin
+from clusterdns.core.plugin import Plugin, ZoneRecords
 from clusterdns.core.request import Handler, Reply, Request
+from clusterdns.plugins.file.transfer import zone_records
 from clusterdns.plugins.file.zone import Answer, Result, ZoneData, ZoneError, load_zone
 from clusterdns.wire import AnswerTemplate
 
 log = logging.getLogger("clusterdns.plugins.file")
+
+# Zone transfers are the transfer plugin's; what reaches us is refused (as CoreDNS).
+XFR_TYPES: Final = frozenset({int(dns.rdatatype.AXFR), int(dns.rdatatype.IXFR)})
 
 # Templates cached per zone version; names that do not exist (NXDOMAIN, wildcard
 # matches) are built per query so a scan cannot grow the table.
@@ -88,6 +92,8 @@ class File(Plugin):
         source = self.match(req.name)
         if source is None:
             return await next_handler(req)
+        if req.qtype in XFR_TYPES:
+            return Reply.error(dns.rcode.REFUSED, plugin="file")
         data = source.data
         key = (req.query.qname_lower, req.qtype)
         template = source.templates.get(key)
@@ -102,6 +108,11 @@ class File(Plugin):
             return Reply.of_template(template, plugin="file")
         response = build_message(answer, req.make_response())
         return Reply.of(response, plugin="file")
+
+    def transfer(self, zone: str, serial: int | None) -> ZoneRecords | None:
+        """Transferer (core/plugin.py): one of our zones exactly, as it is served now."""
+        source = self.sources.get(zone)
+        return None if source is None else zone_records(source.data, serial)
 
     @staticmethod
     def _template(qname: dns.name.Name, qtype: int, answer: Answer) -> AnswerTemplate:

@@ -15,10 +15,12 @@ import dns.rcode
 import dns.rdatatype
 
 from clusterdns.core.fast import INFINITE, SERIAL_SLACK, SLOW, FastReply, FastResult
-from clusterdns.core.plugin import Plugin
+from clusterdns.core.plugin import Plugin, ZoneRecords
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.plugins.kubernetes.answers import AnswerTable, namespace_token, ptr_key
 from clusterdns.plugins.kubernetes.config import KubernetesConfig
+from clusterdns.plugins.kubernetes.names import endpoint_label
+from clusterdns.plugins.kubernetes.transfer import zone_records
 from clusterdns.sources.model import Change, ClusterModel
 from clusterdns.wire import Query
 
@@ -29,6 +31,9 @@ MEMO_LOG = 1024  # changes remembered for the reply memo; a memo further behind 
 CNAME = dns.rdatatype.CNAME
 IN = 1
 SERVFAIL = dns.rcode.SERVFAIL
+REFUSED = dns.rcode.REFUSED
+# Zone transfers are the transfer plugin's; what reaches us is refused (as CoreDNS).
+XFR_TYPES = frozenset({int(dns.rdatatype.AXFR), int(dns.rdatatype.IXFR)})
 
 
 class Source(Protocol):
@@ -215,7 +220,7 @@ class Kubernetes(Plugin):
         found = table.zone_of(lower, offsets)
         if found is None:
             return None
-        if table.deferring or query.qclass != IN:
+        if table.deferring or query.qclass != IN or query.qtype in XFR_TYPES:
             return SLOW
         quick = table.quick(query, found, limit, payload)
         if quick is not None:
@@ -251,6 +256,8 @@ class Kubernetes(Plugin):
         query = req.query
         if not self.table.ours(query.qname_lower, query.label_offsets):
             return await next_handler(req)
+        if query.qtype in XFR_TYPES:
+            return Reply.error(REFUSED, plugin=PLUGIN)
         if self.table.deferring:
             remaining = self._deadline - time.monotonic()
             if remaining > 0:
@@ -265,6 +272,15 @@ class Kubernetes(Plugin):
         if answer.chase is not None:
             return await self._chase_external(req, reply)
         return reply
+
+    def endpoint_label(self, ip: str, hostname: str | None, pod_name: str | None) -> str:
+        """The first label of an endpoint's name under this plugin's settings (k8s_external
+        names endpoints the same way)."""
+        return endpoint_label(ip, hostname, pod_name, pod_names=self.config.endpoint_pod_names)
+
+    def transfer(self, zone: str, serial: int | None) -> ZoneRecords | None:
+        """Transferer (core/plugin.py), for the transfer plugin: see transfer.py."""
+        return zone_records(self.table, zone, serial)
 
     async def _chase_external(self, req: Request, reply: Reply) -> Reply:
         """An ExternalName answer: add the target's records, looked up through the server

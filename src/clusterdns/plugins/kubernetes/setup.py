@@ -27,7 +27,7 @@ log = logging.getLogger("clusterdns.plugins.kubernetes")
 
 UNSUPPORTED = {
     "multicluster": "multicluster is not supported by clusterdns",
-    "transfer": "zone transfers (transfer) are not supported by clusterdns",
+    "transfer": "transfer is not supported as a kubernetes option: use the transfer plugin",
 }
 IGNORED = {"upstream", "resyncperiod"}  # accepted by old CoreDNS Corefiles, no effect
 

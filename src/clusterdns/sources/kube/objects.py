@@ -26,12 +26,15 @@ __all__ = [
     "EndpointSubset",
     "Endpoints",
     "ListMeta",
+    "LoadBalancerIngress",
+    "LoadBalancerStatus",
     "Namespace",
     "ObjectList",
     "ObjectMeta",
     "ObjectReference",
     "Pod",
     "Service",
+    "ServiceStatus",
     "Status",
     "WatchEvent",
 ]
@@ -76,11 +79,26 @@ class ServiceSpec(_Obj):
     publish_not_ready_addresses: bool = False
     ip_families: list[str] | None = None
     ip_family_policy: str | None = None
+    external_ips: list[str] | None = field(default=None, name="externalIPs")
+
+
+class LoadBalancerIngress(_Obj):
+    ip: str = ""
+    hostname: str = ""
+
+
+class LoadBalancerStatus(_Obj):
+    ingress: list[LoadBalancerIngress] | None = None
+
+
+class ServiceStatus(_Obj):
+    load_balancer: LoadBalancerStatus = field(default_factory=LoadBalancerStatus)
 
 
 class Service(_Obj):
     metadata: ObjectMeta = field(default_factory=ObjectMeta)
     spec: ServiceSpec = field(default_factory=ServiceSpec)
+    status: ServiceStatus = field(default_factory=ServiceStatus)
 
 
 # --- EndpointSlice (discovery.k8s.io/v1) --------------------------------------------------
