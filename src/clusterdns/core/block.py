@@ -7,7 +7,15 @@ from collections.abc import Callable, Sequence
 
 import dns.rcode
 
-from clusterdns.core.fast import FastAnswerer, FastFilter, FastObserver, VersionedRecords
+from clusterdns.core.fast import (
+    FastAnswerer,
+    FastEdit,
+    FastFilter,
+    FastGate,
+    FastObserver,
+    Sinks,
+    VersionedRecords,
+)
 from clusterdns.core.plugin import BlockSettings, Plugin
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.wire import Query, text_to_wire
@@ -30,33 +38,68 @@ def build_chain(plugins: Sequence[Plugin]) -> Handler:
 
 
 class FastStep:
-    """One plugin's place on the fast path: the plugin and the filters (plugins before it
-    that only transform replies, e.g. loadbalance) its replies pass through."""
+    """One plugin's place on the fast path: the plugin, the gates (acl) between the
+    previous step and this one, and the edits (nsid, header, minimal; innermost first)
+    and filters (plugins before it that only transform replies, e.g. loadbalance) its
+    replies pass through."""
 
-    __slots__ = ("answer", "answerer", "filters", "name")
+    __slots__ = ("answer", "answerer", "edits", "filters", "gates", "name", "pass_sinks")
 
-    def __init__(self, answerer: FastAnswerer, filters: tuple[FastFilter, ...]) -> None:
+    def __init__(
+        self,
+        answerer: FastAnswerer,
+        filters: tuple[FastFilter, ...],
+        gates: tuple[FastGate, ...] = (),
+        edits: tuple[FastEdit, ...] = (),
+        pass_sinks: Sinks = (),
+    ) -> None:
         self.answerer = answerer
         self.answer = answerer.answer_fast  # bound once: a lookup less per question
         self.name = answerer.name
         self.filters = filters
+        self.gates = gates
+        self.edits = edits
+        # Every gate before this step counts a memo hit of its replies as a query let on.
+        self.pass_sinks = pass_sinks
 
 
 def fast_steps(plugins: Sequence[Plugin]) -> tuple[FastStep, ...]:
     """The fast answerers of the chain, in order, up to the first plugin that is neither
-    an answerer nor a filter: past it only the chain knows what happens."""
+    an answerer, a filter, a gate nor an edit: past it only the chain knows what happens."""
     steps: list[FastStep] = []
     filters: list[FastFilter] = []
+    gates: list[FastGate] = []
+    edits: list[FastEdit] = []
+    pass_sinks: Sinks = ()
     for plugin in plugins:
         if not plugin.in_chain:
             continue
         if isinstance(plugin, FastAnswerer):
-            steps.append(FastStep(plugin, tuple(filters)))
+            steps.append(
+                FastStep(plugin, tuple(filters), tuple(gates), tuple(reversed(edits)), pass_sinks)
+            )
+            gates = []
         elif isinstance(plugin, FastFilter):
             filters.append(plugin)
+        elif isinstance(plugin, FastGate):
+            gates.append(plugin)
+            pass_sinks = pass_sinks + plugin.pass_sinks()
+        elif isinstance(plugin, FastEdit):
+            edits.append(plugin)
         else:
             break
     return tuple(steps)
+
+
+def chain_edits(plugins: Sequence[Plugin]) -> tuple[tuple[int, FastEdit], ...]:
+    """The edits of the chain with their place in it, innermost (last) first: a reply
+    written by the plugin at place p passes through those before p."""
+    found = [
+        (index, plugin)
+        for index, plugin in enumerate(plugins)
+        if plugin.in_chain and isinstance(plugin, FastEdit)
+    ]
+    return tuple(reversed(found))
 
 
 class Block:
@@ -98,6 +141,20 @@ class Block:
         self.versioned: list[VersionedRecords] = [
             p for p in plugins if isinstance(p, VersionedRecords)
         ]
+        # Edits (nsid, header, minimal) that chain replies get too, and each plugin's
+        # place, to know which edits a reply passed through.
+        self.edits = chain_edits(plugins)
+        self.place: dict[str, int] = {p.name: i for i, p in enumerate(plugins)}
+
+    def edit(self, query: Query, wire: bytes, plugin: str, limit: int) -> bytes:
+        """A chain reply written by ``plugin`` after the edits of the plugins before it."""
+        place = self.place.get(plugin)
+        if place is None:
+            return wire  # written by the server itself (an error rcode): never edited
+        for index, edit in self.edits:
+            if index < place:
+                wire = edit.edit_fast(query, wire, limit)
+        return wire
 
     def plugin(self, name: str) -> Plugin | None:
         for plugin in self.plugins:

@@ -108,9 +108,9 @@ class Request:
 class Reply:
     """A plugin's answer. Exactly one of message, template or wire is set, or none
     for an error reply that the server writes itself (CoreDNS's "rcode, nothing
-    written" contract)."""
+    written" contract), or ``drop`` for no reply at all (acl's drop)."""
 
-    __slots__ = ("message", "plugin", "rcode", "template", "wire")
+    __slots__ = ("drop", "message", "plugin", "rcode", "template", "wire")
 
     def __init__(
         self,
@@ -126,6 +126,14 @@ class Reply:
         self.message = message
         self.template = template
         self.wire = wire
+        self.drop = False
+
+    @classmethod
+    def dropped(cls, *, plugin: str) -> Reply:
+        """No reply: the client hears nothing (CoreDNS: success with nothing written)."""
+        reply = cls(0, plugin=plugin)
+        reply.drop = True
+        return reply
 
     @classmethod
     def error(cls, rcode: int, *, plugin: str = "") -> Reply:

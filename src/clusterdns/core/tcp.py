@@ -100,7 +100,8 @@ class TcpDnsProtocol(asyncio.Protocol):
             self.pending -= 1
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            transport.write(_LENGTH.pack(len(wire)) + wire)
+            if wire is not None:
+                transport.write(_LENGTH.pack(len(wire)) + wire)
             if self.eof and self.pending == 0:
                 transport.close()
 
