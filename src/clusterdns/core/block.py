@@ -39,7 +39,8 @@ def build_chain(plugins: Sequence[Plugin]) -> Handler:
 
 class FastStep:
     """One plugin's place on the fast path: the plugin, the gates (acl) between the
-    previous step and this one, and the edits (nsid, header, minimal; innermost first)
+    previous step and this one (each with the edits its own replies pass through), and
+    the edits (nsid, header, minimal; innermost first)
     and filters (plugins before it that only transform replies, e.g. loadbalance) its
     replies pass through."""
 
@@ -49,7 +50,7 @@ class FastStep:
         self,
         answerer: FastAnswerer,
         filters: tuple[FastFilter, ...],
-        gates: tuple[FastGate, ...] = (),
+        gates: tuple[tuple[FastGate, tuple[FastEdit, ...]], ...] = (),
         edits: tuple[FastEdit, ...] = (),
         pass_sinks: Sinks = (),
     ) -> None:
@@ -68,7 +69,7 @@ def fast_steps(plugins: Sequence[Plugin]) -> tuple[FastStep, ...]:
     an answerer, a filter, a gate nor an edit: past it only the chain knows what happens."""
     steps: list[FastStep] = []
     filters: list[FastFilter] = []
-    gates: list[FastGate] = []
+    gates: list[tuple[FastGate, tuple[FastEdit, ...]]] = []
     edits: list[FastEdit] = []
     pass_sinks: Sinks = ()
     for plugin in plugins:
@@ -82,7 +83,7 @@ def fast_steps(plugins: Sequence[Plugin]) -> tuple[FastStep, ...]:
         elif isinstance(plugin, FastFilter):
             filters.append(plugin)
         elif isinstance(plugin, FastGate):
-            gates.append(plugin)
+            gates.append((plugin, tuple(reversed(edits))))
             pass_sinks = pass_sinks + plugin.pass_sinks()
         elif isinstance(plugin, FastEdit):
             edits.append(plugin)

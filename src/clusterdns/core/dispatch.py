@@ -124,7 +124,7 @@ class Dispatcher:
         limit = reply_limit(query, tcp=transport == "tcp", max_udp=max_udp)
         private = False
         for step in block.fast_steps:
-            for gate in step.gates:
+            for gate, gate_edits in step.gates:
                 verdict = gate.gate_fast(query, client, limit, max_udp)
                 if verdict is PASS:
                     continue
@@ -136,6 +136,8 @@ class Dispatcher:
                 if verdict is DROP:
                     return DROP
                 assert isinstance(verdict, bytes)
+                for edit in gate_edits:
+                    verdict = edit.edit_fast(query, verdict, limit)
                 # The gate's own reply (a refusal): never memoised, it depends on the client.
                 self._observe_fast(
                     block, zone, transport, client, query, verdict, started, gate.name

@@ -250,7 +250,7 @@ def test_zones_limit_a_rule() -> None:
 def test_the_fast_path_keeps_going_through_acl() -> None:
     block = block_of("acl {\nblock type TXT\n}\ncache\nhosts {\n10.0.0.1 a.example.org\n}")
     assert [step.name for step in block.fast_steps] == ["cache"]
-    assert [gate.name for gate in block.fast_steps[0].gates] == ["acl"]
+    assert [gate.name for gate, _ in block.fast_steps[0].gates] == ["acl"]
 
 
 @pytest.mark.parametrize(
