@@ -13,6 +13,7 @@ from clusterdns.core.fast import (
     FastFilter,
     FastGate,
     FastObserver,
+    ReplaysReplies,
     Sinks,
     VersionedRecords,
 )
@@ -72,13 +73,14 @@ def fast_steps(plugins: Sequence[Plugin]) -> tuple[FastStep, ...]:
     gates: list[tuple[FastGate, tuple[FastEdit, ...]]] = []
     edits: list[FastEdit] = []
     pass_sinks: Sinks = ()
+    every_edit = tuple(edit for _, edit in chain_edits(plugins))
     for plugin in plugins:
         if not plugin.in_chain:
             continue
         if isinstance(plugin, FastAnswerer):
-            steps.append(
-                FastStep(plugin, tuple(filters), tuple(gates), tuple(reversed(edits)), pass_sinks)
-            )
+            # A replayed reply (a cache hit) was made behind every edit of the chain.
+            its_edits = every_edit if isinstance(plugin, ReplaysReplies) else tuple(reversed(edits))
+            steps.append(FastStep(plugin, tuple(filters), tuple(gates), its_edits, pass_sinks))
             gates = []
         elif isinstance(plugin, FastFilter):
             filters.append(plugin)
@@ -145,7 +147,12 @@ class Block:
         # Edits (nsid, header, minimal) that chain replies get too, and each plugin's
         # place, to know which edits a reply passed through.
         self.edits = chain_edits(plugins)
-        self.place: dict[str, int] = {p.name: i for i, p in enumerate(plugins)}
+        # A reply written by a plugin passed the edits placed before it; one a plugin
+        # replays (cache) passed them all when it was made.
+        self.place: dict[str, int] = {
+            p.name: len(plugins) if isinstance(p, ReplaysReplies) else i
+            for i, p in enumerate(plugins)
+        }
 
     def edit(self, query: Query, wire: bytes, plugin: str, limit: int) -> bytes:
         """A chain reply written by ``plugin`` after the edits of the plugins before it."""

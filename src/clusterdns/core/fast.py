@@ -24,6 +24,8 @@ Each capability is a small Protocol, found once when the block is built
   the same way, as a function of the query and the reply only (nsid, header, minimal);
   the edited reply may be memoised. Chain replies get the same edits
   (core/dispatch.py), since the encoder writes the OPT record itself.
+- :class:`ReplaysReplies`: a plugin whose answers were made behind it (cache): the
+  edits after it apply to them as well.
 - :class:`FastObserver`: an observer (prometheus) that can count fast answers without
   a Request, and memo hits in bulk; a block with an observer that is not one (log)
   never memoises and builds a Request per fast answer for it.
@@ -159,6 +161,15 @@ class FastEdit(Protocol):
         """The reply to send instead of ``wire`` (``wire`` itself when unchanged), a
         function of the query bytes and ``wire`` only, within ``limit`` bytes."""
         ...
+
+
+@runtime_checkable
+class ReplaysReplies(Protocol):
+    """A plugin that answers with replies it stored from the plugins after it (cache).
+    Those replies passed through every edit after it when they were made, so its own
+    answers get those edits too (CoreDNS's cache stores what its writer saw)."""
+
+    replays_later_replies: Literal[True]
 
 
 @runtime_checkable
