@@ -134,3 +134,13 @@ def opt_options(wire: bytes) -> bytes | None:
         if rtype == TYPE_OPT:
             return wire[start + 11 : end]
     return None
+
+
+def authority_types(wire: bytes) -> list[int]:
+    """The types of a reply's authority records (empty when it cannot be walked)."""
+    walked = _records(wire)
+    if walked is None:
+        return []
+    _, records = walked
+    ancount, nscount = HEADER.unpack_from(wire)[3:5]
+    return [rtype for _, _, rtype in records[ancount : ancount + nscount]]
