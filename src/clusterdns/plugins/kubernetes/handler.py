@@ -14,6 +14,7 @@ import dns.rcode
 import dns.rdatatype
 
 from clusterdns.core.fast import INFINITE, SLOW, FastReply, FastResult
+from clusterdns.core.metadata import Values
 from clusterdns.core.plugin import Plugin
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.plugins.kubernetes.answers import (
@@ -23,6 +24,7 @@ from clusterdns.plugins.kubernetes.answers import (
     ptr_key,
 )
 from clusterdns.plugins.kubernetes.config import KubernetesConfig
+from clusterdns.plugins.kubernetes.metadata import kubernetes_metadata
 from clusterdns.sources.model import Change, ClusterModel
 from clusterdns.wire import Query
 
@@ -138,6 +140,10 @@ class Kubernetes(Plugin):
 
     def ready(self) -> bool | None:
         return self.model.synced and not self.table.deferring
+
+    def metadata(self, req: Request) -> Values:
+        """The metadata labels of ``req`` (core/metadata.py; kubernetes/metadata.py)."""
+        return kubernetes_metadata(self.config, self.model, req.name, req.client[0])
 
     async def _run_source(self) -> None:
         try:
