@@ -18,7 +18,8 @@ from clusterdns.core.fast import (
     VersionedRecords,
 )
 from clusterdns.core.plugin import BlockSettings, Plugin
-from clusterdns.core.request import Handler, Reply, Request
+from clusterdns.core.request import Handler, Reply, Request, Transport
+from clusterdns.core.view import BlockFilter
 from clusterdns.wire import Query, text_to_wire
 
 Observer = Callable[[Request, int, bytes, float, str], None]
@@ -153,6 +154,18 @@ class Block:
             p.name: len(plugins) if isinstance(p, ReplaysReplies) else i
             for i, p in enumerate(plugins)
         }
+        # view: the block only takes the queries its filters admit (core/view.py).
+        self.filters: list[BlockFilter] = [p for p in plugins if isinstance(p, BlockFilter)]
+        self.view_name = self.filters[0].view_name if self.filters else ""
+
+    def admits(
+        self, query: Query, transport: Transport, client: tuple[str, int], zone: str
+    ) -> bool:
+        """Does this block take ``query`` (always, without a view)?"""
+        if not self.filters:
+            return True
+        req = Request(query, transport=transport, client=client, block=self, zone=zone)
+        return all(block_filter.admits(req) for block_filter in self.filters)
 
     def edit(self, query: Query, wire: bytes, plugin: str, limit: int) -> bytes:
         """A chain reply written by ``plugin`` after the edits of the plugins before it."""
@@ -172,18 +185,58 @@ class Block:
 
 
 class ZoneMux:
-    """Longest-suffix match of the question name over the blocks sharing a listener."""
+    """Longest-suffix match of the question name over the blocks sharing a listener; for
+    zones served by several blocks with views, the first block (in Corefile order) whose
+    view admits the query (:meth:`route`)."""
 
     def __init__(self) -> None:
         self._by_zone: dict[bytes, tuple[Block, str]] = {}
+        # Zones with a filtered block: every candidate, in order.
+        self._views: dict[bytes, tuple[tuple[Block, str], ...]] = {}
+
+    @property
+    def has_views(self) -> bool:
+        return bool(self._views)
 
     def add(self, zone: str, block: Block) -> Block | None:
-        """Register ``block`` for ``zone``; returns the block already there, if any."""
+        """Register ``block`` for ``zone``; returns the block already there when neither
+        has a view (a conflict), else None."""
         key = text_to_wire(zone)
         existing = self._by_zone.get(key)
-        if existing is not None:
+        if existing is None:
+            self._by_zone[key] = (block, zone)
+            if block.filters:
+                self._views[key] = ((block, zone),)
+            return None
+        candidates = self._views.get(key, (existing,))
+        if not block.filters and not any(b.filters for b, _ in candidates):
             return existing[0]
-        self._by_zone[key] = (block, zone)
+        self._views[key] = (*candidates, (block, zone))
+        return None
+
+    def route(
+        self, query: Query, transport: Transport, client: tuple[str, int]
+    ) -> tuple[Block, str, bool] | None:
+        """(block, zone, whether the choice depended on the client) for ``query``."""
+        views = self._views
+        if not views:
+            hit = self.match(query)
+            return None if hit is None else (hit[0], hit[1], False)
+        by_zone = self._by_zone
+        lower = query.qname_lower
+        consulted = False
+        for offset in query.label_offsets:
+            key = lower[offset:]
+            candidates = views.get(key)
+            if candidates is None:
+                hit = by_zone.get(key)
+                if hit is not None:
+                    return hit[0], hit[1], consulted
+                continue
+            consulted = True
+            for block, zone in candidates:
+                if block.admits(query, transport, client, zone):
+                    return block, zone, True
         return None
 
     def match(self, query: Query) -> tuple[Block, str] | None:

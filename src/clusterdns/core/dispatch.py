@@ -93,7 +93,14 @@ class Dispatcher:
             return error_reply(
                 data, BADVERS, question_end=query.question_end, edns_do=edns.do, payload=4096
             )
-        hit = self.mux.match(query)
+        mux = self.mux
+        private = False
+        if mux.has_views:
+            routed = mux.route(query, transport, client)
+            hit = None if routed is None else (routed[0], routed[1])
+            private = routed is not None and routed[2]
+        else:
+            hit = mux.match(query)
         if hit is None:
             return error_reply(
                 data, REFUSED, question_end=query.question_end,
@@ -101,7 +108,7 @@ class Dispatcher:
             )  # fmt: skip
         block, zone = hit
         if block.fast_steps:
-            fast = self.fast_answer(query, block, zone, transport, client, memo)
+            fast = self.fast_answer(query, block, zone, transport, client, memo, private=private)
             if fast is not None:
                 return None if fast is DROP else fast
         req = Request(query, transport=transport, client=client, block=block, zone=zone)
@@ -116,13 +123,15 @@ class Dispatcher:
         transport: Transport,
         client: tuple[str, int],
         memo: ReplyMemo | None = None,
+        *,
+        private: bool = False,
     ) -> bytes | Literal[Gate.DROP] | None:
         """Answer without a coroutine through the block's fast steps: the reply, DROP (no
-        reply: a gate said so), or None for the chain."""
+        reply: a gate said so), or None for the chain. ``private``: the block was chosen
+        for this client (a view), so nothing is memoised."""
         started = perf_counter()
         max_udp = block.settings.max_udp_size
         limit = reply_limit(query, tcp=transport == "tcp", max_udp=max_udp)
-        private = False
         for step in block.fast_steps:
             for gate, gate_edits in step.gates:
                 verdict = gate.gate_fast(query, client, limit, max_udp)
@@ -241,10 +250,10 @@ class Dispatcher:
             query = parse_query(wire)
         except Exception:
             return None
-        hit = self.mux.match(query)
-        if hit is None:
+        routed = self.mux.route(query, origin.transport, origin.client)
+        if routed is None:
             return None
-        block, zone = hit
+        block, zone, _ = routed
         req = Request(query, transport="tcp", client=origin.client, block=block, zone=zone)
         req.lookup_via = self.lookup
         req.meta["lookup_depth"] = depth + 1
