@@ -269,3 +269,29 @@ def test_the_fast_path_keeps_going_through_acl() -> None:
 def test_setup_errors(body: str, message: str) -> None:
     with pytest.raises(CorefileError, match=message):
         block_of(body)
+
+
+async def test_metrics_carry_the_view_name() -> None:
+    corefile = """
+. {
+    view inside {
+        expr incidr(client_ip(), '127.0.0.0/8')
+    }
+    acl {
+        block type TXT
+    }
+    whoami
+}
+"""
+    async with running_server(corefile) as running:
+        assert await seen(running.port, "127.0.0.1", "x.test", "TXT") == "REFUSED empty"
+        assert await seen(running.port, "127.0.0.1", "x.test", "A") == "NOERROR empty"
+        acl = running.plugin("acl")
+        assert isinstance(acl, Acl)
+        registry = running.app.process.metrics.registry
+        labels = {"server": acl.server_label, "view": "inside"}
+        assert (
+            registry.get_sample_value("coredns_acl_blocked_requests_total", {**labels, "zone": "."})
+            == 1
+        )
+        assert registry.get_sample_value("coredns_acl_allowed_requests_total", labels) == 1

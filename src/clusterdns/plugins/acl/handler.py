@@ -225,12 +225,16 @@ class Acl(Plugin):
             return DROP
         return self.refusal(query, action, payload)
 
+    def set_view(self, view: str) -> None:
+        """The name of the block's view, for the metrics' ``view`` label."""
+        self.view = view
+        self._allowed = self.metrics.allowed.labels(self.server_label, view)
+
     def pass_sinks(self) -> Sinks:
-        allowed = self._allowed
         key: Hashable = ("acl", id(self))
 
         def count(hits: int, seconds: float) -> None:
-            allowed.inc(hits)
+            self._allowed.inc(hits)
 
         return ((key, count),)
 

@@ -94,4 +94,8 @@ def parse_rule(directive: Directive, block_zones: Sequence[str]) -> Rule:
 def setup(directives: Sequence[Directive], ctx: SetupContext) -> Plugin:
     # Used several times per server block: every line is one rule, checked in order.
     rules = tuple(parse_rule(directive, ctx.zones) for directive in directives)
-    return Acl(rules, metrics_for(ctx.process.metrics.registry), server_label=ctx.server_label)
+    acl = Acl(rules, metrics_for(ctx.process.metrics.registry), server_label=ctx.server_label)
+    for directive in ctx.block.directives:
+        if directive.name == "view" and directive.args:
+            acl.set_view(directive.args[0].text)  # the metrics' view label
+    return acl
