@@ -7,9 +7,19 @@ from collections.abc import Callable, Sequence
 
 import dns.rcode
 
-from clusterdns.core.fast import FastAnswerer, FastFilter, FastObserver, VersionedRecords
+from clusterdns.core.fast import (
+    FastAnswerer,
+    FastEdit,
+    FastFilter,
+    FastGate,
+    FastObserver,
+    ReplaysReplies,
+    Sinks,
+    VersionedRecords,
+)
 from clusterdns.core.plugin import BlockSettings, Plugin
-from clusterdns.core.request import Handler, Reply, Request
+from clusterdns.core.request import Handler, Reply, Request, Transport
+from clusterdns.core.view import BlockFilter
 from clusterdns.wire import Query, text_to_wire
 
 Observer = Callable[[Request, int, bytes, float, str], None]
@@ -30,33 +40,70 @@ def build_chain(plugins: Sequence[Plugin]) -> Handler:
 
 
 class FastStep:
-    """One plugin's place on the fast path: the plugin and the filters (plugins before it
-    that only transform replies, e.g. loadbalance) its replies pass through."""
+    """One plugin's place on the fast path: the plugin, the gates (acl) between the
+    previous step and this one (each with the edits its own replies pass through), and
+    the edits (nsid, header, minimal; innermost first)
+    and filters (plugins before it that only transform replies, e.g. loadbalance) its
+    replies pass through."""
 
-    __slots__ = ("answer", "answerer", "filters", "name")
+    __slots__ = ("answer", "answerer", "edits", "filters", "gates", "name", "pass_sinks")
 
-    def __init__(self, answerer: FastAnswerer, filters: tuple[FastFilter, ...]) -> None:
+    def __init__(
+        self,
+        answerer: FastAnswerer,
+        filters: tuple[FastFilter, ...],
+        gates: tuple[tuple[FastGate, tuple[FastEdit, ...]], ...] = (),
+        edits: tuple[FastEdit, ...] = (),
+        pass_sinks: Sinks = (),
+    ) -> None:
         self.answerer = answerer
         self.answer = answerer.answer_fast  # bound once: a lookup less per question
         self.name = answerer.name
         self.filters = filters
+        self.gates = gates
+        self.edits = edits
+        # Every gate before this step counts a memo hit of its replies as a query let on.
+        self.pass_sinks = pass_sinks
 
 
 def fast_steps(plugins: Sequence[Plugin]) -> tuple[FastStep, ...]:
     """The fast answerers of the chain, in order, up to the first plugin that is neither
-    an answerer nor a filter: past it only the chain knows what happens."""
+    an answerer, a filter, a gate nor an edit: past it only the chain knows what happens."""
     steps: list[FastStep] = []
     filters: list[FastFilter] = []
+    gates: list[tuple[FastGate, tuple[FastEdit, ...]]] = []
+    edits: list[FastEdit] = []
+    pass_sinks: Sinks = ()
+    every_edit = tuple(edit for _, edit in chain_edits(plugins))
     for plugin in plugins:
         if not plugin.in_chain:
             continue
         if isinstance(plugin, FastAnswerer):
-            steps.append(FastStep(plugin, tuple(filters)))
+            # A replayed reply (a cache hit) was made behind every edit of the chain.
+            its_edits = every_edit if isinstance(plugin, ReplaysReplies) else tuple(reversed(edits))
+            steps.append(FastStep(plugin, tuple(filters), tuple(gates), its_edits, pass_sinks))
+            gates = []
         elif isinstance(plugin, FastFilter):
             filters.append(plugin)
+        elif isinstance(plugin, FastGate):
+            gates.append((plugin, tuple(reversed(edits))))
+            pass_sinks = pass_sinks + plugin.pass_sinks()
+        elif isinstance(plugin, FastEdit):
+            edits.append(plugin)
         else:
             break
     return tuple(steps)
+
+
+def chain_edits(plugins: Sequence[Plugin]) -> tuple[tuple[int, FastEdit], ...]:
+    """The edits of the chain with their place in it, innermost (last) first: a reply
+    written by the plugin at place p passes through those before p."""
+    found = [
+        (index, plugin)
+        for index, plugin in enumerate(plugins)
+        if plugin.in_chain and isinstance(plugin, FastEdit)
+    ]
+    return tuple(reversed(found))
 
 
 class Block:
@@ -98,6 +145,37 @@ class Block:
         self.versioned: list[VersionedRecords] = [
             p for p in plugins if isinstance(p, VersionedRecords)
         ]
+        # Edits (nsid, header, minimal) that chain replies get too, and each plugin's
+        # place, to know which edits a reply passed through.
+        self.edits = chain_edits(plugins)
+        # A reply written by a plugin passed the edits placed before it; one a plugin
+        # replays (cache) passed them all when it was made.
+        self.place: dict[str, int] = {
+            p.name: len(plugins) if isinstance(p, ReplaysReplies) else i
+            for i, p in enumerate(plugins)
+        }
+        # view: the block only takes the queries its filters admit (core/view.py).
+        self.filters: list[BlockFilter] = [p for p in plugins if isinstance(p, BlockFilter)]
+        self.view_name = self.filters[0].view_name if self.filters else ""
+
+    def admits(
+        self, query: Query, transport: Transport, client: tuple[str, int], zone: str
+    ) -> bool:
+        """Does this block take ``query`` (always, without a view)?"""
+        if not self.filters:
+            return True
+        req = Request(query, transport=transport, client=client, block=self, zone=zone)
+        return all(block_filter.admits(req) for block_filter in self.filters)
+
+    def edit(self, query: Query, wire: bytes, plugin: str, limit: int) -> bytes:
+        """A chain reply written by ``plugin`` after the edits of the plugins before it."""
+        place = self.place.get(plugin)
+        if place is None:
+            return wire  # written by the server itself (an error rcode): never edited
+        for index, edit in self.edits:
+            if index < place:
+                wire = edit.edit_fast(query, wire, limit)
+        return wire
 
     def plugin(self, name: str) -> Plugin | None:
         for plugin in self.plugins:
@@ -107,18 +185,58 @@ class Block:
 
 
 class ZoneMux:
-    """Longest-suffix match of the question name over the blocks sharing a listener."""
+    """Longest-suffix match of the question name over the blocks sharing a listener; for
+    zones served by several blocks with views, the first block (in Corefile order) whose
+    view admits the query (:meth:`route`)."""
 
     def __init__(self) -> None:
         self._by_zone: dict[bytes, tuple[Block, str]] = {}
+        # Zones with a filtered block: every candidate, in order.
+        self._views: dict[bytes, tuple[tuple[Block, str], ...]] = {}
+
+    @property
+    def has_views(self) -> bool:
+        return bool(self._views)
 
     def add(self, zone: str, block: Block) -> Block | None:
-        """Register ``block`` for ``zone``; returns the block already there, if any."""
+        """Register ``block`` for ``zone``; returns the block already there when neither
+        has a view (a conflict), else None."""
         key = text_to_wire(zone)
         existing = self._by_zone.get(key)
-        if existing is not None:
+        if existing is None:
+            self._by_zone[key] = (block, zone)
+            if block.filters:
+                self._views[key] = ((block, zone),)
+            return None
+        candidates = self._views.get(key, (existing,))
+        if not block.filters and not any(b.filters for b, _ in candidates):
             return existing[0]
-        self._by_zone[key] = (block, zone)
+        self._views[key] = (*candidates, (block, zone))
+        return None
+
+    def route(
+        self, query: Query, transport: Transport, client: tuple[str, int]
+    ) -> tuple[Block, str, bool] | None:
+        """(block, zone, whether the choice depended on the client) for ``query``."""
+        views = self._views
+        if not views:
+            hit = self.match(query)
+            return None if hit is None else (hit[0], hit[1], False)
+        by_zone = self._by_zone
+        lower = query.qname_lower
+        consulted = False
+        for offset in query.label_offsets:
+            key = lower[offset:]
+            candidates = views.get(key)
+            if candidates is None:
+                hit = by_zone.get(key)
+                if hit is not None:
+                    return hit[0], hit[1], consulted
+                continue
+            consulted = True
+            for block, zone in candidates:
+                if block.admits(query, transport, client, zone):
+                    return block, zone, True
         return None
 
     def match(self, query: Query) -> tuple[Block, str] | None:

@@ -13,14 +13,14 @@ import logging
 import time
 from collections.abc import AsyncGenerator
 from time import perf_counter
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 import dns.message
 import dns.rcode
 import dns.rdatatype
 
 from clusterdns.core.block import Block, FastStep, ZoneMux
-from clusterdns.core.fast import SLOW, FastReply
+from clusterdns.core.fast import CHAIN, DROP, PASS, PRIVATE, SLOW, FastReply, Gate
 from clusterdns.core.memo import ReplyMemo
 from clusterdns.core.plugin import PluginError
 from clusterdns.core.request import Reply, Request, Transport
@@ -94,7 +94,14 @@ class Dispatcher:
             return error_reply(
                 data, BADVERS, question_end=query.question_end, edns_do=edns.do, payload=4096
             )
-        hit = self.mux.match(query)
+        mux = self.mux
+        private = False
+        if mux.has_views:
+            routed = mux.route(query, transport, client)
+            hit = None if routed is None else (routed[0], routed[1])
+            private = routed is not None and routed[2]
+        else:
+            hit = mux.match(query)
         if hit is None:
             return error_reply(
                 data, REFUSED, question_end=query.question_end,
@@ -102,9 +109,9 @@ class Dispatcher:
             )  # fmt: skip
         block, zone = hit
         if block.fast_steps:
-            fast = self.fast_answer(query, block, zone, transport, client, memo)
+            fast = self.fast_answer(query, block, zone, transport, client, memo, private=private)
             if fast is not None:
-                return fast
+                return None if fast is DROP else fast
         req = Request(query, transport=transport, client=client, block=block, zone=zone)
         req.lookup_via = self.lookup
         return req
@@ -117,18 +124,43 @@ class Dispatcher:
         transport: Transport,
         client: tuple[str, int],
         memo: ReplyMemo | None = None,
-    ) -> bytes | None:
-        """Answer without a coroutine through the block's fast steps, or None for the chain."""
+        *,
+        private: bool = False,
+    ) -> bytes | Literal[Gate.DROP] | None:
+        """Answer without a coroutine through the block's fast steps: the reply, DROP (no
+        reply: a gate said so), or None for the chain. ``private``: the block was chosen
+        for this client (a view), so nothing is memoised."""
         started = perf_counter()
         max_udp = block.settings.max_udp_size
         limit = reply_limit(query, tcp=transport == "tcp", max_udp=max_udp)
         for step in block.fast_steps:
+            for gate, gate_edits in step.gates:
+                verdict = gate.gate_fast(query, client, limit, max_udp)
+                if verdict is PASS:
+                    continue
+                if verdict is PRIVATE:
+                    private = True
+                    continue
+                if verdict is CHAIN:
+                    return None
+                if verdict is DROP:
+                    return DROP
+                assert isinstance(verdict, bytes)
+                for edit in gate_edits:
+                    verdict = edit.edit_fast(query, verdict, limit)
+                # The gate's own reply (a refusal): never memoised, it depends on the client.
+                self._observe_fast(
+                    block, zone, transport, client, query, verdict, started, gate.name
+                )
+                return verdict
             reply = step.answer(query, limit, max_udp)
             if reply is None:
                 continue
             if reply is SLOW:
                 return None
             wire = reply.wire
+            for edit in step.edits:
+                wire = edit.edit_fast(query, wire, limit)
             # Filters reorder answers (loadbalance): nothing to do for one record.
             reordered = False
             if step.filters and (wire[6] or wire[7] > 1):
@@ -141,25 +173,41 @@ class Dispatcher:
             if (
                 memo is not None
                 and not reordered
+                and not private
                 and reply.until > 0
                 and block.memoizable
                 and memo.admits(query.data[2:])
             ):
                 self._memoize(memo, query, block, zone, transport, client, step, reply, wire)
-            if block.observers:
-                duration = perf_counter() - started
-                rcode = wire[3] & 0xF
-                for observer in block.fast_observers:
-                    observer.observe_fast(
-                        block.server_label, zone, transport, client, query, rcode, wire,
-                        duration, step.name,
-                    )  # fmt: skip
-                if block.request_observers:
-                    req = Request(query, transport=transport, client=client, block=block, zone=zone)
-                    for request_observer in block.request_observers:
-                        request_observer(req, rcode, wire, duration, step.name)
+            for _, counted in step.pass_sinks:
+                counted(1, 0.0)  # the gates before this step let the query on
+            self._observe_fast(block, zone, transport, client, query, wire, started, step.name)
             return wire
         return None
+
+    @staticmethod
+    def _observe_fast(
+        block: Block,
+        zone: str,
+        transport: Transport,
+        client: tuple[str, int],
+        query: Query,
+        wire: bytes,
+        started: float,
+        plugin: str,
+    ) -> None:
+        if not block.observers:
+            return
+        duration = perf_counter() - started
+        rcode = wire[3] & 0xF
+        for observer in block.fast_observers:
+            observer.observe_fast(
+                block.server_label, zone, transport, client, query, rcode, wire, duration, plugin
+            )
+        if block.request_observers:
+            req = Request(query, transport=transport, client=client, block=block, zone=zone)
+            for request_observer in block.request_observers:
+                request_observer(req, rcode, wire, duration, plugin)
 
     @staticmethod
     def _memoize(
@@ -177,13 +225,17 @@ class Dispatcher:
         replies to the same bytes differ in truncation)."""
         rcode = wire[3] & 0xF
         family = 2 if ":" in client[0] else 1
-        sinks = reply.sinks + tuple(
-            [
-                observer.memo_sink(
-                    block.server_label, zone, transport, family, query, rcode, wire, step.name
-                )
-                for observer in block.fast_observers
-            ]
+        sinks = (
+            reply.sinks
+            + step.pass_sinks
+            + tuple(
+                [
+                    observer.memo_sink(
+                        block.server_label, zone, transport, family, query, rcode, wire, step.name
+                    )
+                    for observer in block.fast_observers
+                ]
+            )
         )
         memo.put(query.data[2:], wire[2:], reply.until, sinks, step.answerer, reply.depends)
 
@@ -199,26 +251,31 @@ class Dispatcher:
             query = parse_query(wire)
         except Exception:
             return None
-        hit = self.mux.match(query)
-        if hit is None:
+        routed = self.mux.route(query, origin.transport, origin.client)
+        if routed is None:
             return None
-        block, zone = hit
+        block, zone, _ = routed
         req = Request(query, transport="tcp", client=origin.client, block=block, zone=zone)
         req.lookup_via = self.lookup
         req.meta["lookup_depth"] = depth + 1
         try:
-            return await block.chain(req)
+            reply = await block.chain(req)
         except Exception:
             return None
+        return None if reply.drop else reply
 
-    async def resolve(self, req: Request) -> bytes:
+    async def resolve(self, req: Request) -> bytes | None:
+        """The chain's reply to ``req``, encoded; None when a plugin dropped the query."""
         wire, more = await self.resolve_all(req)
         if more is not None:
             await more.aclose()  # UDP: one message only (transfer refuses UDP anyway)
         return wire
 
-    async def resolve_all(self, req: Request) -> tuple[bytes, AsyncGenerator[bytes, None] | None]:
-        """The reply to send, and the messages that follow it on TCP (a zone transfer)."""
+    async def resolve_all(
+        self, req: Request
+    ) -> tuple[bytes | None, AsyncGenerator[bytes, None] | None]:
+        """The reply to send (None: dropped), and the messages that follow it on TCP (a
+        zone transfer)."""
         block = req.block
         started = time.perf_counter()
         try:
@@ -231,13 +288,23 @@ class Dispatcher:
             self.server.process.metrics.panics.inc()
             log.exception("core: recovered from an exception serving %s %d", req.name, req.qtype)
             reply = Reply.error(SERVFAIL)
+        if reply.drop:
+            return None, None
         wire = encode(req, reply)
+        if block.edits and reply.written:
+            wire = block.edit(req.query, wire, reply.plugin, reply_limit_of(req))
         if block.observers:
             duration = time.perf_counter() - started
             rcode = wire[3] & 0xF
             for observer in block.observers:
                 observer(req, rcode, wire, duration, reply.plugin)
         return wire, reply.more
+
+
+def reply_limit_of(req: Request) -> int:
+    """How many bytes the reply to ``req`` may take on its transport."""
+    max_udp = req.block.settings.max_udp_size
+    return reply_limit(req.query, tcp=req.transport == "tcp", max_udp=max_udp)
 
 
 def encode(req: Request, reply: Reply) -> bytes:

@@ -16,6 +16,16 @@ Each capability is a small Protocol, found once when the block is built
   hosts, file) counts its changes in ``generation`` and says which dependency tokens a
   run of changes touched (``changes_since``), so the reply memo and the cache drop
   only what went stale.
+- :class:`FastGate`: a plugin that decides, before anything after it runs, whether a
+  query goes on at all (acl): it may answer (a refusal), drop the query, send it to the
+  chain, or let it on, saying whether its verdict depended on who asked (then nothing
+  after it is memoised: the reply memo is keyed by the query bytes, not the client).
+- :class:`FastEdit`: a plugin that edits every finished reply of the plugins after it
+  the same way, as a function of the query and the reply only (nsid, header, minimal);
+  the edited reply may be memoised. Chain replies get the same edits
+  (core/dispatch.py), since the encoder writes the OPT record itself.
+- :class:`ReplaysReplies`: a plugin whose answers were made behind it (cache): the
+  edits after it apply to them as well.
 - :class:`FastObserver`: an observer (prometheus) that can count fast answers without
   a Request, and memo hits in bulk; a block with an observer that is not one (log)
   never memoises and builds a Request per fast answer for it.
@@ -93,6 +103,22 @@ class FastReply:
 FastResult = FastReply | Literal[SlowType.SLOW] | None
 
 
+class Gate(enum.Enum):
+    """A gate's verdict on a query other than a reply of its own."""
+
+    PASS = "PASS"  # on to the plugins after it; the same verdict for every client
+    PRIVATE = "PRIVATE"  # on, but the verdict depended on the client: memoise nothing
+    DROP = "DROP"  # no reply at all
+    CHAIN = "CHAIN"  # the ordinary chain must decide
+
+
+PASS: Final = Gate.PASS
+PRIVATE: Final = Gate.PRIVATE
+DROP: Final = Gate.DROP
+CHAIN: Final = Gate.CHAIN
+GateResult = bytes | Gate
+
+
 @runtime_checkable
 class FastAnswerer(Protocol):
     """Answers some queries synchronously from data it keeps in memory."""
@@ -112,6 +138,45 @@ class FastFilter(Protocol):
     def filter_fast(self, wire: bytes) -> bytes | None:
         """The reply to send (``wire`` itself when unchanged), or None for the chain."""
         ...
+
+
+@runtime_checkable
+class FastGate(Protocol):
+    """Lets a query on, refuses, or drops it before the plugins after it (acl)."""
+
+    name: str
+
+    def gate_fast(
+        self, query: Query, client: tuple[str, int], limit: int, payload: int
+    ) -> GateResult:
+        """A finished reply of its own (within ``limit``, advertising ``payload``), or a
+        :class:`Gate` verdict."""
+        ...
+
+    def pass_sinks(self) -> Sinks:
+        """What counts a query it let on (a memo hit of a reply behind it is one)."""
+        ...
+
+
+@runtime_checkable
+class FastEdit(Protocol):
+    """Edits every finished reply of the plugins after it (nsid, header, minimal)."""
+
+    name: str
+
+    def edit_fast(self, query: Query, wire: bytes, limit: int) -> bytes:
+        """The reply to send instead of ``wire`` (``wire`` itself when unchanged), a
+        function of the query bytes and ``wire`` only, within ``limit`` bytes."""
+        ...
+
+
+@runtime_checkable
+class ReplaysReplies(Protocol):
+    """A plugin that answers with replies it stored from the plugins after it (cache).
+    Those replies passed through every edit after it when they were made, so its own
+    answers get those edits too (CoreDNS's cache stores what its writer saw)."""
+
+    replays_later_replies: Literal[True]
 
 
 @runtime_checkable

@@ -185,7 +185,12 @@ def build_instance(
             mux = instance.muxes.setdefault((host, block.port), ZoneMux())
             for zone in block.zones:
                 previous = owners.get((host, block.port, zone))
-                if previous is not None and previous is not block:
+                # Blocks of one zone and port are told apart by their views (core/view.py).
+                if (
+                    previous is not None
+                    and previous is not block
+                    and not (previous.filters or block.filters)
+                ):
                     raise CorefileError(
                         block.file,
                         block.line,

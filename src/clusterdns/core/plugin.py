@@ -81,6 +81,16 @@ class Transferer(Protocol):
 
 
 @dataclass
+class TcpTimeouts:
+    """TCP connection limits the ``timeouts`` plugin sets; None keeps the server's own."""
+
+    read: float | None = None  # for a new connection's first query
+    idle: float | None = None  # between later queries
+    write: float | None = None  # accepted; replies are buffered, never a blocking write
+    max_queries: int | None = None  # queries served on one connection before closing it
+
+
+@dataclass
 class BlockSettings:
     """Per-server-block knobs that configuration plugins set during setup."""
 
@@ -88,6 +98,7 @@ class BlockSettings:
     bind_except: list[str] = field(default_factory=list)
     max_udp_size: int = 4096
     metrics: bool = False
+    tcp: TcpTimeouts = field(default_factory=TcpTimeouts)
 
 
 class BlockView(Protocol):

@@ -49,7 +49,15 @@ def implemented() -> list[str]:
     return [name for name in COREDNS_ORDER if setup_function(name) is not None]
 
 
+# Plugins CoreDNS removed, and what replaces them.
+REMOVED: Final = {
+    "proxy": "removed from CoreDNS in 1.7.0: use 'forward' (e.g. 'forward . 8.8.8.8')",
+}
+
+
 def unknown_directive_message(name: str) -> str:
+    if name in REMOVED:
+        return f"unknown directive '{name}': {REMOVED[name]}"
     if name in COREDNS_ORDER:
         return f"unknown directive '{name}': a CoreDNS plugin that clusterdns does not implement"
     return f"unknown directive '{name}'"

@@ -108,13 +108,13 @@ class Request:
 class Reply:
     """A plugin's answer. Exactly one of message, template or wire is set, or none
     for an error reply that the server writes itself (CoreDNS's "rcode, nothing
-    written" contract).
+    written" contract), or ``drop`` for no reply at all (acl's drop).
 
     ``more``: further complete messages (the query's ID included) that follow this one
     on the same TCP connection, produced as they are sent (a zone transfer); UDP never
     gets them."""
 
-    __slots__ = ("message", "more", "plugin", "rcode", "template", "wire")
+    __slots__ = ("drop", "message", "more", "plugin", "rcode", "template", "wire")
 
     def __init__(
         self,
@@ -132,6 +132,14 @@ class Reply:
         self.template = template
         self.wire = wire
         self.more = more
+        self.drop = False
+
+    @classmethod
+    def dropped(cls, *, plugin: str) -> Reply:
+        """No reply: the client hears nothing (CoreDNS: success with nothing written)."""
+        reply = cls(0, plugin=plugin)
+        reply.drop = True
+        return reply
 
     @classmethod
     def error(cls, rcode: int, *, plugin: str = "") -> Reply:

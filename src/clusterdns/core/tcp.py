@@ -1,4 +1,5 @@
-"""TCP listeners: two-byte framing, pipelined queries, idle timeout, connection cap."""
+"""TCP listeners: two-byte framing, pipelined queries, read and idle timeouts, a query cap per
+connection (the ``timeouts`` plugin), connection cap."""
 
 from __future__ import annotations
 
@@ -31,6 +32,24 @@ class TcpConnections:
     def close(self) -> None:
         self.memo_stats.retire(self.memo)
 
+    def limits(self) -> tuple[float, float, int]:
+        """(seconds to wait for a new connection's first query, seconds to wait between
+        later ones, queries per connection or 0 for no limit), from the ``timeouts`` of
+        the blocks on this listener (the last block that sets one wins, as in CoreDNS)
+        and the server's options otherwise."""
+        idle = self.server.options.tcp_idle_timeout
+        read: float | None = None
+        max_queries = 0
+        for block in self.dispatcher.mux.blocks:
+            timeouts = block.settings.tcp
+            if timeouts.idle is not None:
+                idle = timeouts.idle
+            if timeouts.read is not None:
+                read = timeouts.read
+            if timeouts.max_queries is not None:
+                max_queries = max(timeouts.max_queries, 0)
+        return (read if read is not None else idle), idle, max_queries
+
     def protocol(self) -> TcpDnsProtocol:
         return TcpDnsProtocol(self)
 
@@ -58,6 +77,8 @@ class TcpDnsProtocol(asyncio.Protocol):
         # Set while the transport's write buffer is over its high-water mark: a reply of
         # many messages (a zone transfer) waits for it rather than buffering them all.
         self.writable: asyncio.Future[None] | None = None
+        self.wait = self.idle = 0.0  # the current and the between-queries timeouts
+        self.queries_left = 0  # 0: no limit
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -71,11 +92,13 @@ class TcpDnsProtocol(asyncio.Protocol):
         self.client = (str(peer[0]), int(peer[1]))
         loop = asyncio.get_running_loop()
         self.last_activity = loop.time()
-        self.idle_timer = loop.call_later(options.tcp_idle_timeout, self._check_idle)
+        self.wait, self.idle, max_queries = self.shared.limits()
+        self.queries_left = max_queries
+        self.idle_timer = loop.call_later(self.wait, self._check_idle)
 
     def data_received(self, data: bytes) -> None:
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or self.eof:
             return
         self.last_activity = asyncio.get_running_loop().time()
         buffer = self.buffer
@@ -86,11 +109,20 @@ class TcpDnsProtocol(asyncio.Protocol):
                 break
             message = bytes(buffer[2 : 2 + length])
             del buffer[: 2 + length]
+            self.wait = self.idle
+            if self.queries_left:
+                self.queries_left -= 1
+                if self.queries_left == 0:
+                    # The last query this connection may ask: answer it, then close.
+                    buffer.clear()
+                    self.eof = True
             prepared = self.dispatcher.handle(message, "tcp", self.client, self.shared.memo)
             if prepared is None:
+                self._close_if_done()
                 continue
             if isinstance(prepared, bytes):
                 transport.write(_LENGTH.pack(len(prepared)) + prepared)
+                self._close_if_done()
                 continue
             self.pending += 1
             task = asyncio.ensure_future(self._answer(prepared))
@@ -102,7 +134,7 @@ class TcpDnsProtocol(asyncio.Protocol):
         try:
             wire, more = await self.dispatcher.resolve_all(req)
             transport = self.transport
-            if transport is not None and not transport.is_closing():
+            if transport is not None and not transport.is_closing() and wire is not None:
                 transport.write(_LENGTH.pack(len(wire)) + wire)
                 if more is not None:
                     await self._send_more(more)
@@ -136,6 +168,10 @@ class TcpDnsProtocol(asyncio.Protocol):
         if writable is not None and not writable.done():
             writable.set_result(None)
 
+    def _close_if_done(self) -> None:
+        if self.eof and self.pending == 0 and self.transport is not None:
+            self.transport.close()
+
     def eof_received(self) -> bool:
         # Half-closed by the client: finish what it asked, then close.
         self.eof = True
@@ -145,7 +181,7 @@ class TcpDnsProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        timeout = self.shared.server.options.tcp_idle_timeout
+        timeout = self.wait
         loop = asyncio.get_running_loop()
         quiet = loop.time() - self.last_activity
         if quiet >= timeout and self.pending == 0:

@@ -56,7 +56,7 @@ class UdpListener(asyncio.DatagramProtocol):
 
     async def _answer(self, req: Request, addr: tuple[str, int]) -> None:
         wire = await self.dispatcher.resolve(req)
-        if self.transport is not None and not self.transport.is_closing():
+        if wire is not None and self.transport is not None and not self.transport.is_closing():
             self.transport.sendto(wire, addr)
 
     def error_received(self, exc: Exception) -> None:
@@ -209,6 +209,8 @@ class UdpThread:
 
     async def _answer(self, req: Request, addr: tuple[str, int]) -> None:
         wire = await self.dispatcher.resolve(req)
+        if wire is None:
+            return
         try:
             self.sock.sendto(wire, addr)
         except OSError:

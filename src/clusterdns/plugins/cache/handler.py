@@ -9,6 +9,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from clusterdns.core.fast import SLOW, FastAnswerer, FastReply, FastResult, VersionedRecords
 from clusterdns.core.plugin import BlockView, Plugin, PluginError
@@ -79,6 +80,9 @@ def _kept_ready(owners: tuple[VersionedRecords, ...], answered_by: str) -> bool:
 
 
 class Cache(Plugin):
+    # Hits are replies made behind the cache: they get the edits after it (core/fast.py).
+    replays_later_replies: Literal[True] = True
+
     def __init__(
         self,
         config: CacheConfig,

@@ -15,10 +15,12 @@ import dns.rcode
 import dns.rdatatype
 
 from clusterdns.core.fast import INFINITE, SERIAL_SLACK, SLOW, FastReply, FastResult
+from clusterdns.core.metadata import Values
 from clusterdns.core.plugin import Plugin, ZoneRecords
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.plugins.kubernetes.answers import AnswerTable, namespace_token, ptr_key
 from clusterdns.plugins.kubernetes.config import KubernetesConfig
+from clusterdns.plugins.kubernetes.metadata import kubernetes_metadata
 from clusterdns.plugins.kubernetes.names import endpoint_label
 from clusterdns.plugins.kubernetes.transfer import zone_records
 from clusterdns.sources.model import Change, ClusterModel
@@ -139,6 +141,10 @@ class Kubernetes(Plugin):
 
     def ready(self) -> bool | None:
         return self.model.synced and not self.table.deferring
+
+    def metadata(self, req: Request) -> Values:
+        """The metadata labels of ``req`` (core/metadata.py; kubernetes/metadata.py)."""
+        return kubernetes_metadata(self.config, self.model, req.name, req.client[0])
 
     async def _run_source(self) -> None:
         try:

@@ -11,6 +11,7 @@ from typing import TextIO
 import dns.rdataclass
 import dns.rdatatype
 
+from clusterdns.core.metadata import metadata_value
 from clusterdns.core.metrics import rcode_label
 from clusterdns.core.plugin import Plugin, SetupContext
 from clusterdns.core.request import Request
@@ -19,6 +20,7 @@ from clusterdns.corefile import Directive
 COMMON = '{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" {rcode} {>rflags} {rsize} {duration}'
 COMBINED = COMMON + ' "{>opcode}"'
 
+EMPTY = "-"  # CoreDNS's replacer writes this for a value nobody set
 log = logging.getLogger("clusterdns.log")
 _PLACEHOLDER = re.compile(r"\{[^{}]+\}")
 _CLASSES = ("all", "success", "denial", "error")
@@ -69,12 +71,25 @@ _FIELDS: dict[str, Field] = {
 }
 
 
+def _metadata_field(label: str) -> Field:
+    def field(req: Request, rcode: int, wire: bytes, duration: float) -> str:
+        value = metadata_value(req, label)
+        return EMPTY if value is None else value
+
+    return field
+
+
 def compile_format(fmt: str, directive: Directive) -> Callable[[Request, int, bytes, float], str]:
     parts: list[str | Field] = []
     pos = 0
     for match in _PLACEHOLDER.finditer(fmt):
         parts.append(fmt[pos : match.start()])
         key = match.group()[1:-1]
+        if key.startswith("/"):
+            # {/plugin/label}: metadata (core/metadata.py), "-" when no plugin set it.
+            parts.append(_metadata_field(key[1:]))
+            pos = match.end()
+            continue
         if key not in _FIELDS:
             raise directive.error(f"unknown placeholder {{{key}}} in log format")
         parts.append(_FIELDS[key])
