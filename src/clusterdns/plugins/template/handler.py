@@ -9,7 +9,8 @@ CNAME answered to an A or AAAA question is followed through the server itself.
 The fast path (core/fast.py) answers templates whose records depend only on the
 question (name, class, type, the regex groups): such a reply is a function of the query
 bytes, so the reply memo may keep it for good (the configuration never changes under
-it). Templates that read ``.Remote``, ``.Message``, ``.Question`` or ``.Meta``, CNAMEs to
+it). Behind a *cache* the chain answers instead, so the cache stores the reply and caps
+its TTL as in CoreDNS; the cache's fast path then serves the repeats. Templates that read ``.Remote``, ``.Message``, ``.Question`` or ``.Meta``, CNAMEs to
 follow, ``rcode SERVFAIL``, ``ederror`` and failures go down the chain, and their replies
 are marked client-specific so the cache does not hand one client's answer to another.
 Rules are immutable after setup, so receive threads read them without locks.
@@ -299,11 +300,19 @@ class Templates(Plugin):
     name = PLUGIN
 
     def __init__(
-        self, rules: Sequence[Rule], metrics: TemplateMetrics, *, server_label: str
+        self,
+        rules: Sequence[Rule],
+        metrics: TemplateMetrics,
+        *,
+        server_label: str,
+        sibling: Callable[[str], Plugin | None] | None = None,
     ) -> None:
         self.rules = tuple(rules)
         self.metrics = metrics
         self.server_label = server_label
+        # Another plugin of the block by name (known once every plugin is set up).
+        self._sibling = sibling
+        self._behind_cache: bool | None = None
         self.zones = tuple(dict.fromkeys(z for rule in rules for z in rule.zones))
         self._children: dict[tuple[str, str, str], Any] = {}
 
@@ -335,7 +344,7 @@ class Templates(Plugin):
         decision = decide(self.rules, name, query.qclass, query.qtype)
         if decision is Outcome.NEXT:
             return None
-        if not isinstance(decision, Match):
+        if not isinstance(decision, Match) or self._cached():
             return SLOW
         rule = decision.rule
         if rule.per_query or rule.rcode == dns.rcode.SERVFAIL or rule.ederror is not None:
@@ -355,6 +364,13 @@ class Templates(Plugin):
 
         sink: tuple[Any, Callable[[int, float], None]] = ((PLUGIN, id(child)), count)
         return FastReply(wire, until=INFINITE, depends=frozenset(), sinks=(sink,))
+
+    def _cached(self) -> bool:
+        """Is there a *cache* in front? Then the chain answers, so that the cache keeps the
+        reply and caps its TTL as CoreDNS's does; the cache's own fast path serves repeats."""
+        if self._behind_cache is None:
+            self._behind_cache = self._sibling is not None and self._sibling("cache") is not None
+        return self._behind_cache
 
     # -- the chain --------------------------------------------------------------------------
 

@@ -126,4 +126,4 @@ def parse_rule(directive: Directive, server_zones: Sequence[str]) -> Rule:
 def setup(directives: Sequence[Directive], ctx: SetupContext) -> Plugin:
     rules = [parse_rule(directive, ctx.zones) for directive in directives]
     metrics = metrics_for(ctx.process.metrics.registry)
-    return Templates(rules, metrics, server_label=ctx.server_label)
+    return Templates(rules, metrics, server_label=ctx.server_label, sibling=ctx.plugin)
