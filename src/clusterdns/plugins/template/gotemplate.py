@@ -136,6 +136,8 @@ def _find_close(text: str, pos: int) -> int:
             i += 1
             while i < len(text) and text[i] != ch:
                 i += 2 if text[i] == "\\" else 1
+            if i >= len(text):
+                raise TemplateSyntaxError(f"unterminated quoted string at column {pos + 1}")
         elif ch == "`":
             close = text.find("`", i + 1)
             if close < 0:
