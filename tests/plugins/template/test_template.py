@@ -482,7 +482,7 @@ SCENARIOS = [
 
 def prepare(text: str, upstream: int, folder: Path) -> str:
     """Point forward at the responder (a resolv.conf naming it for /etc/resolv.conf), the
-    kubernetes plugin at a manifests folder, every listener at port 0."""
+    kubernetes plugin at a manifests folder, every listener at port 0, lameduck short."""
     resolv = folder / "resolv.conf"
     resolv.write_text(f"nameserver 127.0.0.1:{upstream}\n")
     manifests = folder / "manifests"
@@ -495,6 +495,7 @@ def prepare(text: str, upstream: int, folder: Path) -> str:
     text = text.replace("forward . 8.8.8.8", f"forward . 127.0.0.1:{upstream}")
     text = text.replace("forward . /etc/resolv.conf", f"forward . {resolv}")
     text = text.replace("MANIFESTS", str(manifests))
+    text = text.replace("lameduck 5s", "lameduck 10ms")  # shutting down takes the lameduck
     return text.replace(".:53 {", ". {")
 
 

@@ -329,6 +329,8 @@ class _Parser:
         self.pieces = _split(text)
         self.index = 0
         self.fields_used: set[str] = set()
+        # The rest of an {{else ...}} action, read by the if/with/range it closes.
+        self.pending_else: list[Tok] = []
 
     def parse(self) -> list[Node]:
         nodes, end = self._list()
@@ -368,8 +370,6 @@ class _Parser:
             pipe = self._pipeline(toks, 0, ("eof",))[0]
             nodes.append(Node("action", pipe=pipe))
         return nodes, None
-
-    pending_else: list[Tok] = []
 
     def _control(self, word: str, toks: list[Tok], pos: int) -> Node:
         if toks[0].kind == "eof":
@@ -859,8 +859,10 @@ def _format_one(flags: str, verb: str, arg: Any) -> str:
         return f"%{flags}s" % go_format(arg)
     if verb == "q" and isinstance(arg, str):
         return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if verb in "dxXob" and isinstance(arg, int):
-        return f"%{flags}{'d' if verb == 'b' else verb}" % arg if verb != "b" else format(arg, "b")
+    if verb == "b" and isinstance(arg, int):
+        return format(arg, "b")
+    if verb in "dxXo" and isinstance(arg, int):
+        return f"%{flags}{verb}" % arg
     if verb in "xX" and isinstance(arg, str):
         text = arg.encode().hex()
         return text.upper() if verb == "X" else text

@@ -19,6 +19,7 @@ Rules are immutable after setup, so receive threads read them without locks.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -85,7 +86,7 @@ class Rule:
     ederror: tuple[int, str] | None = None
     fallthrough: Fallthrough = field(default_factory=Fallthrough)
 
-    @property
+    @functools.cached_property
     def per_query(self) -> bool:
         """Does any record read something other than the question?"""
         return any(
