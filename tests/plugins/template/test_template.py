@@ -8,6 +8,7 @@ A question with 192.0.2.1 (and NODATA otherwise), so "the next plugin answered" 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -377,6 +378,76 @@ SCENARIOS = [
         ),
     ),
     Scenario(
+        # Shapes found in public Corefiles: a template per zone given on the directive (zone
+        # "foo", zones "bar baz"), and a block of its own with no zone or regex at all.
+        "user Corefiles: templates per zone and a localhost block",
+        """
+. {
+  any
+  forward . 8.8.8.8:53
+  # Return a custom IP for foo.
+  template IN A foo {
+    answer "{{ .Name }} 60 IN A 127.0.0.1"
+  }
+  # Return a custom IP for bar and baz.
+  template IN A bar baz {
+    answer "{{ .Name }} 60 IN A 127.0.0.1"
+  }
+  errors
+  log
+}
+
+localhost {
+  template IN A  {
+      answer "{{ .Name }} 0 IN A 127.0.0.1"
+  }
+}
+""",
+        (
+            Case("foo.", "A", "NOERROR", answer=("foo. 60 A 127.0.0.1",)),
+            Case("www.foo.", "A", "NOERROR", answer=("www.foo. 60 A 127.0.0.1",)),
+            Case("x.y.baz.", "A", "NOERROR", answer=("x.y.baz. 60 A 127.0.0.1",)),
+            Case("foo.", "AAAA", "NOERROR"),
+            Case("food.", "A", "NOERROR", answer=fwd("food.")),
+            Case("app.localhost.", "A", "NOERROR", answer=("app.localhost. 0 A 127.0.0.1",)),
+            Case("localhost.", "AAAA", "SERVFAIL"),
+        ),
+    ),
+    Scenario(
+        # Written for these tests (no public original found): cloud-provider host names that
+        # spell their address, as EC2's ip-10-0-1-23.ec2.internal, answered locally.
+        "compute.internal style host names",
+        """
+. {
+    template IN A ec2.internal compute.internal {
+        match "^ip-(?P<a>[0-9]{1,3})-(?P<b>[0-9]{1,3})-(?P<c>[0-9]{1,3})-(?P<d>[0-9]{1,3})[.]"
+        answer "{{ .Name }} 3600 IN A {{ .Group.a }}.{{ .Group.b }}.{{ .Group.c }}.{{ .Group.d }}"
+        additional "{{ .Zone }} 3600 IN TXT \\"{{ .Zone }}\\""
+        fallthrough
+    }
+    template IN AAAA ec2.internal compute.internal {
+        match "^ip-"
+        fallthrough
+    }
+    forward . 8.8.8.8
+}
+""",
+        (
+            Case(
+                "ip-10-0-1-23.ec2.internal.", "A", "NOERROR",
+                answer=("ip-10-0-1-23.ec2.internal. 3600 A 10.0.1.23",),
+                additional=('ec2.internal. 3600 TXT "ec2.internal."',),
+            ),
+            Case(
+                "ip-172-31-5-6.us-west-2.compute.internal.", "A", "NOERROR",
+                answer=("ip-172-31-5-6.us-west-2.compute.internal. 3600 A 172.31.5.6",),
+                additional=('compute.internal. 3600 TXT "compute.internal."',),
+            ),
+            Case("ip-172-31-5-6.us-west-2.compute.internal.", "AAAA", "NOERROR"),
+            Case("metadata.ec2.internal.", "A", "NOERROR", answer=fwd("metadata.ec2.internal.")),
+        ),
+    ),
+    Scenario(
         # machine-config-operator's templates/common/on-prem/files/coredns-corefile.yaml as
         # rendered for an IPv4 cluster (health moved off its fixed port for the test).
         "OpenShift on-premises node Corefile",
@@ -492,7 +563,7 @@ def prepare(text: str, upstream: int, folder: Path) -> str:
         service("kube-dns", "kube-system", cluster_ip="10.0.0.10", ports=(("dns", 53, "UDP"),)),
     ):
         (manifests / f"{obj['kind']}-{obj['metadata']['name']}.json").write_text(json.dumps(obj))
-    text = text.replace("forward . 8.8.8.8", f"forward . 127.0.0.1:{upstream}")
+    text = re.sub(r"forward \. 8\.8\.8\.8(:53)?", f"forward . 127.0.0.1:{upstream}", text)
     text = text.replace("forward . /etc/resolv.conf", f"forward . {resolv}")
     text = text.replace("MANIFESTS", str(manifests))
     text = text.replace("lameduck 5s", "lameduck 10ms")  # shutting down takes the lameduck
