@@ -731,6 +731,15 @@ async def test_failures_are_servfail(qname: str, qtype: str, rcode: str) -> None
             assert not reply.answer
 
 
+async def test_failures_reach_the_errors_plugin(caplog: pytest.LogCaptureFixture) -> None:
+    async with running_server(FAILING.replace("prometheus 127.0.0.1:0", "errors")) as server:
+        reply = await query(server.port, "x.broken.test", "TXT")
+    assert reply.rcode() == dns.rcode.SERVFAIL
+    logged = [r.getMessage() for r in caplog.records if "plugin/template" in r.getMessage()]
+    assert len(logged) == 1, caplog.records
+    assert "x.broken.test." in logged[0] and "index out of range: 2" in logged[0]
+
+
 async def test_metrics_under_coredns_names() -> None:
     from prometheus_client import generate_latest
 

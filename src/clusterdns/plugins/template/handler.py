@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import enum
 import functools
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -38,7 +37,7 @@ import dns.rrset
 
 from clusterdns.core.fallthrough import Fallthrough
 from clusterdns.core.fast import INFINITE, SLOW, FastReply, FastResult
-from clusterdns.core.plugin import Plugin
+from clusterdns.core.plugin import Plugin, PluginError
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.plugins.template.goregex import GoRegex
 from clusterdns.plugins.template.gotemplate import GoStruct, Template, TemplateExecError
@@ -46,8 +45,6 @@ from clusterdns.plugins.template.metrics import TemplateMetrics
 from clusterdns.plugins.template.records import RecordError, parse_rr
 from clusterdns.wire import Query, render_message
 from clusterdns.wire.render import reply_limit
-
-log = logging.getLogger("clusterdns.plugins.template")
 
 PLUGIN: Final = "template"
 ANY: Final = 255
@@ -406,8 +403,8 @@ class Templates(Plugin):
             answer, additional, authority = render_sections(rule, data)
         except RenderError as err:
             self._count_failure(decision, err)
-            log.error("template: %s %s: %s", err.section, err.template.text, err)
-            return Reply.error(dns.rcode.SERVFAIL, plugin=PLUGIN)
+            # As CoreDNS returns it: SERVFAIL, and the errors plugin (if any) logs it.
+            raise PluginError(PLUGIN, f"{err.section} {err.template.text!r}: {err}") from None
         truncated = False
         if query.qtype in (A, AAAA):
             answer, truncated = await self._follow_cnames(req, answer)
