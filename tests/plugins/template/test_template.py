@@ -583,7 +583,7 @@ async def test_scenario(scenario: Scenario, transport: str, tmp_path: Path) -> N
                 for case in scenario.cases:
                     reply = await query(
                         server.port, case.qname, case.qtype, rdclass=case.qclass,
-                        tcp=transport == "tcp", payload=1232,
+                        tcp=transport == "tcp", payload=1232, timeout=5,
                     )  # fmt: skip
                     problems += [f"{case.label}: {p}" for p in differences(case, reply)]
     assert not problems, "\n".join(problems)
