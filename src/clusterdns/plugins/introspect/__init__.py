@@ -43,7 +43,7 @@ def setup(directives: Sequence[Directive], ctx: SetupContext) -> Plugin:
     if not host:
         # ":8182" would mean every interface; the records and cache are not for everyone.
         raise directive.error(
-            f"introspect needs an explicit host (e.g. 127.0.0.1:{port}): it shows the "
+            f"needs an explicit host (e.g. 127.0.0.1:{port}): it shows the "
             "cluster's names and the cache, so it never binds every interface by default"
         )
     if not _loopback(host):
