@@ -261,7 +261,7 @@ def _explain_text(data: dict[str, Any]) -> str:
     memo = data.get("memo", {})
     if memo.get("copies"):
         copies = "1 copy" if memo["copies"] == 1 else f"{memo['copies']} copies"
-        steps.append(f"reply memo: {copies}, kept {memo.get('kept', '')}".strip())
+        steps.append(f"memoised ({copies}, {memo.get('kept', '')})")
     return "; ".join(steps)
 
 

@@ -21,6 +21,7 @@ import dns.rdatatype
 from aiohttp import web
 
 from clusterdns.core.explain import CacheLister, Explained, RecordLister
+from clusterdns.core.fast import VersionedRecords
 from clusterdns.core.plugin import Plugin
 from clusterdns.core.process import Process
 
@@ -108,6 +109,8 @@ class Introspect(Plugin):
         for server, zones, plugin in self._plugins():
             if isinstance(plugin, RecordLister):
                 rows = plugin.list_records(select)
+                if isinstance(plugin, VersionedRecords):
+                    zones = plugin.zones  # the plugin's own zones, not the block's
                 out.append(
                     {
                         "server": server,
