@@ -322,3 +322,41 @@ async def test_cache_lists_entries_with_time_left(setup: Setup) -> None:
     _, data = await setup.get("/cache")
     assert not any(".svc.cluster.local." in e["name"] for e in data["caches"][0]["entries"])
     assert set(data["reply_memo"]) == {"entries", "hits"}
+
+
+async def test_other_record_plugins_across_blocks(tmp_path: Path) -> None:
+    zone = tmp_path / "db.example.org"
+    zone.write_text(
+        "$ORIGIN example.org.\n@ 300 SOA ns admin 1 7200 3600 1209600 300\n"
+        "@ 300 NS ns\nns 300 A 192.0.2.53\nwww 300 A 192.0.2.80\n"
+    )
+    text = f"""\
+example.org:0 {{
+    file {zone}
+}}
+.:0 {{
+    introspect 127.0.0.1:0
+    hosts {{
+        10.0.0.1 h.example.net
+    }}
+}}
+"""
+    async with running_server(text, tmp_path=tmp_path) as server, aiohttp.ClientSession() as http:
+        base = f"http://127.0.0.1:{server.http_port('127.0.0.1', 0)}"
+        async with http.get(base + "/records") as response:
+            data = await response.json()
+        plugins = {group["plugin"]: group for group in data["plugins"]}
+        assert set(plugins) == {"file", "hosts"}
+        names = {row["name"]: row for row in plugins["file"]["names"]}
+        assert names["www.example.org."]["records"] == ["www.example.org. 300 IN A 192.0.2.80"]
+        assert names["www.example.org."]["rule"] == "zone-file"
+        hosts = {row["name"]: row for row in plugins["hosts"]["names"]}
+        assert hosts["h.example.net."]["records"] == ["h.example.net. 3600 IN A 10.0.0.1"]
+        assert hosts["1.0.0.10.in-addr.arpa."]["records"] == [
+            "1.0.0.10.in-addr.arpa. 3600 IN PTR h.example.net."
+        ]
+        for name, rule in (("www.example.org.", "zone-file"), ("h.example.net.", "hosts-entry")):
+            async with http.get(base + "/explain", params={"name": name}) as response:
+                explained = await response.json()
+            assert [step["rule"] for step in explained["why"]] == [rule]
+            assert explained["rcode"] == "NOERROR"
