@@ -21,8 +21,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from clusterdns.core.explain import ListedName, Rule
-
 EXAMPLE = """\
 examples:
   clusterdns records --manifests src/clusterdns/demo/cluster default.svc.cluster.local
@@ -86,6 +84,14 @@ def run(args: argparse.Namespace) -> int:
     except ToolError as err:
         print(f"clusterdns records: {err}", file=sys.stderr)
         return 1
+    try:
+        return _print(args, select, groups)
+    except BrokenPipeError:  # `| head`: the reader has what it wanted
+        sys.stderr.close()
+        return 0
+
+
+def _print(args: argparse.Namespace, select: str | None, groups: list[dict[str, Any]]) -> int:
     if args.json:
         print(json.dumps({"select": select, "plugins": groups}, indent=2))
         return 0
@@ -154,10 +160,6 @@ async def offline_records(args: argparse.Namespace, select: str | None) -> list[
             "names": [row.to_json() for row in rows],
         }
     ]
-
-
-def listed_from_json(row: dict[str, Any]) -> ListedName:
-    return ListedName(row["name"], Rule(row["rule"]), row["detail"], tuple(row["records"]))
 
 
 # --- the cluster, as the kubernetes plugin reads it -------------------------------------------
