@@ -41,7 +41,9 @@ def test_every_plugin_documents_its_syntax_and_examples(name: str) -> None:
 def _loopback_only(text: str) -> str:
     """HTTP endpoints on free loopback ports, DNS on port 0."""
     text = re.sub(
-        r"(?m)^(\s*)(health|ready|prometheus|pprof)(\s+\S+)?(\s*\{)?$", r"\1\2 127.0.0.1:0\4", text
+        r"(?m)^(\s*)(health|ready|prometheus|pprof|introspect)(\s+\S+)?(\s*\{)?$",
+        r"\1\2 127.0.0.1:0\4",
+        text,
     )
     return text
 

@@ -20,6 +20,7 @@ import dns.rcode
 import dns.rdatatype
 
 from clusterdns.core.block import Block, FastStep, ZoneMux
+from clusterdns.core.explain import Explained, Rule, Why
 from clusterdns.core.fast import CHAIN, DROP, PASS, PRIVATE, SLOW, FastReply, Gate
 from clusterdns.core.memo import ReplyMemo
 from clusterdns.core.plugin import PluginError
@@ -263,6 +264,46 @@ class Dispatcher:
         except Exception:
             return None
         return None if reply.drop else reply
+
+    async def explain(self, name: str, qtype: int) -> Explained | None:
+        """Ask this listener's chain for ``name``/``qtype`` as a client would (UDP, RD,
+        EDNS 4096), with every plugin on the way saying why (core/explain.py). The chain
+        gives the same answers as the fast path, which has no room for reasons. None when
+        no block here serves the name."""
+        try:
+            wire = dns.message.make_query(
+                name, dns.rdatatype.RdataType.make(qtype), use_edns=0, payload=4096
+            ).to_wire()
+            query = parse_query(wire)
+        except Exception:
+            return None
+        client = ("127.0.0.1", 0)
+        routed = self.mux.route(query, "udp", client)
+        if routed is None:
+            return None
+        block, zone, _ = routed
+        req = Request(query, transport="udp", client=client, block=block, zone=zone)
+        req.lookup_via = self.lookup
+        why: list[Why] = []
+        req.why = why
+        try:
+            reply = await block.chain(req)
+        except PluginError as err:
+            reply = Reply.error(err.rcode, plugin=err.plugin)
+            why.append(Why(err.plugin, Rule.ERROR, str(err)))
+        except FormError as err:
+            reply = Reply.error(FORMERR)
+            why.append(Why("", Rule.ERROR, str(err)))
+        if not why:
+            why.append(Why(reply.plugin, Rule.ANSWERED if reply.written else Rule.ERROR))
+        return Explained(
+            wire=encode(req, reply),
+            plugin=reply.plugin,
+            why=tuple(why),
+            server=block.server_label,
+            zone=zone,
+            memo=self.server.process.metrics.memo.held(query.qname_lower, query.qtype),
+        )
 
     async def resolve(self, req: Request) -> bytes | None:
         """The chain's reply to ``req``, encoded; None when a plugin dropped the query."""

@@ -31,6 +31,7 @@ One memo per receive thread, so only that thread writes its dict.
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from array import array
 from collections import OrderedDict
@@ -223,6 +224,26 @@ class ReplyMemo:
             if len(members) == 1:
                 self._groups.pop(members[0], None)
 
+    def held(self, qname_lower: bytes, qtype: int, now: float) -> list[float]:
+        """Seconds left of every entry answering ``qname_lower``/``qtype`` (any letter case,
+        flags or EDNS), ``inf`` for "until the data changes". A scan: for introspection
+        only. The receive thread may write meanwhile: a scan it disturbs is retried."""
+        tail = qtype.to_bytes(2, "big")
+        end = 10 + len(qname_lower)
+        for _ in range(5):
+            try:
+                keys = list(self.entries.items())
+            except RuntimeError:
+                continue
+            return [
+                entry[1] - now
+                for key, entry in keys
+                if key[10:end].lower() == qname_lower
+                and key[end : end + 2] == tail
+                and entry[1] > now
+            ]
+        return []
+
     def flush(self) -> None:
         """Give every tally's new hits to its sinks (the scrape's thread, under MemoStats' lock)."""
         hits = self.hits
@@ -268,6 +289,13 @@ class MemoStats:
             memos = list(self._memos)
         hits = self._retired_hits + sum(m.hits for m in memos)
         return hits, sum(len(m.entries) for m in memos)
+
+    def held(self, qname_lower: bytes, qtype: int) -> tuple[float, ...]:
+        """Seconds left of every live memo's copies of an answer (see ReplyMemo.held)."""
+        with self._lock:
+            memos = list(self._memos)
+        now = time.monotonic()
+        return tuple(left for memo in memos for left in memo.held(qname_lower, qtype, now))
 
     def retire(self, memo: ReplyMemo) -> None:
         """A receive thread is done with ``memo``: count its last hits and forget it."""

@@ -4,12 +4,13 @@ the lameduck setting, and a handle to the running configuration."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from clusterdns.core.explain import Explained, _nothing
 from clusterdns.core.http import HttpEndpoints, RouteHandler
 from clusterdns.core.metrics import Metrics
 from clusterdns.core.workers import MergedCollector, WorkerGroup
@@ -29,6 +30,9 @@ class Process:
     # The real port of a DNS listener configured as (host, port); port 0 means
     # "any free port" in tests. Raises KeyError for an unknown listener.
     bound_port: Callable[[str, int], int] = lambda host, port: port
+    # Asks the running configuration's chain for (name, qtype) with every plugin saying
+    # why (core/explain.py); None when no listener serves the name.
+    explain: Callable[[str, int], Awaitable[Explained | None]] = _nothing
     # Set when running as one of --workers N (see core/workers.py).
     workers: WorkerGroup | None = None
 

@@ -16,7 +16,10 @@ from clusterdns.core.plugin import SetupFunction
 # clusterdns.plugins; the rest are recognised so the error can say so.
 COREDNS_ORDER: Final = (
     "root", "metadata", "geoip", "cancel", "tls", "timeouts", "multisocket", "reload",
-    "nsid", "bufsize", "bind", "debug", "trace", "ready", "health", "pprof", "prometheus",
+    "nsid", "bufsize", "bind", "debug",
+    # Ours, not CoreDNS's: an HTTP endpoint only, placed by the debug plugin it is close to.
+    "introspect",
+    "trace", "ready", "health", "pprof", "prometheus",
     "errors", "log", "dnstap", "local", "dns64", "acl", "any", "chaos", "loadbalance",
     "tsig", "cache", "rewrite", "header", "dnssec", "autopath", "minimal", "template",
     "transfer", "hosts", "route53", "azure", "clouddns", "k8s_external", "kubernetes",

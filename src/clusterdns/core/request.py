@@ -13,6 +13,7 @@ from clusterdns.wire import AnswerTemplate, FormError, Query
 
 if TYPE_CHECKING:
     from clusterdns.core.block import Block
+    from clusterdns.core.explain import Why
 
 Transport = Literal["udp", "tcp"]
 
@@ -24,7 +25,9 @@ class Request:
     ask something else (rewrite) makes a new Request with :meth:`replace`.
     """
 
-    __slots__ = ("_message", "block", "client", "lookup_via", "meta", "query", "transport", "zone")
+    __slots__ = (
+        "_message", "block", "client", "lookup_via", "meta", "query", "transport", "why", "zone",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -44,6 +47,9 @@ class Request:
         self._message: dns.message.Message | None = None
         # Set by the dispatcher: resolves another name through this listener's blocks.
         self.lookup_via: Callable[[Request, str, int], Awaitable[Reply | None]] | None = None
+        # Set to a list only when the question is being explained (core/explain.py): the
+        # plugins that decide append why; None for every real query.
+        self.why: list[Why] | None = None
 
     async def lookup(self, name: str, qtype: int) -> Reply | None:
         """Ask the server itself for ``name``/``qtype`` (all blocks of this listener, whole
@@ -102,6 +108,7 @@ class Request:
         )
         clone.meta = self.meta
         clone.lookup_via = self.lookup_via
+        clone.why = self.why
         return clone
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from clusterdns.core.dispatch import Dispatcher
+from clusterdns.core.explain import Explained
 from clusterdns.core.instance import WILDCARD, Instance
 from clusterdns.core.memo import DEFAULT_SIZE as DEFAULT_MEMO_SIZE
 from clusterdns.core.process import Process
@@ -151,6 +152,7 @@ class DnsServer:
         self._port_zero: int = 0
         process.current = lambda: self.instance
         process.bound_port = self.bound_port
+        process.explain = self.explain
 
     def bound_port(self, host: str = WILDCARD, port: int = 0) -> int:
         """The real port of a listener configured with port 0 (tests)."""
@@ -158,6 +160,14 @@ class DnsServer:
         if listener is None:
             raise KeyError(f"no listener for {host or '*'}:{port}")
         return listener.bound_port
+
+    async def explain(self, name: str, qtype: int) -> Explained | None:
+        """The first listener's explanation of ``name``/``qtype`` (core/explain.py)."""
+        for listener in list(self.listeners.values()):
+            found = await listener.dispatcher.explain(name, qtype)
+            if found is not None:
+                return found
+        return None
 
     async def _open(self, listener: Listener, *, any_port: bool) -> None:
         # With "any free port" the UDP port the kernel picks may be taken for

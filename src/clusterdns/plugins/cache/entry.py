@@ -169,6 +169,7 @@ class CachedAnswer:
         "generation",
         "kind",
         "ns",
+        "origin",
         "owner",
         "rcode",
         "stored",
@@ -205,6 +206,7 @@ class CachedAnswer:
         self.chunks = tuple(chunks)
         self.freq_hits = 0
         self.freq_start = stored
+        self.origin = ""  # the plugin whose reply this is (for introspection)
 
     def remaining(self, now: float) -> int:
         """Seconds of TTL left (CoreDNS truncates the elapsed time to whole seconds)."""

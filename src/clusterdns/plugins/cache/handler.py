@@ -11,12 +11,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+import dns.rdatatype
+
+from clusterdns.core.explain import CachedEntry, Rule, Why
 from clusterdns.core.fast import SLOW, FastAnswerer, FastReply, FastResult, VersionedRecords
 from clusterdns.core.plugin import BlockView, Plugin, PluginError
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.plugins.cache.entry import CachedAnswer, Kind, ParsedReply, WalkError
 from clusterdns.plugins.cache.metrics import CacheMetrics, Children
-from clusterdns.wire import Query, text_to_wire
+from clusterdns.wire import Query, name_to_text, text_to_wire
 
 log = logging.getLogger("clusterdns.cache")
 
@@ -280,6 +283,8 @@ class Cache(Plugin):
         self._children.requests.inc()
         wire = self._fresh_hit(query, key, now)
         if wire is not None:
+            if req.why is not None:
+                self._explain_hit(req.why, key, now, "")
             return Reply.of_wire(wire, plugin="cache")
         entry = self._get(key, now)
         if entry is None:
@@ -287,6 +292,8 @@ class Cache(Plugin):
             return await self._fetch(req, key, next_handler)
         self._count_hit(entry)
         remaining = entry.remaining(now)
+        if req.why is not None:
+            self._explain_hit(req.why, key, now, "stale, " if remaining <= 0 else "")
         if remaining > 0:  # fresh, and popular enough to refresh before it expires
             self._spawn_refresh(req, key, next_handler, entry)
             ttl = None if self.config.keepttl else remaining
@@ -299,6 +306,40 @@ class Cache(Plugin):
             self._spawn_refresh(req, key, next_handler, entry)
         self._children.served_stale.inc()
         return Reply.of_wire(entry.render(query, 0, self.payload), plugin="cache")
+
+    def _explain_hit(self, why: list[Why], key: Key, now: float, note: str) -> None:
+        entry = self.denial.get(key) or self.success.get(key)
+        if entry is None:
+            return
+        why.append(
+            Why(
+                "cache",
+                Rule.CACHED,
+                f"{note}{entry.kind.value} entry stored from {entry.origin or 'another plugin'}"
+                f" with TTL {entry.ttl}",
+                ttl_left=max(entry.remaining(now), 0),
+            )
+        )
+
+    def cache_entries(self) -> list[CachedEntry]:
+        """Every entry with its TTL left (core/explain.py CacheLister). A copy taken in one
+        step: a UDP thread may read the tables meanwhile, only the loop writes them."""
+        now = self.clock()
+        out: list[CachedEntry] = []
+        for table in (self.success, self.denial):
+            for (qname, qtype, _, do, cd), entry in list(table.items()):
+                flags = "".join((" +do" if do else "", " +cd" if cd else ""))
+                out.append(
+                    CachedEntry(
+                        name=name_to_text(qname),
+                        qtype=dns.rdatatype.to_text(dns.rdatatype.RdataType.make(qtype)) + flags,
+                        kind=entry.kind.value,
+                        ttl=entry.ttl,
+                        ttl_left=entry.remaining(now),
+                        stored_from=entry.origin,
+                    )
+                )
+        return out
 
     def _stamp(
         self, query: Query
@@ -322,6 +363,8 @@ class Cache(Plugin):
         entry = self.store(req.query, key, reply, owners=owners, generation=generation)
         if entry is None:
             return reply
+        if req.why is not None:
+            req.why.append(Why("cache", Rule.STORED, f"{entry.kind.value} entry for {entry.ttl}s"))
         ttl = None if self.config.keepttl else entry.ttl
         return Reply.of_wire(entry.render(req.query, ttl, self.payload), plugin=reply.plugin)
 
@@ -423,6 +466,7 @@ class Cache(Plugin):
             owner=owners,
             generation=generation,
         )
+        entry.origin = reply.plugin
         table.pop(key, None)
         other.pop(key, None)
         while len(table) >= capacity:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import dns.rdatatype
 
+from clusterdns.core.explain import Rule, Why
 from clusterdns.core.plugin import Plugin, PluginError, SetupContext, only_once, parse_duration
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.corefile import Directive
@@ -45,6 +46,8 @@ class Errors(Plugin):
             return await next_handler(req)
         except PluginError as err:
             self.report(req, err)
+            if req.why is not None:
+                req.why.append(Why(err.plugin, Rule.ERROR, str(err)))
             return Reply.error(err.rcode, plugin=err.plugin)
 
     def report(self, req: Request, err: PluginError) -> None:

@@ -29,6 +29,7 @@ from typing import Final, Protocol
 import dns.message
 import dns.rcode
 
+from clusterdns.core.explain import Rule, Why
 from clusterdns.core.fast import SERIAL_SLACK, SLOW, FastReply, FastResult
 from clusterdns.core.plugin import Plugin
 from clusterdns.core.request import Handler, Reply, Request
@@ -348,6 +349,9 @@ class Etcd(Plugin):
                 return Reply.error(dns.rcode.SERVFAIL, plugin=PLUGIN)
         outcome = self._outcome(query, zone)
         assert outcome is not None
+        if req.why is not None:
+            rule = Rule.FALLTHROUGH if outcome.fallthrough else Rule.ETCD
+            req.why.append(Why(PLUGIN, rule, f"records under {self.config.path} for {zone}"))
         if outcome.fallthrough:
             return await next_handler(req)
         if outcome.lookups:

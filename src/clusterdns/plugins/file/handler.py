@@ -16,6 +16,7 @@ import dns.name
 import dns.rcode
 import dns.rdatatype
 
+from clusterdns.core.explain import ListedName, Rule, Why, selects
 from clusterdns.core.plugin import Plugin, ZoneRecords
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.plugins.file.transfer import zone_records
@@ -88,6 +89,21 @@ class File(Plugin):
         """VersionedRecords (core/fast.py): any change may touch any name."""
         return None
 
+    def list_records(self, select: str | None) -> list[ListedName]:
+        """Every owner name of the zones with its records (core/explain.py RecordLister)."""
+        rows: list[ListedName] = []
+        for origin in sorted(self.sources):
+            source = self.sources[origin]
+            for owner, types in sorted(source.data.records.items()):
+                text = owner.to_text().lower()
+                if not selects(text, select):
+                    continue
+                lines = tuple(
+                    line for rrset in types.values() for line in rrset.to_text().splitlines()
+                )
+                rows.append(ListedName(text, Rule.ZONE_FILE, source.path, lines))
+        return rows
+
     async def serve(self, req: Request, next_handler: Handler) -> Reply:
         source = self.match(req.name)
         if source is None:
@@ -95,6 +111,8 @@ class File(Plugin):
         if req.qtype in XFR_TYPES:
             return Reply.error(dns.rcode.REFUSED, plugin="file")
         data = source.data
+        if req.why is not None:
+            req.why.append(Why("file", Rule.ZONE_FILE, f"zone {source.origin} from {source.path}"))
         key = (req.query.qname_lower, req.qtype)
         template = source.templates.get(key)
         if template is not None:

@@ -14,6 +14,7 @@ from enum import Enum
 import dns.rcode
 from prometheus_client import Counter, Histogram
 
+from clusterdns.core.explain import Rule, Why
 from clusterdns.core.metrics import rcode_label
 from clusterdns.core.plugin import Plugin, PluginError
 from clusterdns.core.request import Handler, Reply, Request
@@ -141,6 +142,10 @@ class Proxy:
         await self.upstream.close()
 
 
+def _rcode_text(wire: bytes) -> str:
+    return dns.rcode.to_text(dns.rcode.Rcode.make(wire[3] & 0xF))
+
+
 def _zone_matches(name: str, zone: str) -> bool:
     return zone == "." or name == zone or name.endswith("." + zone)
 
@@ -214,20 +219,27 @@ class Forward(Plugin):
             )
         stanza.concurrent += 1
         try:
-            wire = await self._exchange(stanza, req)
+            wire, upstream = await self._exchange(stanza, req)
         finally:
             stanza.concurrent -= 1
         if (wire[3] & 0xF) in stanza.next_rcodes:
             # `next`: the following forward stanza (or plugin) gets a go at it.
+            if req.why is not None:
+                req.why.append(Why("forward", Rule.FORWARDED, f"{upstream} said "
+                                   f"{_rcode_text(wire)}: next stanza"))  # fmt: skip
             return await self._serve_from(position + 1, req, next_handler)
+        if req.why is not None:
+            req.why.append(Why("forward", Rule.FORWARDED, f"upstream {upstream} "
+                               f"(forward {stanza.origin})"))  # fmt: skip
         return Reply.of_wire(wire, plugin="forward")
 
-    async def _exchange(self, stanza: Stanza, req: Request) -> bytes:
+    async def _exchange(self, stanza: Stanza, req: Request) -> tuple[bytes, str]:
+        """The upstream's reply and which upstream gave it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + stanza.deadline
         order = stanza.ordered()
         last_error: Exception | None = None
-        failover_reply: bytes | None = None
+        failover_reply: tuple[bytes, str] | None = None
         while loop.time() < deadline:
             healthy = [proxy for proxy in order if not proxy.down]
             if not healthy:
@@ -257,9 +269,9 @@ class Forward(Plugin):
                 rcode = wire[3] & 0xF
                 proxy.observe(rcode, time.perf_counter() - started)
                 if rcode in stanza.failover_rcodes:
-                    failover_reply = wire
+                    failover_reply = (wire, proxy.to)
                     continue
-                return wire
+                return wire, proxy.to
             if failover_reply is not None:
                 # Every healthy upstream answered with a failover rcode: give the last one.
                 return failover_reply

@@ -18,6 +18,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from clusterdns.core.explain import ListedName, Rule, Why, selects
 from clusterdns.core.fallthrough import Fallthrough
 from clusterdns.core.plugin import Plugin
 from clusterdns.core.request import Handler, Reply, Request
@@ -159,6 +160,22 @@ class Hosts(Plugin):
         """VersionedRecords (core/fast.py): any change may touch any name."""
         return None
 
+    def list_records(self, select: str | None) -> list[ListedName]:
+        """Every name of the hosts data with its addresses (core/explain.py RecordLister)."""
+        snapshot = self.snapshot
+        rows: list[ListedName] = []
+        for name in sorted(snapshot.names | set(snapshot.reverse)):
+            text = name_to_text(name)
+            if not selects(text, select):
+                continue
+            records: list[str] = []
+            for qtype, table in ((A, snapshot.v4), (AAAA, snapshot.v6), (PTR, snapshot.reverse)):
+                kind = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(qtype))
+                for value in table.get(name, ()):
+                    records.append(f"{text} {snapshot.ttl} IN {kind} {value}")
+            rows.append(ListedName(text, Rule.HOSTS, self.options.path, tuple(records)))
+        return rows
+
     async def serve(self, req: Request, next_handler: Handler) -> Reply:
         qtype = req.qtype
         name = req.name
@@ -168,6 +185,8 @@ class Hosts(Plugin):
         key = req.query.qname_lower
         template = snapshot.template(key, qtype)
         if template is not None:
+            if req.why is not None:
+                req.why.append(Why("hosts", Rule.HOSTS, f"an entry of {self.options.path}"))
             return Reply.of_template(template, plugin="hosts")
         if qtype == PTR:
             # Reverse names we know nothing of always go on (CoreDNS).

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from clusterdns.core.explain import Rule, Why
 from clusterdns.core.fast import Depends
 from clusterdns.plugins.kubernetes.config import KubernetesConfig, PodMode
 from clusterdns.plugins.kubernetes.names import (
@@ -72,6 +73,7 @@ DNS_SCHEMA_VERSION: Final = "1.1.0"
 DNS_VERSION_TTL: Final = 28800  # as CoreDNS (and the spec's example)
 DNS_SERVICE: Final = ("kube-system", "kube-dns")  # whose ClusterIP ns.dns.<zone> answers
 CNAME_DEPTH: Final = 8
+PLUGIN: Final = "kubernetes"
 _APEX_LABELS: Final = frozenset({b"dns", b"svc", b"pod", b"dns-version"})
 
 ServiceKey = tuple[str, str]
@@ -341,22 +343,28 @@ class AnswerTable:
         offsets: Sequence[int],
         qtype: int,
         found: tuple[_Zone, int] | bool | None = True,
+        why: list[Why] | None = None,
     ) -> Answer | None:
         """The answer to (name, qtype), the name in lower-case wire form with its label
         offsets; None when it is not ours or falls through. ``found`` is zone_of()'s result
-        when the caller has it already."""
+        when the caller has it already. ``why``, only when explaining (core/explain.py),
+        gets the rule that decided."""
         if found is True:
             found = self.zone_of(lower, offsets)
         if not found:
             return None
         zone, index = found
-        data, depends = self._find(lower, offsets, zone, index)
+        data, depends = self._find(lower, offsets, zone, index, why)
         if data is not None:
             return self._positive(lower, data, qtype, zone, depends)
         if zone.may_fall_through and self.config.fallthrough.through(name_to_text(lower)):
+            if why is not None:
+                why.append(Why(PLUGIN, Rule.FALLTHROUGH, f"fallthrough covers {zone.text}"))
             return None
         # CoreDNS: before the first sync a missing name is not proof of absence.
         rcode = NXDOMAIN if self.model.synced else SERVFAIL
+        if why is not None and rcode == SERVFAIL:
+            why.append(Why(PLUGIN, Rule.NOT_SYNCED, "the cluster's lists are not in yet"))
         return Answer(rcode, authority=(self.soa(zone),), depends=depends, carries_soa=True)
 
     def decide_text(self, name: str, qtype: int) -> Answer | None:
@@ -365,26 +373,48 @@ class AnswerTable:
         return self.decide(wire, label_offsets(wire), qtype)
 
     def _find(
-        self, lower: bytes, offsets: Sequence[int], zone: _Zone, index: int
+        self,
+        lower: bytes,
+        offsets: Sequence[int],
+        zone: _Zone,
+        index: int,
+        why: list[Why] | None = None,
     ) -> tuple[NameData | None, Depends]:
-        """What the name holds (None: it does not exist) and what that depends on."""
+        """What the name holds (None: it does not exist) and what that depends on; each
+        way out says its rule into ``why`` when explaining (None otherwise: no cost)."""
         static = self.names.get(lower)
         if static is not None:
+            if why is not None:
+                why.append(Why(PLUGIN, Rule.ZONE, f"a name of zone {zone.text} itself"))
             return static, None
         if index == 0:
+            if why is not None:
+                why.append(Why(PLUGIN, Rule.NO_SUCH_NAME, f"no such name in {zone.text}"))
             return None, None
         if zone.reverse:
             ip = ipv4_from_reverse(lower, offsets) or ip_from_reverse(name_to_text(lower))
             if ip is None:
+                if why is not None:
+                    why.append(Why(PLUGIN, Rule.NO_SUCH_NAME, "not a complete reverse name"))
                 return None, None
             targets = self._ptr_targets(ip)
+            if why is not None:
+                if targets:
+                    why.append(Why(PLUGIN, Rule.PTR, f"{ip} belongs to a Service or endpoint"))
+                else:
+                    why.append(Why(PLUGIN, Rule.NO_SUCH_NAME, f"no Service or endpoint has {ip}"))
             return (NameData(ptrs=targets) if targets else None), frozenset((ptr_key(ip),))
         last = lower[offsets[index - 1] + 1 : offsets[index]]
         if last == b"svc":
             if index == 2:
                 namespace = lower[1 : offsets[1]].decode("latin-1")
-                return (EMPTY if self.namespace_visible(namespace) else None), None
+                visible = self.namespace_visible(namespace)
+                if why is not None:
+                    why.append(_namespace_why(namespace, visible))
+                return (EMPTY if visible else None), None
             if index < 3:
+                if why is not None:
+                    why.append(Why(PLUGIN, Rule.NO_SUCH_NAME, "no such name under svc"))
                 return None, None
             key = (
                 lower[offsets[index - 2] + 1 : offsets[index - 1]].decode("latin-1"),
@@ -392,13 +422,31 @@ class AnswerTable:
             )
             depends = frozenset((key,))
             if index > 5:
+                if why is not None:
+                    why.append(Why(PLUGIN, Rule.NO_SUCH_NAME, "too many labels below a Service"))
                 return None, depends  # nothing lives more than two labels below a Service
             svc = self.model.service(*key)
             if svc is None:
+                if why is not None:
+                    if self.namespace_visible(key[0]):
+                        why.append(Why(
+                            PLUGIN, Rule.NO_SERVICE,
+                            f"namespace {key[0]} has no Service {key[1]}",
+                        ))  # fmt: skip
+                    else:
+                        why.append(_namespace_why(key[0], False))
                 # Any Service created in the namespace drops it (one group for all the
                 # search-path misses of a namespace, not one per missing name).
                 return None, frozenset((namespace_token(key[0]),))
             if not self.service_visible(svc):
+                if why is not None:
+                    if self.namespace_visible(key[0]):
+                        why.append(Why(
+                            PLUGIN, Rule.SERVICE_HIDDEN,
+                            f"Service {key[0]}/{key[1]} does not match the labels filter",
+                        ))  # fmt: skip
+                    else:
+                        why.append(_namespace_why(key[0], False))
                 return None, depends
             base_at = offsets[index - 3]
             if index == 3:
@@ -411,10 +459,32 @@ class AnswerTable:
                     lower[offsets[1] + 1 : offsets[2]].decode("latin-1"),
                 )
             data = self._service_name(svc, sub, lower[base_at:] if base_at else lower)
+            if why is not None:
+                why.append(_service_why(svc, sub, data))
             return data, depends
         if last == b"pod" and self.config.pods is not PodMode.DISABLED:
-            return self._pod_name(lower, offsets, index), None
+            data = self._pod_name(lower, offsets, index)
+            if why is not None:
+                why.append(self._pod_why(lower, offsets, index, data))
+            return data, None
+        if why is not None:
+            why.append(
+                Why(PLUGIN, Rule.NO_SUCH_NAME, f"not a name the schema defines in {zone.text}")
+            )
         return None, None
+
+    def _pod_why(
+        self, lower: bytes, offsets: Sequence[int], index: int, data: NameData | None
+    ) -> Why:
+        namespace = lower[offsets[index - 2] + 1 : offsets[index - 1]].decode("latin-1")
+        if index in (2, 3) and not self.namespace_visible(namespace):
+            return _namespace_why(namespace, False)
+        if data is None:
+            return Why(PLUGIN, Rule.NO_SUCH_NAME, "not a pod IP label (a-b-c-d) or not a pod's IP")
+        if index == 2:
+            return Why(PLUGIN, Rule.NAMESPACE, f"namespace {namespace} exists")
+        mode = self.config.pods.value
+        return Why(PLUGIN, Rule.POD, f"pods {mode}: the IP spelled by the first label")
 
     def _pod_name(self, lower: bytes, offsets: Sequence[int], index: int) -> NameData | None:
         if index == 2:
@@ -740,6 +810,34 @@ class AnswerTable:
                 wire[offsets[index - 3] + 1 : offsets[index - 2]].decode("latin-1"),
             )
         return None
+
+
+def _namespace_why(namespace: str, visible: bool) -> Why:
+    if visible:
+        return Why(PLUGIN, Rule.NAMESPACE, f"namespace {namespace} exists")
+    return Why(PLUGIN, Rule.NO_NAMESPACE, f"namespace {namespace} does not exist or is not served")
+
+
+def _service_why(svc: Service, sub: tuple[str, ...], data: NameData | None) -> Why:
+    """The rule that gave a name at or below a Service what it holds (``data``)."""
+    key = f"{svc.namespace}/{svc.name}"
+    if data is None:
+        if svc.type == "ExternalName" or not sub:
+            return Why(PLUGIN, Rule.NO_SUCH_NAME, f"Service {key} defines no such name "
+                       "(a headless Service without ready endpoints has no name)")  # fmt: skip
+        return Why(PLUGIN, Rule.NO_SUCH_NAME, f"Service {key} has no such endpoint or port")
+    if svc.type == "ExternalName":
+        return Why(PLUGIN, Rule.EXTERNAL_NAME, f"Service {key} is an ExternalName for "
+                   f"{svc.external_name}")  # fmt: skip
+    if not sub:
+        if svc.headless:
+            return Why(PLUGIN, Rule.HEADLESS, f"headless Service {key}: its ready endpoints")
+        return Why(
+            PLUGIN, Rule.CLUSTER_IP, f"Service {key}: ClusterIP {', '.join(svc.cluster_ips)}"
+        )
+    if len(sub) == 1 and not sub[0].startswith("_"):
+        return Why(PLUGIN, Rule.ENDPOINT, f"endpoint {sub[0]} of Service {key}")
+    return Why(PLUGIN, Rule.SRV_PORT, f"named port of Service {key}")
 
 
 def _prefixed(label: str, base: bytes) -> bytes:

@@ -14,6 +14,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
+from clusterdns.core.explain import ListedName, Rule, Why
 from clusterdns.core.fast import INFINITE, SERIAL_SLACK, SLOW, FastReply, FastResult
 from clusterdns.core.metadata import Values
 from clusterdns.core.plugin import Plugin, ZoneRecords
@@ -240,6 +241,12 @@ class Kubernetes(Plugin):
         until = monotonic() + SERIAL_SLACK if answer.carries_soa else INFINITE
         return FastReply(answer.to_wire(query, limit, payload), until, answer.depends)
 
+    def list_records(self, select: str | None) -> list[ListedName]:
+        """Every name this plugin answers, with its records (core/explain.py RecordLister)."""
+        from clusterdns.plugins.kubernetes.listing import list_names
+
+        return list_names(self.table, select)
+
     def changes_since(self, generation: int) -> frozenset[Hashable] | None:
         """The dependency tokens (Service keys, PTR IPs) touched after
         ``generation``; None if unknown (a full rebuild, a namespace change, a gap)."""
@@ -270,7 +277,9 @@ class Kubernetes(Plugin):
                 await self.model.wait_synced(remaining)
             if self.model.synced or time.monotonic() >= self._deadline:
                 self._build_deferred()
-        answer = self.table.decide(query.qname_lower, query.label_offsets, query.qtype)
+        answer = self.table.decide(
+            query.qname_lower, query.label_offsets, query.qtype, True, req.why
+        )
         if answer is None:
             return await next_handler(req)
         wire = answer.to_wire(query, 65535, req.block.settings.max_udp_size)
@@ -299,6 +308,14 @@ class Kubernetes(Plugin):
             return reply
         target = last[0].target.to_text()
         found = await req.lookup(target, req.qtype)
+        if req.why is not None:
+            outcome = (
+                "no answer"
+                if found is None
+                else f"{dns.rcode.to_text(dns.rcode.Rcode.make(found.rcode))} from "
+                f"{found.plugin or 'the server'}"
+            )
+            req.why.append(Why(PLUGIN, Rule.EXTERNAL_NAME, f"{target} looked up: {outcome}"))
         if found is None or found.rcode != dns.rcode.NOERROR:
             return reply
         extra = found.to_message()

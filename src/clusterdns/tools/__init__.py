@@ -1,0 +1,1 @@
+"""The service-discovery toolbox behind the ``clusterdns`` subcommands (one module each)."""
