@@ -28,7 +28,6 @@ from clusterdns.plugins.kubernetes.config import KubernetesConfig, PodMode
 from clusterdns.plugins.kubernetes.names import (
     endpoint_label,
     ip_from_reverse,
-    ip_label,
     is_reverse,
     pod_label_ip,
 )
@@ -187,12 +186,19 @@ def _dedupe(records: list[Record]) -> list[Record]:
 class _Zone:
     """One zone of the block, in the forms the query path needs."""
 
-    __slots__ = ("may_fall_through", "ns_wire", "reverse", "soa_names", "text", "wire")
+    __slots__ = (
+        "may_fall_through", "multicluster", "ns_wire", "reverse", "soa_names", "text", "wire",
+    )  # fmt: skip
 
-    def __init__(self, text: str, fallthrough: tuple[str, ...] | None) -> None:
+    def __init__(
+        self, text: str, fallthrough: tuple[str, ...] | None, *, multicluster: bool = False
+    ) -> None:
         self.text = text
         self.wire = text_to_wire(text)
         self.reverse = is_reverse(text)
+        # A KEP-1645 zone (``multicluster``): its Services are ServiceImports, which the
+        # model does not hold, so no name below <ns>.svc exists in it.
+        self.multicluster = multicluster
         self.may_fall_through = _may_fall_through(fallthrough, text)
         self.ns_wire = text_to_wire(join("ns.dns", text))
         self.soa_names = (self.ns_wire, text_to_wire(join("hostmaster", text)))
@@ -209,7 +215,13 @@ class AnswerTable:
         self.own_addresses = tuple(own_addresses)
         self.zones = tuple(sorted(config.zones, key=len, reverse=True))
         fallthrough = config.fallthrough.zones
-        self._zones = {z.wire: z for z in (_Zone(text, fallthrough) for text in config.zones)}
+        multicluster = frozenset(config.multicluster_zones)
+        self._zones = {
+            z.wire: z
+            for z in (
+                _Zone(text, fallthrough, multicluster=text in multicluster) for text in config.zones
+            )
+        }
         self.zone_wires = frozenset(self._zones)
         # Label counts of the zones, most first (the root zone has none).
         self._zone_label_counts = sorted(
@@ -240,7 +252,10 @@ class AnswerTable:
             self._quick_zones = frozenset(
                 wire
                 for wire, zone in self._zones.items()
-                if not zone.reverse and not zone.may_fall_through and wire != b"\x00"
+                if not zone.reverse
+                and not zone.may_fall_through
+                and not zone.multicluster
+                and wire != b"\x00"
             )
 
     # --- updates ---------------------------------------------------------------------------
@@ -383,7 +398,7 @@ class AnswerTable:
             if index == 2:
                 namespace = lower[1 : offsets[1]].decode("latin-1")
                 return (EMPTY if self.namespace_visible(namespace) else None), None
-            if index < 3:
+            if index < 3 or zone.multicluster:
                 return None, None
             key = (
                 lower[offsets[index - 2] + 1 : offsets[index - 1]].decode("latin-1"),
@@ -531,13 +546,13 @@ class AnswerTable:
         return tuple(cluster or endpoints)
 
     def _endpoint_label_for(self, svc: Service, ip: str, hostname: str | None) -> str:
-        if hostname:
-            return hostname.lower()
-        if self.config.endpoint_pod_names:
+        pod_name = None
+        if not hostname and self.config.endpoint_pod_names:
             for ep in self.model.endpoints(svc.namespace, svc.name):
                 if ip in ep.addresses and ep.pod_name:
-                    return ep.pod_name.lower()
-        return ip_label(ip)
+                    pod_name = ep.pod_name
+                    break
+        return endpoint_label(ip, hostname, pod_name, pod_names=self.config.endpoint_pod_names)
 
     # --- the two commonest questions, written without the general decision ------------------
 
@@ -624,14 +639,23 @@ class AnswerTable:
         return Answer(NOERROR, answer, additional=additional, depends=depends, chase=chase)
 
     def _records(
-        self, owner: bytes, data: NameData, qtype: int, zone: _Zone, depth: int
+        self,
+        owner: bytes,
+        data: NameData,
+        qtype: int,
+        zone: _Zone,
+        depth: int,
+        seen: frozenset[bytes] = frozenset(),
     ) -> tuple[list[Record], list[Record], bool]:
-        """(answer, additional, whether a CNAME in our zones was followed)."""
+        """(answer, additional, whether a CNAME in our zones was followed); ``seen``: the
+        owners of the CNAMEs followed so far."""
         ttl = self.ttl
         if data.cname is not None:
             target = data.cname
             answer: list[Record] = [(owner, TYPE_CNAME, ttl, name_rdata(target))]
             additional: list[Record] = []
+            if target == owner or target in seen:
+                return answer, additional, True  # a loop of our names ends where it closes
             if qtype == TYPE_CNAME or depth >= CNAME_DEPTH:
                 return answer, additional, False
             offsets = label_offsets(target)
@@ -648,7 +672,9 @@ class AnswerTable:
             ):
                 target_data, _ = self._find(target, offsets, target_zone, index)
             if target_data is not None:
-                more, extra, _ = self._records(target, target_data, qtype, target_zone, depth + 1)
+                more, extra, _ = self._records(
+                    target, target_data, qtype, target_zone, depth + 1, seen | {owner}
+                )
                 answer += more
                 additional += extra
             return answer, additional, True
