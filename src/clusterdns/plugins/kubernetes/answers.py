@@ -53,7 +53,12 @@ from clusterdns.wire.build import (
     srv_rdata,
     txt_rdata,
 )
-from clusterdns.wire.names import ipv4_from_reverse, label_offsets, name_to_text
+from clusterdns.wire.names import (
+    ipv4_from_reverse,
+    label_offsets,
+    name_to_text,
+    with_suffix_case,
+)
 
 NOERROR: Final = 0
 SERVFAIL: Final = 2
@@ -355,10 +360,14 @@ class AnswerTable:
         offsets: Sequence[int],
         qtype: int,
         found: tuple[_Zone, int] | bool | None = True,
+        asked: bytes | None = None,
     ) -> Answer | None:
         """The answer to (name, qtype), the name in lower-case wire form with its label
         offsets; None when it is not ours or falls through. ``found`` is zone_of()'s result
-        when the caller has it already."""
+        when the caller has it already. ``asked``: the question's name as the client wrote
+        it (wire form); SRV targets end in its zone labels, letter case included, as
+        CoreDNS builds them from the question's zone (the rest of the reply gets the
+        question's case through compression pointers)."""
         if found is True:
             found = self.zone_of(lower, offsets)
         if not found:
@@ -366,7 +375,10 @@ class AnswerTable:
         zone, index = found
         data, depends = self._find(lower, offsets, zone, index)
         if data is not None:
-            return self._positive(lower, data, qtype, zone, depends)
+            cased = None
+            if qtype == TYPE_SRV and asked is not None and asked != lower:
+                cased = asked[offsets[index] :] if index else asked
+            return self._positive(lower, data, qtype, zone, depends, cased)
         if zone.may_fall_through and self.config.fallthrough.through(name_to_text(lower)):
             return None
         # CoreDNS: before the first sync a missing name is not proof of absence.
@@ -626,9 +638,15 @@ class AnswerTable:
     # --- records -------------------------------------------------------------------------------
 
     def _positive(
-        self, owner: bytes, data: NameData, qtype: int, zone: _Zone, depends: Depends
+        self,
+        owner: bytes,
+        data: NameData,
+        qtype: int,
+        zone: _Zone,
+        depends: Depends,
+        cased: bytes | None = None,
     ) -> Answer:
-        answer, additional, chased = self._records(owner, data, qtype, zone, 0)
+        answer, additional, chased = self._records(owner, data, qtype, zone, 0, cased=cased)
         if chased:
             depends = None  # the CNAME's target may be another Service
         if not answer:
@@ -646,9 +664,12 @@ class AnswerTable:
         zone: _Zone,
         depth: int,
         seen: frozenset[bytes] = frozenset(),
+        *,
+        cased: bytes | None = None,
     ) -> tuple[list[Record], list[Record], bool]:
         """(answer, additional, whether a CNAME in our zones was followed); ``seen``: the
-        owners of the CNAMEs followed so far."""
+        owners of the CNAMEs followed so far; ``cased``: the question's zone as the client
+        wrote it, for SRV targets in ``zone``."""
         ttl = self.ttl
         if data.cname is not None:
             target = data.cname
@@ -673,8 +694,9 @@ class AnswerTable:
                 target_data, _ = self._find(target, offsets, target_zone, index)
             if target_data is not None:
                 more, extra, _ = self._records(
-                    target, target_data, qtype, target_zone, depth + 1, seen | {owner}
-                )
+                    target, target_data, qtype, target_zone, depth + 1, seen | {owner},
+                    cased=cased if target_zone is zone else None,
+                )  # fmt: skip
                 answer += more
                 additional += extra
             return answer, additional, True
@@ -702,7 +724,7 @@ class AnswerTable:
         if qtype in (TYPE_A, TYPE_AAAA):
             return self._addresses(owner, data.items, v6=qtype == TYPE_AAAA), [], False
         if qtype == TYPE_SRV:
-            answer, additional = self._srv(owner, data.items)
+            answer, additional = self._srv(owner, data.items, zone.wire, cased)
             return answer, additional, False
         return [], [], False
 
@@ -715,7 +737,12 @@ class AnswerTable:
                 records.append((owner, rtype, ttl, rdata))
         return _dedupe(records)
 
-    def _srv(self, owner: bytes, items: Sequence[Item]) -> tuple[list[Record], list[Record]]:
+    def _srv(
+        self, owner: bytes, items: Sequence[Item], zone: bytes, cased: bytes | None
+    ) -> tuple[list[Record], list[Record]]:
+        """SRV records for ``items`` and their targets' addresses. With ``cased`` (``zone``
+        as the client wrote it), each target's zone labels are written so: CoreDNS builds
+        targets from the question's zone, and SRV targets are never compressed."""
         with_port = [item for item in items if item[1] >= 0]
         if not with_port:
             return [], []
@@ -726,7 +753,8 @@ class AnswerTable:
         by_target: dict[bytes, list[Item]] = {}
         for item in with_port:
             _, port, target = item
-            answer.append((owner, TYPE_SRV, ttl, srv_rdata(0, weight, port, target)))
+            written = target if cased is None else with_suffix_case(target, zone, cased)
+            answer.append((owner, TYPE_SRV, ttl, srv_rdata(0, weight, port, written)))
             by_target.setdefault(target, []).append(item)
         additional: list[Record] = []
         for target, target_items in by_target.items():

@@ -230,7 +230,7 @@ class Kubernetes(Plugin):
         quick = table.quick(query, found, limit, payload)
         if quick is not None:
             return FastReply(quick[0], INFINITE, quick[1])
-        answer = table.decide(lower, offsets, query.qtype, found)
+        answer = table.decide(lower, offsets, query.qtype, found, query.qname_wire)
         if answer is None:
             return None
         if answer.chase is not None or answer.rcode == SERVFAIL:
@@ -265,7 +265,9 @@ class Kubernetes(Plugin):
                 await self.model.wait_synced(remaining)
             if self.model.synced or time.monotonic() >= self._deadline:
                 self._build_deferred()
-        answer = self.table.decide(query.qname_lower, query.label_offsets, query.qtype)
+        answer = self.table.decide(
+            query.qname_lower, query.label_offsets, query.qtype, asked=query.qname_wire
+        )
         if answer is None:
             return await next_handler(req)
         wire = answer.to_wire(query, 65535, req.block.settings.max_udp_size)
