@@ -179,7 +179,7 @@ async def test_behind_cache_each_hit_rotates(upstream: Responder) -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("loadbalance weighted w.txt", "weighted policy is not supported"),
+        ("loadbalance weighted", "missing weight file argument"),
         ("loadbalance shuffle", "unknown policy: shuffle"),
         ("loadbalance round_robin extra", "unknown property for round_robin"),
         ("loadbalance {\n prefer 10.0.0.0/33\n}", "invalid CIDR"),

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import logging
 import struct
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Final
 
 import dns.message
 import dns.rdatatype
 import dns.rrset
 
-from clusterdns.core.plugin import Plugin, SetupContext, only_once
+from clusterdns.core.plugin import Plugin, SetupContext, only_once, parse_duration
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.corefile import Directive
 from clusterdns.wire import AnswerTemplate, FormError, skip_name
+
+log = logging.getLogger("clusterdns.plugins.loadbalance")
 
 _HEADER: Final = struct.Struct("!HHHHHH")
 _RR_FIXED: Final = struct.Struct("!HHIH")
@@ -202,7 +206,7 @@ def setup(directives: Sequence[Directive], ctx: SetupContext) -> Plugin:
     directive = only_once(directives)
     args = directive.expect_args(0, 2)
     if args and args[0] == "weighted":
-        raise directive.error("the weighted policy is not supported by clusterdns")
+        return _weighted(directive, args)
     if args and args[0] != "round_robin":
         raise directive.error(f"unknown policy: {args[0]}")
     if len(args) > 1:
@@ -220,3 +224,34 @@ def setup(directives: Sequence[Directive], ctx: SetupContext) -> Plugin:
             except ValueError as err:
                 raise item.error(f"invalid CIDR {text!r}: {err}") from None
     return LoadBalance(Preference(subnets) if subnets else None)
+
+
+def _weighted(directive: Directive, args: Sequence[str]) -> Plugin:
+    """``loadbalance weighted WEIGHTFILE { reload DURATION }`` (see weighted.py)."""
+    from clusterdns.plugins.loadbalance.weighted import (
+        DEFAULT_RELOAD,
+        WeightedBalance,
+        WeightFileError,
+    )
+
+    if len(args) < 2:
+        raise directive.error("missing weight file argument")
+    path = Path(args[1])
+    reload = DEFAULT_RELOAD
+    for item in directive.block_items():
+        if item.name != "reload":
+            raise item.error(f"unknown property '{item.name}'")
+        item.no_block()
+        (text,) = item.expect_args(1, 1)
+        reload = parse_duration(item, text)
+    try:
+        weights, digest = WeightedBalance.read(path)
+    except WeightFileError as err:
+        raise directive.error(str(err)) from None
+    except OSError as err:
+        if reload <= 0:
+            raise directive.error(f"cannot read weight file {path}: {err}") from None
+        # As CoreDNS: a file that is not there yet is read once it appears.
+        log.warning("loadbalance: cannot read weight file %s (will retry): %s", path, err)
+        weights, digest = {}, b""
+    return WeightedBalance(path, reload=reload, weights=weights, digest=digest)
