@@ -153,3 +153,17 @@ async def test_udp_does_not_touch_the_pool(responder: Responder, upstream: Upstr
     await upstream.exchange(make_query(), deadline=deadline_in(2))
     assert upstream.idle_connections == 0
     assert responder.tcp_connections == 0
+
+
+async def test_max_age_closes_a_connection_however_busy(responder: Responder) -> None:
+    up = Upstream(UpstreamAddress("127.0.0.1", responder.port), expire=10.0, max_age=0.3)
+    await tcp(up)
+    await asyncio.sleep(0.1)
+    await tcp(up)  # still young: reused
+    assert responder.tcp_connections == 1
+    await asyncio.sleep(0.25)
+    await tcp(up)  # 0.35 s old: not reused, however recently used
+    assert responder.tcp_connections == 2
+    await eventually(lambda: responder.open_tcp_connections == 1)
+    assert up.idle_connections == 1
+    await up.close()

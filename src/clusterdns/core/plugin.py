@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -14,6 +15,8 @@ from clusterdns.wire.build import Record
 
 if TYPE_CHECKING:
     from clusterdns.core.process import InstanceServices, Process
+
+log = logging.getLogger("clusterdns.core.plugin")
 
 
 class Plugin:
@@ -141,18 +144,35 @@ def only_once(directives: Sequence[Directive]) -> Directive:
 
 
 def parse_zones(directive: Directive, block_zones: Sequence[str]) -> tuple[str, ...]:
-    """A record plugin's ZONES arguments as CoreDNS reads them (names or reverse CIDRs,
-    no port or scheme), else the server block's zones; errors name file:line."""
+    """A record plugin's ZONES arguments as CoreDNS reads them (names or reverse CIDRs),
+    else the server block's zones.
+
+    As CoreDNS's OriginsFromArgsOrServerBlock: an argument that is not a valid zone is
+    dropped (we log a warning naming file:line where CoreDNS says nothing), and a scheme or
+    port on a zone is ignored. Only when arguments were given and none is a zone is it an
+    error: CoreDNS would then serve no zone at all (kubernetes refuses to start)."""
     zones: list[str] = []
     for token in directive.args:
         try:
-            for address in parse_server_key(Token(token.text, token.file, token.line)):
-                if address.port is not None or address.scheme != "dns":
-                    raise directive.error(f"invalid zone {token.text!r}", token)
-                if address.zone not in zones:
-                    zones.append(address.zone)
+            addresses = parse_server_key(Token(token.text, token.file, token.line))
         except CorefileError as err:
-            raise directive.error(f"invalid zone {token.text!r}: {err.message}", token) from None
+            log.warning(
+                "%s: %s:%d: invalid zone %r ignored: %s",
+                directive.name, token.file, token.line, token.text, err.message,
+            )  # fmt: skip
+            continue
+        for address in addresses:
+            if address.port is not None or address.scheme != "dns":
+                log.warning(
+                    "%s: %s:%d: zone %r: only the name %s is used",
+                    directive.name, token.file, token.line, token.text, address.zone,
+                )  # fmt: skip
+            if address.zone not in zones:
+                zones.append(address.zone)
+    if directive.args and not zones:
+        raise directive.error(
+            "no valid zone in " + " ".join(repr(t.text) for t in directive.args), directive.args[0]
+        )
     return tuple(zones) or tuple(block_zones)
 
 

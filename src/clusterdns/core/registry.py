@@ -12,20 +12,23 @@ from typing import Final
 
 from clusterdns.core.plugin import SetupFunction
 
-# CoreDNS's plugin.cfg order. Names we implement have a module in
-# clusterdns.plugins; the rest are recognised so the error can say so.
+# CoreDNS's plugin.cfg order, as of CoreDNS 1.14.7 (the directive names, so
+# "prometheus" rather than its package name "metrics"). Names we implement have a
+# module in clusterdns.plugins; the rest are recognised so the error can say so.
 COREDNS_ORDER: Final = (
-    "root", "metadata", "geoip", "cancel", "tls", "timeouts", "multisocket", "reload",
-    "nsid", "bufsize", "bind", "debug",
+    "root", "metadata", "geoip", "cancel", "proxyproto", "quic", "grpc_server", "https",
+    "https3", "timeouts", "multisocket", "reload", "nsid", "bufsize", "bind", "debug",
     # Ours, not CoreDNS's: an HTTP endpoint only, placed by the debug plugin it is close to.
     "introspect",
-    "trace", "ready", "health", "pprof", "prometheus",
-    "errors", "log", "dnstap", "local", "dns64", "acl", "any", "chaos", "loadbalance",
-    "tsig", "cache", "rewrite", "header", "dnssec", "autopath", "minimal", "template",
-    "transfer", "hosts", "route53", "azure", "clouddns", "k8s_external", "kubernetes",
-    "file", "auto", "secondary", "etcd", "loop", "forward", "grpc", "erratic", "whoami",
-    "on", "sign", "view",
+    "trace", "ready", "health", "pprof", "shed", "prometheus", "errors", "log", "dnstap",
+    "local", "dns64", "any", "chaos", "loadbalance", "tsig", "rewrite", "autopath", "acl",
+    "cache", "header", "dnssec", "tls", "minimal", "template", "transfer", "hosts",
+    "route53", "azure", "clouddns", "k8s_external", "kubernetes", "file", "auto",
+    "secondary", "etcd", "loop", "forward", "grpc", "erratic", "whoami", "on", "sign",
+    "view", "nomad",
 )  # fmt: skip
+# Plugins of ours in that list that CoreDNS does not have.
+OWN_PLUGINS: Final = frozenset({"introspect"})
 
 
 @cache

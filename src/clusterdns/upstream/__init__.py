@@ -3,6 +3,7 @@ reuse of TCP/TLS connections. Pure asyncio; nothing here imports other clusterdn
 
 from .address import UpstreamAddress, parse_resolv_conf
 from .errors import UpstreamBadReply, UpstreamConnectError, UpstreamError, UpstreamTimeout
+from .message import is_nodata
 from .upstream import Upstream, probe, probe_query
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "UpstreamConnectError",
     "UpstreamError",
     "UpstreamTimeout",
+    "is_nodata",
     "parse_resolv_conf",
     "probe",
     "probe_query",

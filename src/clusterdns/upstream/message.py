@@ -67,6 +67,11 @@ def is_truncated(wire: bytes) -> bool:
     return len(wire) >= _HEADER_LEN and bool(wire[2] & _TC)
 
 
+def is_nodata(wire: bytes) -> bool:
+    """NOERROR with an empty answer section (forward's ``next_on_nodata``)."""
+    return len(wire) >= _HEADER_LEN and (wire[3] & 0x0F) == 0 and wire[6:8] == b"\x00\x00"
+
+
 def is_reply_to(wire: bytes, sent_id: int, question: Question) -> bool:
     """Whether `wire` answers the query we sent: same ID, QR set, and the same question
     (qname case-insensitive, qtype, qclass). Anything else is ignored as a possible spoof."""

@@ -1,4 +1,5 @@
-"""Idle TCP/TLS connections to one upstream, kept for reuse and closed after `expire` idle."""
+"""Idle TCP/TLS connections to one upstream, kept for reuse and closed after `expire` idle
+(and, with `max_age`, once they are that old however busy they are)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ from collections import deque
 
 
 class StreamConn:
-    """One open TCP or TLS connection and when it was last handed back."""
+    """One open TCP or TLS connection, when it was opened and when it was last handed back
+    (loop time)."""
 
-    __slots__ = ("reader", "used", "writer")
+    __slots__ = ("created", "reader", "used", "writer")
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, created: float = 0.0
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        self.created = created
         self.used = 0.0
 
     def is_usable(self) -> bool:
@@ -39,9 +44,13 @@ class ConnectionPool:
     at the bottom and expire. Connections are ordered by `used`, oldest first.
     """
 
-    def __init__(self, *, expire: float, max_idle: int = 0) -> None:
+    def __init__(self, *, expire: float, max_idle: int = 0, max_age: float = 0.0) -> None:
         self.expire = expire
         self.max_idle = max_idle
+        # CoreDNS's forward max_age: a connection older than this is not reused, so a busy
+        # one cannot pin the upstream (e.g. one of several behind a load balancer) forever.
+        # 0: no limit.
+        self.max_age = max_age
         self._idle: deque[StreamConn] = deque()
         self._sweep_handle: asyncio.TimerHandle | None = None
         self._closed = False
@@ -53,14 +62,17 @@ class ConnectionPool:
         """The most recently used live connection, or None. Expired or dead ones are closed."""
         while self._idle:
             conn = self._idle.pop()
-            if now - conn.used < self.expire and conn.is_usable():
+            if now - conn.used < self.expire and not self._too_old(conn, now) and conn.is_usable():
                 return conn
             conn.close()
         return None
 
+    def _too_old(self, conn: StreamConn, now: float) -> bool:
+        return self.max_age > 0 and now - conn.created >= self.max_age
+
     def put(self, conn: StreamConn, now: float) -> None:
         """Hand a connection back after a clean exchange."""
-        if self._closed or self.expire <= 0 or not conn.is_usable():
+        if self._closed or self.expire <= 0 or self._too_old(conn, now) or not conn.is_usable():
             conn.close()
             return
         conn.used = now

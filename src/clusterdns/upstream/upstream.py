@@ -43,7 +43,8 @@ class Upstream:
 
     UDP uses a fresh connected socket per query, so the kernel picks a random source port and
     drops datagrams from any other address. TCP/TLS connections are used by one query at a time
-    and pooled for `expire` seconds idle (`max_idle` caps the pool; 0 means no cap).
+    and pooled for `expire` seconds idle (`max_idle` caps the pool; 0 means no cap), and not
+    reused once `max_age` seconds old (0: no limit).
     """
 
     def __init__(
@@ -53,6 +54,7 @@ class Upstream:
         expire: float = 10.0,
         tls_context: ssl.SSLContext | None = None,
         max_idle: int = 0,
+        max_age: float = 0.0,
     ) -> None:
         self.address = address
         # Numeric only: no DNS lookup here, and IPv6 zone ids become the right scope id.
@@ -68,7 +70,7 @@ class Upstream:
         if address.transport == "tls":
             # No context given: verify against the system CAs, as CoreDNS's bare `tls` does.
             self._tls_context = tls_context or ssl.create_default_context()
-        self._pool = ConnectionPool(expire=expire, max_idle=max_idle)
+        self._pool = ConnectionPool(expire=expire, max_idle=max_idle, max_age=max_age)
         self._closed = False
         self.conn_cache_hits = 0
         self.conn_cache_misses = 0
@@ -79,6 +81,14 @@ class Upstream:
     @property
     def idle_connections(self) -> int:
         return len(self._pool)
+
+    @property
+    def max_age(self) -> float:
+        return self._pool.max_age
+
+    @property
+    def max_idle(self) -> int:
+        return self._pool.max_idle
 
     def choose_proto(
         self, *, force_tcp: bool, prefer_udp: bool, client_proto: Literal["udp", "tcp"]
@@ -245,7 +255,7 @@ class Upstream:
         except BaseException:
             sock.close()
             raise
-        return StreamConn(reader, writer)
+        return StreamConn(reader, writer, created=loop.time())
 
     async def _roundtrip(
         self, conn: StreamConn, frame: bytes, sent_id: int, question: Question, deadline: float

@@ -83,6 +83,18 @@ def label_offsets(wire: bytes) -> tuple[int, ...]:
         pos += 1 + length
 
 
+def with_suffix_case(name: bytes, suffix: bytes, cased: bytes) -> bytes:
+    """``name`` (uncompressed wire) with its trailing labels ``suffix`` written as ``cased``,
+    the same labels in another letter case; ``name`` itself when it does not end in
+    ``suffix`` on a label boundary."""
+    cut = len(name) - len(suffix)
+    if cut < 0 or len(cased) != len(suffix) or not name.endswith(suffix):
+        return name
+    if cut and cut not in label_offsets(name):
+        return name
+    return name[:cut] + cased
+
+
 _IN_ADDR_ARPA = b"\x07in-addr\x04arpa\x00"
 
 

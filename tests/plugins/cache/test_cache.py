@@ -376,6 +376,99 @@ async def test_serve_stale_verify_asks_first() -> None:
     assert ttls(served) == [0]
 
 
+async def test_serve_stale_response_ttl_and_failure_recheck() -> None:
+    """serve_stale 1h immediate 30s 30s: stale answers carry TTL 30 (RFC 8767), and after a
+    failed refresh the next 30 s of stale answers ask nobody."""
+    config = CacheConfig(stale_up_to=3600, stale_ttl=30, stale_recheck=30)
+    cache, block, clock = make_cache(config)
+    upstream = Upstream(a_reply("192.0.2.1", ttl=30))
+    await ask(cache, block, upstream, "example.org.")
+    clock.now += 40
+    upstream.fail = True
+    stale = await ask(cache, block, upstream, "example.org.")
+    assert ttls(stale) == [30]
+    await asyncio.sleep(0.01)  # the background refresh ran, and failed
+    assert upstream.calls == 2
+    clock.now += 10
+    assert ttls(await ask(cache, block, upstream, "example.org.")) == [30]
+    await asyncio.sleep(0.01)
+    assert upstream.calls == 2  # within the recheck period: not asked again
+    clock.now += 25
+    upstream.fail = False
+    await ask(cache, block, upstream, "example.org.")
+    await asyncio.sleep(0.01)
+    assert upstream.calls == 3  # the period is over: refreshed
+    assert ttls(await ask(cache, block, upstream, "example.org.")) == [30 - 0]
+
+
+async def test_serve_stale_verify_timeout_serves_stale_then_refreshes() -> None:
+    """serve_stale 1h verify 50ms 30s: an upstream slower than 50 ms gets the stale entry
+    served (TTL 30); its answer still refreshes the entry when it comes."""
+    config = CacheConfig(stale_up_to=3600, verify_stale=True, verify_timeout=0.05, stale_ttl=30)
+    cache, block, clock = make_cache(config)
+    upstream = Upstream(a_reply("192.0.2.1", ttl=60))
+    await ask(cache, block, upstream, "example.org.")
+    clock.now += 70
+    fresh = a_reply("192.0.2.2", ttl=60)
+
+    def slow(query: dns.message.Message) -> Reply:
+        return fresh(query)
+
+    class Slow(Upstream):
+        async def __call__(self, req: Request) -> Reply:
+            self.calls += 1
+            await asyncio.sleep(0.2)
+            return self.answer(req.message())
+
+    slow_upstream = Slow(slow)
+    served = await ask(cache, block, slow_upstream, "example.org.")
+    assert served.answer[0][0].to_text() == "192.0.2.1"
+    assert ttls(served) == [30]
+    # While that verify is under way, another stale query does not ask again.
+    await ask(cache, block, slow_upstream, "example.org.")
+    assert slow_upstream.calls == 1
+    await asyncio.sleep(0.3)
+    refreshed = await ask(cache, block, slow_upstream, "example.org.")
+    assert refreshed.answer[0][0].to_text() == "192.0.2.2"
+    assert ttls(refreshed) == [60]
+
+
+async def test_serve_stale_verify_timeout_fast_upstream_answers() -> None:
+    config = CacheConfig(stale_up_to=3600, verify_stale=True, verify_timeout=1.0)
+    cache, block, clock = make_cache(config)
+    upstream = Upstream(a_reply("192.0.2.1", ttl=30))
+    await ask(cache, block, upstream, "example.org.")
+    clock.now += 40
+    upstream.answer = a_reply("192.0.2.2", ttl=30)
+    assert (await ask(cache, block, upstream, "example.org.")).answer[0][0].to_text() == "192.0.2.2"
+
+
+@pytest.mark.parametrize("prefer_positive", [True, False])
+async def test_serve_stale_policy_prefer_positive(prefer_positive: bool) -> None:
+    config = CacheConfig(stale_up_to=3600, verify_stale=True, prefer_positive=prefer_positive)
+    cache, block, clock = make_cache(config)
+    upstream = Upstream(a_reply("192.0.2.1", ttl=30))
+    await ask(cache, block, upstream, "example.org.")
+    clock.now += 40
+    upstream.answer = rcode_reply(dns.rcode.NXDOMAIN, soa_ttl=60, minimum=60)
+    first = await ask(cache, block, upstream, "example.org.")
+    calls = upstream.calls
+    again = await ask(cache, block, upstream, "example.org.")
+    if prefer_positive:
+        # verify: only a positive answer replaces the stale positive one, which is kept
+        # beside the denial and wins while it is within the stale window
+        for reply in (first, again):
+            assert reply.rcode() == dns.rcode.NOERROR
+            assert reply.answer[0][0].to_text() == "192.0.2.1"
+        clock.now += 3600
+        gone = await ask(cache, block, upstream, "example.org.")
+        assert gone.rcode() == dns.rcode.NXDOMAIN  # past the window: the denial
+    else:
+        # verify: NXDOMAIN is a usable reply; it replaces the entry
+        assert first.rcode() == again.rcode() == dns.rcode.NXDOMAIN
+        assert upstream.calls == calls  # the second from the cached denial
+
+
 async def test_prefetch_refreshes_popular_entries_before_expiry() -> None:
     cache, block, clock = make_cache(CacheConfig(prefetch=2, prefetch_percentage=50))
     upstream = Upstream(a_reply("192.0.2.1", ttl=10))

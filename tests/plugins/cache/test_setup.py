@@ -58,6 +58,24 @@ def config_of(body: str, keys: str = ".") -> CacheConfig:
         ),
         ("cache {\n serve_stale\n}", {"stale_up_to": 3600.0, "verify_stale": False}),
         ("cache {\n serve_stale 10m verify\n}", {"stale_up_to": 600.0, "verify_stale": True}),
+        # CoreDNS 1.14: RESPONSE_TTL (RFC 8767's 30 s), FAILURE_RECHECK, VERIFY_TIMEOUT
+        (
+            "cache {\n serve_stale 1h immediate 30s 30s\n}",
+            {"verify_stale": False, "stale_ttl": 30, "stale_recheck": 30.0},
+        ),
+        (
+            "cache {\n serve_stale 1h verify 100ms 30s 1m\n}",
+            {"verify_stale": True, "verify_timeout": 0.1, "stale_ttl": 30, "stale_recheck": 60.0},
+        ),
+        (
+            "cache {\n serve_stale 1h verify 0 30s\n}",
+            {"verify_timeout": 0.0, "stale_ttl": 30, "stale_recheck": 0.0},
+        ),
+        ("cache {\n serve_stale 1h VERIFY\n}", {"verify_stale": True}),
+        (
+            "cache {\n serve_stale\n serve_stale_policy prefer_positive\n}",
+            {"prefer_positive": True},
+        ),
         ("cache {\n servfail 0\n}", {"servfail_ttl": 0}),
         ("cache {\n servfail 30s\n}", {"servfail_ttl": 30}),
         ("cache {\n disable success\n}", {"disable_success": (".",)}),
@@ -90,6 +108,17 @@ def test_zones_default_to_the_server_block() -> None:
         ("cache {\n prefetch 1 1m 5%\n}", "percentage must be between 10 and 90"),
         ("cache {\n prefetch 1 1m 50\n}", "last character of percentage"),
         ("cache {\n serve_stale 1h sometimes\n}", "refresh mode"),
+        ("cache {\n serve_stale -1h\n}", "invalid negative duration"),
+        ("cache {\n serve_stale 1h immediate 1500ms\n}", "whole number of seconds"),
+        ("cache {\n serve_stale 1h immediate 30s 6m\n}", "cannot exceed 5 minutes"),
+        ("cache {\n serve_stale 1h immediate 30s 30s 1s\n}", "at most RESPONSE_TTL"),
+        ("cache {\n serve_stale 1h verify 1s 30s 30s 1s\n}", "expected 0..5 arguments"),
+        ("cache {\n serve_stale 1h verify -1s\n}", "invalid negative timeout"),
+        ("cache {\n serve_stale_policy newest\n}", "invalid serve_stale_policy"),
+        (
+            "cache {\n serve_stale_policy prefer_positive\n serve_stale_policy prefer_positive\n}",
+            "only be specified once",
+        ),
         ("cache {\n servfail 10m\n}", "over 5 minutes"),
         ("cache {\n disable everything\n}", "unknown cache type"),
         ("cache {\n bogus\n}", "unknown property 'bogus'"),

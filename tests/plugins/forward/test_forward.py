@@ -379,3 +379,134 @@ async def test_forwards_over_tls(tls_files: TLSFiles) -> None:
             reply = await query(server.port, "example.org.", "A")
     assert answers(reply) == [DEFAULT_ADDRESS]
     assert tls_upstream.counts() == {"tls": 1}
+
+
+# --- CoreDNS 1.12-1.14 options ------------------------------------------------------------
+
+
+def closed_udp_port() -> int:
+    """A loopback port nothing listens on: a query there fails at once (ICMP unreachable)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("option", "attempts"),
+    [
+        pytest.param("", 4, id="default: two per upstream"),
+        pytest.param("max_connect_attempts 1", 1, id="1"),
+        pytest.param("max_connect_attempts 3", 3, id="3"),
+    ],
+)
+async def test_max_connect_attempts_caps_failed_exchanges(option: str, attempts: int) -> None:
+    dead = [closed_udp_port(), closed_udp_port()]
+    corefile = (
+        f". {{\n forward . 127.0.0.1:{dead[0]} 127.0.0.1:{dead[1]} {{\n max_fails 0\n"
+        f" {option}\n }}\n prometheus 127.0.0.1:0\n}}\n"
+    )
+    async with running_server(corefile) as server:
+        fast(server, deadline=2.0)
+        reply = await query(server.port, "example.org.", "A", timeout=3)
+        assert reply.rcode() == dns.rcode.SERVFAIL
+        sent = sum(
+            sample(server, "coredns_forward_requests_total", {"to": f"127.0.0.1:{port}"})
+            for port in dead
+        )
+    assert sent == attempts
+
+
+async def test_max_connect_attempts_zero_retries_until_the_deadline() -> None:
+    dead = closed_udp_port()
+    corefile = (
+        f". {{\n forward . 127.0.0.1:{dead} {{\n max_fails 0\n max_connect_attempts 0\n }}\n"
+        " prometheus 127.0.0.1:0\n}\n"
+    )
+    async with running_server(corefile) as server:
+        fast(server, deadline=0.5)
+        started = time.monotonic()
+        reply = await query(server.port, "example.org.", "A", timeout=3)
+        assert reply.rcode() == dns.rcode.SERVFAIL
+        assert time.monotonic() - started >= 0.45
+        sent = sample(server, "coredns_forward_requests_total", {"to": f"127.0.0.1:{dead}"})
+    assert sent > 4
+
+
+async def test_a_healthy_upstream_answers_within_the_attempts(
+    upstream: Responder, second: Responder
+) -> None:
+    upstream.mode = "timeout"
+    corefile = (
+        f". {{\n forward . 127.0.0.1:{upstream.port} 127.0.0.1:{second.port} {{\n"
+        " policy sequential\n max_connect_attempts 2\n }\n}\n"
+    )
+    async with running_server(corefile) as server:
+        fast(server)
+        reply = await query(server.port, "example.org.", "A", timeout=3)
+    assert answers(reply) == [DEFAULT_ADDRESS]
+    assert (upstream.count(), second.count()) == (1, 1)
+
+
+async def test_failfast_all_unhealthy_upstreams(upstream: Responder) -> None:
+    upstream.mode = "timeout"
+    corefile = (
+        f". {{\n forward . 127.0.0.1:{upstream.port} {{\n max_fails 1\n health_check 10s\n"
+        " failfast_all_unhealthy_upstreams\n }\n}\n"
+    )
+    async with running_server(corefile) as server:
+        plugin = fast(server)
+        await query(server.port, "example.org.", "A", timeout=3)
+        assert plugin.proxies[0].down
+        sent = upstream.count()
+        started = time.monotonic()
+        reply = await query(server.port, "example.org.", "A")
+        assert reply.rcode() == dns.rcode.SERVFAIL
+        assert time.monotonic() - started < 0.2
+    assert upstream.count() == sent  # no query went to the dead upstream
+
+
+async def test_max_age_replaces_a_busy_connection(upstream: Responder) -> None:
+    corefile = (
+        f". {{\n forward . 127.0.0.1:{upstream.port} {{\n force_tcp\n expire 300ms\n"
+        " max_age 400ms\n }\n}\n"
+    )
+    async with running_server(corefile) as server:
+        for _ in range(8):  # every 100 ms: never idle long enough to expire
+            reply = await query(server.port, "example.org.", "A")
+            assert answers(reply) == [DEFAULT_ADDRESS]
+            await asyncio.sleep(0.1)
+    assert upstream.count("tcp") == 8
+    assert upstream.tcp_connections >= 2  # a new one once the first was 400 ms old
+
+
+async def test_without_max_age_a_busy_connection_is_kept(upstream: Responder) -> None:
+    corefile = (
+        f". {{\n forward . 127.0.0.1:{upstream.port} {{\n force_tcp\n expire 300ms\n }}\n}}\n"
+    )
+    async with running_server(corefile) as server:
+        for _ in range(8):
+            await query(server.port, "example.org.", "A")
+            await asyncio.sleep(0.1)
+    assert upstream.tcp_connections == 1
+
+
+@pytest.mark.parametrize(
+    ("qtype", "from_second"),
+    [("AAAA", True), ("A", False)],
+    ids=["NODATA goes on", "an answer stays"],
+)
+async def test_next_on_nodata(
+    upstream: Responder, second: Responder, qtype: str, from_second: bool
+) -> None:
+    second.answers = {"example.org.": ["example.org. 60 IN AAAA 2001:db8::1"]}
+    corefile = (
+        f". {{\n forward . 127.0.0.1:{upstream.port} {{\n next_on_nodata\n }}\n"
+        f" forward . 127.0.0.1:{second.port}\n}}\n"
+    )
+    async with running_server(corefile) as server:
+        reply = await query(server.port, "example.org.", qtype)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert answers(reply) == (["2001:db8::1"] if from_second else [DEFAULT_ADDRESS])
+    assert second.count() == (1 if from_second else 0)

@@ -73,6 +73,42 @@ def forward_from(corefile: str) -> Forward:
         ("forward . 127.0.0.1 {\n next NXDOMAIN\n}", lambda f: f.stanzas[0].next_rcodes == {3}),
         ("forward . 127.0.0.1 {\n expire 30s\n}", lambda f: True),
         ("forward . 127.0.0.1\nforward example.org 127.0.0.2", lambda f: len(f.stanzas) == 2),
+        # CoreDNS 1.12-1.14 options
+        (
+            "forward . 127.0.0.1 {\n max_age 30s\n}",
+            lambda f: f.proxies[0].upstream.max_age == 30.0,
+        ),
+        ("forward . 127.0.0.1 {\n max_age 0s\n}", lambda f: f.proxies[0].upstream.max_age == 0),
+        (
+            "forward . 127.0.0.1 {\n expire 10s\n max_age 10s\n}",
+            lambda f: f.proxies[0].upstream.max_age == 10.0,
+        ),
+        # CoreDNS's default cap: two connect attempts per upstream
+        ("forward . 127.0.0.1 127.0.0.2", lambda f: f.stanzas[0].max_connect_attempts == 4),
+        (
+            "forward . 127.0.0.1 {\n max_connect_attempts 3\n}",
+            lambda f: f.stanzas[0].max_connect_attempts == 3,
+        ),
+        (
+            "forward . 127.0.0.1 {\n max_connect_attempts 0\n}",
+            lambda f: f.stanzas[0].max_connect_attempts == 0,
+        ),
+        (
+            "forward . 127.0.0.1 {\n failfast_all_unhealthy_upstreams\n}",
+            lambda f: f.stanzas[0].failfast_all_unhealthy,
+        ),
+        (
+            "forward . 127.0.0.1 {\n next_on_nodata\n}",
+            lambda f: f.stanzas[0].next_on_nodata,
+        ),
+        (
+            "forward . 127.0.0.1 {\n read_timeout 500ms\n}",
+            lambda f: f.stanzas[0].try_timeout == 0.5,
+        ),
+        (
+            "forward . 127.0.0.1 {\n max_idle_conns 4\n}",
+            lambda f: f.proxies[0].upstream.max_idle == 4,
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
 )
@@ -94,6 +130,13 @@ def test_valid(body: str, check: object) -> None:
         ("forward . 127.0.0.1 {\n bogus\n}", "unknown property 'bogus'"),
         ("forward . udp://127.0.0.1", "unsupported protocol"),
         ("forward . " + " ".join(f"10.0.0.{i}" for i in range(16)), "more than 15"),
+        ("forward . 127.0.0.1 {\n max_age 5s\n}", "max_age (5s) must not be less than expire"),
+        ("forward . 127.0.0.1 {\n max_age -1s\n}", "invalid duration"),
+        ("forward . 127.0.0.1 {\n max_connect_attempts -1\n}", "max_connect_attempts must be"),
+        ("forward . 127.0.0.1 {\n max_connect_attempts\n}", "expected 1 argument"),
+        ("forward . 127.0.0.1 {\n failfast_all_unhealthy_upstreams yes\n}", "expected 0 arguments"),
+        ("forward . 127.0.0.1 {\n read_timeout 0s\n}", "read_timeout must be positive"),
+        ("forward . 127.0.0.1 {\n max_idle_conns -2\n}", "max_idle_conns must be"),
     ],
     ids=lambda value: value.replace("\n", " "),
 )

@@ -36,9 +36,11 @@ def test_parse(text: str, expected_config: dict[str, Any]) -> None:
         ("k8s_external {\n ttl\n}", "Corefile:3:"),
         ("k8s_external {\n apex\n}", "Corefile:3:"),
         ("k8s_external {\n bogus\n}", "Corefile:3: bogus: unknown property 'bogus'"),
-        ("k8s_external example.org:53", "Corefile:2: k8s_external: invalid zone"),
+        # A port on a zone is ignored (CoreDNS's OriginsFromArgsOrServerBlock); only
+        # arguments none of which is a zone are an error.
+        ("k8s_external a..b", "Corefile:2: k8s_external: no valid zone"),
     ],
-    ids=["ttl out of range", "ttl without value", "apex without value", "unknown", "zone+port"],
+    ids=["ttl out of range", "ttl without value", "apex without value", "unknown", "no zone"],
 )
 def test_parse_errors(text: str, message: str) -> None:
     directive = parse(f". {{\n{text}\n}}\n", filename="Corefile").blocks[0].directives[0]

@@ -312,6 +312,29 @@ def check(response: dns.message.Message, case: Case) -> None:
     assert _lines(additional) == _expected(case.additional), response.to_text()
 
 
+def check_zone_case(
+    response: dns.message.Message, asked: str, zones: tuple[str, ...] = (ZONE, "in-addr.arpa.")
+) -> None:
+    """The zone part of names CoreDNS builds from the question's zone keeps the question's
+    letter case (0x20): SRV targets, and the SOA's owner, mname and rname. Compared
+    case-sensitively, unlike check()."""
+    lower = asked.lower()
+    zone = max((z for z in zones if lower.endswith("." + z) or lower == z), key=len, default=None)
+    if zone is None:
+        return
+    as_asked = asked[len(asked) - len(zone) :]
+    for rrset in [*response.answer, *response.authority]:
+        for rdata in rrset:
+            names: list[str] = []
+            if rrset.rdtype == dns.rdatatype.SRV:
+                names = [rdata.target.to_text()]
+            elif rrset.rdtype == dns.rdatatype.SOA:
+                names = [rrset.name.to_text(), rdata.mname.to_text(), rdata.rname.to_text()]
+            for name in names:
+                if name.lower().endswith(zone):
+                    assert name.endswith(as_asked), (asked, name, response.to_text())
+
+
 # CoreFile pieces shared by the tests.
 def corefile(
     source_lines: str, *, extra: str = "", zones: str = "cluster.local in-addr.arpa ip6.arpa"
@@ -326,4 +349,6 @@ def corefile(
     )
 
 
-__all__ = ["ROWS", "Case", "check", "corefile", "objects", "write_manifests"]
+__all__ = [
+    "ROWS", "Case", "check", "check_zone_case", "corefile", "objects", "write_manifests",
+]  # fmt: skip

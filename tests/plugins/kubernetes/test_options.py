@@ -14,6 +14,7 @@ from tests.plugins.kubernetes.cluster import corefile, objects, write_manifests
 
 S = ".testns.svc.cluster.local."
 Expect = tuple[str, str, str, set[str]]  # qname, qtype, rcode, answer rdata texts
+LONG_POD = "statefulset-" + "x" * 52  # 64 characters
 
 
 def pod_slice() -> dict[str, Any]:
@@ -31,7 +32,14 @@ def pod_slice() -> dict[str, Any]:
                 "addresses": ["172.0.0.40"],
                 "conditions": {"ready": True},
                 "targetRef": {"kind": "Pod", "name": "web-0", "namespace": "testns"},
-            }
+            },
+            {
+                # A Pod name can be 253 characters; one over 63 cannot be a DNS label, and
+                # the endpoint keeps its dashed-IP name (as CoreDNS since 1.8.7).
+                "addresses": ["172.0.0.41"],
+                "conditions": {"ready": True},
+                "targetRef": {"kind": "Pod", "name": LONG_POD, "namespace": "testns"},
+            },
         ],
         "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
     }
@@ -83,6 +91,11 @@ CASES = [
         ("web-0.named" + S, "A", "NOERROR", {"172.0.0.40"}),
         ("172-0-0-40.named" + S, "A", "NXDOMAIN", set()),
         ("40.0.0.172.in-addr.arpa.", "PTR", "NOERROR", {"web-0.named" + S}),
+        ("_http._tcp.named" + S, "SRV", "NOERROR",
+         {"0 50 80 web-0.named" + S, "0 50 80 172-0-0-41.named" + S}),
+        ("172-0-0-41.named" + S, "A", "NOERROR", {"172.0.0.41"}),
+        (LONG_POD[:63] + ".named" + S, "A", "NXDOMAIN", set()),
+        ("41.0.0.172.in-addr.arpa.", "PTR", "NOERROR", {"172-0-0-41.named" + S}),
         ("dup-name.hdls1" + S, "A", "NOERROR", {"172.0.0.4", "172.0.0.5"}),
     ], id="endpoint_pod_names"),
     pytest.param("pods verified", [
@@ -149,3 +162,37 @@ async def test_manifests_edit_propagates(tmp_path: Path) -> None:
         response = await query(server.port, "late" + S, "A")
         assert {r.to_text() for rrset in response.answer for r in rrset} == {"10.0.0.77"}
         assert plugin.generation > generation  # type: ignore[attr-defined]
+
+
+MULTICLUSTER = [
+    # The cluster's own zone is unchanged.
+    ("svc1.testns.svc.cluster.local.", "A", "NOERROR", {"10.0.0.1"}),
+    # ServiceImports are not watched: no Service exists in the clusterset zone.
+    ("svc1.testns.svc.clusterset.local.", "A", "NXDOMAIN", set()),
+    ("svc1.testns.svc.clusterset.local.", "SRV", "NXDOMAIN", set()),
+    ("ep1a.svc1.testns.svc.clusterset.local.", "A", "NXDOMAIN", set()),
+    # What the zone holds without ServiceImports: its apex and the namespaces (NODATA).
+    ("testns.svc.clusterset.local.", "A", "NOERROR", set()),
+    ("clusterset.local.", "SOA", "NOERROR", {"ns.dns.clusterset.local."}),
+    ("dns-version.clusterset.local.", "TXT", "NOERROR", {'"1.1.0"'}),
+]
+
+
+async def test_multicluster_zone_serves_no_services(tmp_path: Path) -> None:
+    folder = write_manifests(tmp_path / "m")
+    text = corefile(
+        f"manifests {folder}",
+        extra="multicluster clusterset.local",
+        zones="cluster.local clusterset.local",
+    )
+    async with running_server(text) as server:
+        assert await server.plugin("kubernetes").model.wait_synced(5)  # type: ignore[attr-defined]
+        for qname, qtype, rcode, answer in MULTICLUSTER:
+            response = await query(server.port, qname, qtype)
+            assert dns.rcode.to_text(response.rcode()) == rcode, (qname, qtype, response.to_text())
+            got = {rdata.to_text().split()[0] for rrset in response.answer for rdata in rrset}
+            if qtype != "SOA":
+                got = {rdata.to_text() for rrset in response.answer for rdata in rrset}
+            assert got == answer, (qname, qtype, response.to_text())
+            if rcode == "NXDOMAIN":
+                assert response.authority[0].name.to_text() == "clusterset.local."

@@ -18,7 +18,14 @@ from clusterdns.wire import parse_query
 from tests.helpers.dnsclient import make_query, query
 from tests.helpers.oracle import oracle_for, oracle_reply
 from tests.helpers.server import RunningServer, running_server
-from tests.plugins.kubernetes.cluster import ROWS, Case, check, corefile, write_manifests
+from tests.plugins.kubernetes.cluster import (
+    ROWS,
+    Case,
+    check,
+    check_zone_case,
+    corefile,
+    write_manifests,
+)
 from tests.plugins.kubernetes.conftest import INSECURE
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -65,7 +72,9 @@ async def test_wire_reply_agrees_with_dnspython(
             request.use_edns(False)
         request.id = 4321
         parsed = parse_query(request.to_wire())
-        answer = plugin.table.decide(parsed.qname_lower, parsed.label_offsets, parsed.qtype)
+        answer = plugin.table.decide(
+            parsed.qname_lower, parsed.label_offsets, parsed.qtype, asked=parsed.qname_wire
+        )
         assert answer is not None, "every row is decided by the table"
         fast = plugin.answer_fast(parsed, max(limit, parsed.question_end + 11), 4096)
         if answer.chase is not None:
@@ -78,6 +87,7 @@ async def test_wire_reply_agrees_with_dnspython(
         reply = dns.message.from_wire(fast.wire)
         assert reply.id == 4321
         assert str(reply.question[0].name) == qname  # 0x20
+        check_zone_case(reply, qname)
         if not reply.flags & dns.flags.TC:
             check(reply, case)
 

@@ -68,8 +68,12 @@ def test_everything() -> None:
     ("body", "message"),
     [
         pytest.param(
-            "multicluster clusterset.local", "multicluster is not supported", id="multicluster"
+            "multicluster clusterset.local",
+            "not authoritative for the multicluster zone clusterset.local.",
+            id="multicluster zone not ours",
         ),
+        pytest.param("apiserver_max_inflight -1", "at least 0", id="max_inflight negative"),
+        pytest.param("apiserver_max_inflight", "expected 1 argument", id="max_inflight arity"),
         pytest.param("transfer to *", "not supported", id="transfer"),
         pytest.param("ttl 3601", "ttl must be between 0 and 3600", id="ttl too big"),
         pytest.param("ttl x", "ttl must be an integer", id="ttl not a number"),
@@ -92,6 +96,45 @@ def test_errors(body: str, message: str) -> None:
         config_of(body)
     assert message in str(info.value)
     assert str(info.value).startswith("Corefile:")  # file:line
+
+
+def test_multicluster_and_max_inflight() -> None:
+    config = config_of(
+        "multicluster ClusterSet.local\n apiserver_max_inflight 10",
+        args="cluster.local clusterset.local",
+    )
+    assert config.zones == ("cluster.local.", "clusterset.local.")
+    assert config.multicluster_zones == ("clusterset.local.",)
+    assert config.apiserver_max_inflight == 10
+    assert config_of("multicluster").multicluster_zones == ()
+
+
+@pytest.mark.parametrize(
+    ("args", "zones"),
+    [
+        pytest.param(".svc example.com", ("example.com.",), id="leading dot dropped"),
+        pytest.param("a..b cluster.local", ("cluster.local.",), id="empty label dropped"),
+        pytest.param("x" * 64 + ".local cluster.local", ("cluster.local.",), id="long label"),
+        pytest.param("cluster.local:53", ("cluster.local.",), id="port ignored"),
+        pytest.param("tls://cluster.local", ("cluster.local.",), id="scheme ignored"),
+    ],
+)
+def test_invalid_zone_arguments_are_dropped(
+    args: str, zones: tuple[str, ...], caplog: pytest.LogCaptureFixture
+) -> None:
+    """As CoreDNS (plugin.OriginsFromArgsOrServerBlock): a bad zone argument is skipped; we
+    also say so, naming the line."""
+    with caplog.at_level("WARNING"):
+        assert config_of("", args=args).zones == zones
+    assert "Corefile:2" in caplog.text
+
+
+def test_no_valid_zone_argument_is_an_error() -> None:
+    # CoreDNS: "non-reverse zone name must be used"; the server block's zones are not used.
+    with pytest.raises(CorefileError) as info:
+        config_of("", args=".svc a..b")
+    assert info.value.line == 2
+    assert "no valid zone" in str(info.value)
 
 
 def test_error_names_the_line() -> None:

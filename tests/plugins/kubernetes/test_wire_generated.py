@@ -22,6 +22,7 @@ from clusterdns.sources.model import ClusterModel, Kind
 from clusterdns.wire import parse_query
 from tests.helpers.kubeapi import endpoint_slice, namespace, service
 from tests.helpers.oracle import oracle_for
+from tests.plugins.kubernetes.cluster import check_zone_case
 
 ZONE = "cluster.local."
 NAMESPACES = ("default", "team-a", "kube-system")
@@ -183,7 +184,9 @@ def test_generated_clusters_and_questions(data: st.DataObject, objs: Any) -> Non
         limit = data.draw(st.sampled_from([65535, 512, 120, 80]))
         limit = max(limit, parsed.question_end + 11)
         fast = plugin.answer_fast(parsed, limit, 4096)
-        answer = plugin.table.decide(parsed.qname_lower, parsed.label_offsets, parsed.qtype)
+        answer = plugin.table.decide(
+            parsed.qname_lower, parsed.label_offsets, parsed.qtype, asked=parsed.qname_wire
+        )
         assert answer is not None, name  # every generated name is in our zones
         if answer.chase is not None:
             assert fast is SLOW
@@ -194,6 +197,7 @@ def test_generated_clusters_and_questions(data: st.DataObject, objs: Any) -> Non
         assert fast.depends == answer.depends
         reply = dns.message.from_wire(fast.wire)
         assert reply.id == request.id and str(reply.question[0].name) == cased
+        check_zone_case(reply, cased, (ZONE, "in-addr.arpa.", "ip6.arpa."))
         assert len(fast.wire) <= limit, "a reply never exceeds the client's limit"
         if reply.flags & dns.flags.TC:  # records were dropped: the whole answer would not fit
             whole = oracle_for(parsed, answer, limit=65535)

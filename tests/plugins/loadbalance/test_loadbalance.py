@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator
 
 import dns.message
@@ -15,7 +16,7 @@ from clusterdns.core.plugin import BlockSettings
 from clusterdns.core.process import Process
 from clusterdns.core.request import Reply, Request
 from clusterdns.corefile import CorefileError, parse
-from clusterdns.plugins.loadbalance import LoadBalance, rotate_wire
+from clusterdns.plugins.loadbalance import LoadBalance, Preference, rotate_message, rotate_wire
 from clusterdns.wire import AnswerTemplate, parse_query
 from tests.helpers.dnsclient import query
 from tests.helpers.responder import Responder
@@ -178,10 +179,14 @@ async def test_behind_cache_each_hit_rotates(upstream: Responder) -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("loadbalance weighted", "unknown policy"),
-        ("loadbalance {\n prefer 10.0.0.0/8\n}", "unknown property"),
+        ("loadbalance weighted", "missing weight file argument"),
+        ("loadbalance shuffle", "unknown policy: shuffle"),
+        ("loadbalance round_robin extra", "unknown property for round_robin"),
+        ("loadbalance {\n prefer 10.0.0.0/33\n}", "invalid CIDR"),
+        ("loadbalance {\n prefer 10.0.0.1\n}", "invalid CIDR"),
+        ("loadbalance {\n choose 10.0.0.0/8\n}", "unknown property 'choose'"),
     ],
-    ids=["weighted", "prefer"],
+    ids=["weighted", "unknown policy", "extra argument", "bad prefix", "no prefix", "property"],
 )
 def test_setup_errors(body: str, message: str) -> None:
     with pytest.raises(CorefileError, match=message):
@@ -207,3 +212,49 @@ def test_fast_filter_rotates_finished_replies() -> None:
     assert order(dns.message.from_wire(first)) != order(dns.message.from_wire(second))
     mx = wire_of(response("example.", ("example.", "MX", ["10 a.example.", "20 b.example."])))
     assert plugin.filter_fast(mx) is None
+
+
+# --- prefer CIDR... (CoreDNS 1.13) ----------------------------------------------------------
+
+MIXED = ["192.168.1.7", "10.9.20.1", "172.16.0.1", "10.9.20.2", "192.168.1.8"]
+
+
+@pytest.fixture
+async def mixed_upstream() -> AsyncIterator[Responder]:
+    lines = [f"web.example. 30 IN A {address}" for address in MIXED]
+    lines += ["web.example. 30 IN AAAA 2001:db8::1", "web.example. 30 IN AAAA fd00::1"]
+    async with Responder(answers={"web.example.": lines}) as r:
+        yield r
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["forwarded", "cache hits"])
+async def test_prefer_puts_preferred_subnets_first(mixed_upstream: Responder, cached: bool) -> None:
+    corefile = (
+        ". {\n loadbalance round_robin {\n  prefer 10.9.20.0/24 192.168.1.0/24 fd00::/8\n }\n"
+        + (" cache\n" if cached else "")
+        + f" forward . 127.0.0.1:{mixed_upstream.port}\n}}\n"
+    )
+    async with running_server(corefile) as server:
+        orders = [order(await query(server.port, "web.example.", "A")) for _ in range(4)]
+        v6 = order(await query(server.port, "web.example.", "AAAA"), "AAAA")
+    for got in orders:
+        assert sorted(got) == sorted(MIXED)
+        # the first subnet, then the second, then the rest
+        assert set(got[:2]) == {"10.9.20.1", "10.9.20.2"}
+        assert set(got[2:4]) == {"192.168.1.7", "192.168.1.8"}
+        assert got[4] == "172.16.0.1"
+    assert len({tuple(o) for o in orders}) > 1, "still rotated within each group"
+    assert v6 == ["fd00::1", "2001:db8::1"]
+
+
+def test_prefer_on_the_dnspython_path() -> None:
+    """A reply that slicing cannot rotate (MX beside the addresses) gets the same order."""
+    message = response(
+        "web.example.",
+        ("web.example.", "A", ["192.0.2.1", "10.0.0.1", "192.0.2.2"]),
+        ("example.", "MX", ["10 a.example.", "20 b.example."]),
+    )
+    prefer = Preference([ipaddress.ip_network("10.0.0.0/8")])
+    for shift in range(3):
+        rotated = rotate_message(dns.message.from_wire(wire_of(message)), shift, prefer)
+        assert order(rotated)[0] == "10.0.0.1"

@@ -7,6 +7,7 @@ and a ``bytes.join`` of the stored chunks around the TTL fields. No dnspython.
 from __future__ import annotations
 
 import enum
+import math
 import struct
 from typing import Final
 
@@ -172,6 +173,7 @@ class CachedAnswer:
         "origin",
         "owner",
         "rcode",
+        "refresh_failed",
         "stored",
         "ttl",
     )
@@ -207,6 +209,8 @@ class CachedAnswer:
         self.freq_hits = 0
         self.freq_start = stored
         self.origin = ""  # the plugin whose reply this is (for introspection)
+        # When a refresh of this (stale) entry last failed (serve_stale's FAILURE_RECHECK).
+        self.refresh_failed = -math.inf
 
     def remaining(self, now: float) -> int:
         """Seconds of TTL left (CoreDNS truncates the elapsed time to whole seconds)."""

@@ -50,6 +50,16 @@ class CacheConfig:
     prefetch_percentage: int = 10
     stale_up_to: float = 0.0
     verify_stale: bool = False
+    # serve_stale's VERIFY_TIMEOUT: how long verify waits before serving the stale entry
+    # (the verify goes on in the background); 0: as long as the next plugin takes.
+    verify_timeout: float = 0.0
+    # RESPONSE_TTL: the TTL of stale answers (RFC 8767 recommends 30); 0 as CoreDNS's default.
+    stale_ttl: int = 0
+    # FAILURE_RECHECK: after a failed refresh of a stale entry, serve it without asking again
+    # for this long; 0: ask on every query.
+    stale_recheck: float = 0.0
+    # serve_stale_policy prefer_positive: a usable positive entry wins over a denial.
+    prefer_positive: bool = False
     # None: caching of that kind enabled everywhere; a tuple: disabled for those zones.
     disable_success: tuple[str, ...] | None = None
     disable_denial: tuple[str, ...] | None = None
@@ -113,7 +123,7 @@ class Cache(Plugin):
         # zone (wire) -> record plugins serving it; None until the block is known.
         self._owners: dict[bytes, tuple[VersionedRecords, ...]] | None = None
         self._refreshing: set[Key] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[object]] = set()
 
     # -- the block this cache sits in ------------------------------------------------------
 
@@ -164,9 +174,16 @@ class Cache(Plugin):
             bool(query.flags & FLAG_CD),
         )
 
+    def _tables(self) -> tuple[dict[Key, CachedAnswer], dict[Key, CachedAnswer]]:
+        """Where a key is looked up, in order: one table holds it, but with
+        prefer_positive a positive entry is kept beside a later denial, and wins."""
+        if self.config.prefer_positive:
+            return (self.success, self.denial)
+        return (self.denial, self.success)
+
     def _get(self, key: Key, now: float) -> CachedAnswer | None:
         """A usable entry (fresh, or stale within serve_stale), dropping dead ones."""
-        for table in (self.denial, self.success):
+        for table in self._tables():
             entry = table.get(key)
             if entry is None:
                 continue
@@ -242,7 +259,8 @@ class Cache(Plugin):
             return SLOW
         key = self.key(query)
         # Read-only here (this may run on a UDP thread): dropping dead entries is the chain's job.
-        entry = self.denial.get(key) or self.success.get(key)
+        first, second = self._tables()
+        entry = first.get(key) or second.get(key)
         if entry is None or entry.stale():
             return None
         now = self.clock()
@@ -298,14 +316,19 @@ class Cache(Plugin):
             self._spawn_refresh(req, key, next_handler, entry)
             ttl = None if self.config.keepttl else remaining
             return Reply.of_wire(entry.render(query, ttl, self.payload), plugin="cache")
-        if self.config.verify_stale:
-            fresh = await self._verify(req, key, next_handler)
+        config = self.config
+        if key in self._refreshing or (
+            config.stale_recheck > 0 and now - entry.refresh_failed < config.stale_recheck
+        ):
+            pass  # a refresh is under way, or failed lately: the stale entry, no new ask
+        elif config.verify_stale:
+            fresh = await self._verify(req, key, next_handler, entry)
             if fresh is not None:
                 return fresh
         else:
             self._spawn_refresh(req, key, next_handler, entry)
         self._children.served_stale.inc()
-        return Reply.of_wire(entry.render(query, 0, self.payload), plugin="cache")
+        return Reply.of_wire(entry.render(query, config.stale_ttl, self.payload), plugin="cache")
 
     def _explain_hit(self, why: list[Why], key: Key, now: float, note: str) -> None:
         entry = self.denial.get(key) or self.success.get(key)
@@ -368,18 +391,46 @@ class Cache(Plugin):
         ttl = None if self.config.keepttl else entry.ttl
         return Reply.of_wire(entry.render(req.query, ttl, self.payload), plugin=reply.plugin)
 
-    async def _verify(self, req: Request, key: Key, next_handler: Handler) -> Reply | None:
-        """serve_stale verify: ask first; only NOERROR or NXDOMAIN replaces the stale entry."""
+    async def _verify(
+        self, req: Request, key: Key, next_handler: Handler, stale: CachedAnswer
+    ) -> Reply | None:
+        """serve_stale verify: ask first; only NOERROR or NXDOMAIN replaces the stale entry
+        (None: serve it). With a verify timeout the question goes on in the background
+        when it takes longer, and refreshes the entry if it succeeds."""
+        timeout = self.config.verify_timeout
+        if timeout <= 0:
+            return await self._ask_for_stale(req, key, next_handler, stale)
+        self._refreshing.add(key)
+        task = asyncio.ensure_future(self._ask_for_stale(req, key, next_handler, stale))
+        task.add_done_callback(lambda _: self._refreshing.discard(key))
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), timeout)
+        except TimeoutError:
+            self._tasks.add(task)  # cancelled on stop(), like a refresh
+            task.add_done_callback(self._tasks.discard)
+            return None
+
+    async def _ask_for_stale(
+        self, req: Request, key: Key, next_handler: Handler, stale: CachedAnswer
+    ) -> Reply | None:
         owners, generation = self._stamp(req.query)
         try:
             reply = await next_handler(req)
         except PluginError:
+            stale.refresh_failed = self.clock()
             return None
         if not reply.written or reply.rcode not in (RCODE_NOERROR, RCODE_NXDOMAIN):
+            stale.refresh_failed = self.clock()
             return None
         if req.meta.get("client_specific"):
             return reply
         entry = self.store(req.query, key, reply, owners=owners, generation=generation)
+        if (
+            self.config.prefer_positive
+            and stale.kind is Kind.SUCCESS
+            and (entry is None or entry.kind is not Kind.SUCCESS)
+        ):
+            return None  # prefer_positive: only a positive answer replaces a stale positive one
         if entry is None:
             return reply
         ttl = None if self.config.keepttl else entry.ttl
@@ -392,22 +443,26 @@ class Cache(Plugin):
             return
         self._refreshing.add(key)
         self._children.prefetch.inc()
-        task = asyncio.ensure_future(self._refresh(req, key, next_handler, entry.freq_hits))
+        task = asyncio.ensure_future(self._refresh(req, key, next_handler, entry))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _refresh(self, req: Request, key: Key, next_handler: Handler, hits: int) -> None:
+    async def _refresh(
+        self, req: Request, key: Key, next_handler: Handler, old: CachedAnswer
+    ) -> None:
         try:
             owners, generation = self._stamp(req.query)
             reply = await next_handler(req)
             if reply.rcode not in (RCODE_NOERROR, RCODE_NXDOMAIN):
+                old.refresh_failed = self.clock()
                 return  # RFC 8767: an error does not replace what we have
             if req.meta.get("client_specific"):
                 return
             entry = self.store(req.query, key, reply, owners=owners, generation=generation)
             if entry is not None:
-                entry.freq_hits = hits  # keep the popularity gathered so far
+                entry.freq_hits = old.freq_hits  # keep the popularity gathered so far
         except Exception as err:  # a background refresh has nobody to report to
+            old.refresh_failed = self.clock()
             log.debug("cache: refreshing %s failed: %s", req.name, err)
         finally:
             self._refreshing.discard(key)
@@ -468,7 +523,8 @@ class Cache(Plugin):
         )
         entry.origin = reply.plugin
         table.pop(key, None)
-        other.pop(key, None)
+        if not (config.prefer_positive and other is self.success):
+            other.pop(key, None)  # prefer_positive keeps the last positive entry beside denials
         while len(table) >= capacity:
             # Oldest first (insertion order); CoreDNS evicts at random within a shard.
             del table[next(iter(table))]

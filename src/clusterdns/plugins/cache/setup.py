@@ -11,6 +11,7 @@ from clusterdns.plugins.cache.metrics import metrics_for
 
 MAX_SERVFAIL_TTL = 300.0
 DEFAULT_STALE = 3600.0
+MAX_STALE_RECHECK = 300.0  # RFC 8767: should not exceed 5 minutes
 
 
 def _zone(text: str) -> str:
@@ -35,6 +36,7 @@ def parse(directive: Directive, ctx_zones: Sequence[str]) -> CacheConfig:
         args = args[1:]
     zones = tuple(_zone(arg) for arg in args) or tuple(ctx_zones)
     config.zones = zones
+    seen: set[str] = set()
     for item in directive.block_items():
         name = item.name
         if name == "success":
@@ -66,15 +68,14 @@ def parse(directive: Directive, ctx_zones: Sequence[str]) -> CacheConfig:
                     item, text[:-1], what="percentage", minimum=10, maximum=90
                 )
         elif name == "serve_stale":
-            values = item.expect_args(0, 2)
-            config.stale_up_to = DEFAULT_STALE
-            if values:
-                config.stale_up_to = parse_duration(item, values[0])
-            if len(values) > 1:
-                mode = values[1]
-                if mode not in ("immediate", "verify"):
-                    raise item.error(f"invalid value for serve_stale refresh mode: {mode}")
-                config.verify_stale = mode == "verify"
+            _serve_stale(item, config)
+        elif name == "serve_stale_policy":
+            if "serve_stale_policy" in seen:
+                raise item.error("serve_stale_policy can only be specified once")
+            (policy,) = item.expect_args(1, 1)
+            if policy.lower() != "prefer_positive":
+                raise item.error(f"invalid serve_stale_policy: {policy}")
+            config.prefer_positive = True
         elif name == "servfail":
             value = parse_duration(item, item.expect_args(1, 1)[0])
             if value > MAX_SERVFAIL_TTL:
@@ -94,7 +95,50 @@ def parse(directive: Directive, ctx_zones: Sequence[str]) -> CacheConfig:
             config.keepttl = True
         else:
             raise item.error(f"unknown property '{name}'")
+        seen.add(name)
     return config
+
+
+def _serve_stale(item: Directive, config: CacheConfig) -> None:
+    """``serve_stale [DURATION] [immediate [RESPONSE_TTL [FAILURE_RECHECK]] |
+    verify [VERIFY_TIMEOUT [RESPONSE_TTL [FAILURE_RECHECK]]]]`` (CoreDNS 1.14)."""
+    values = item.expect_args(0, 5)
+    config.stale_up_to = DEFAULT_STALE
+    config.verify_stale = False
+    config.verify_timeout = 0.0
+    config.stale_ttl = 0
+    config.stale_recheck = 0.0
+    if values:
+        config.stale_up_to = _non_negative(item, values[0], "duration for serve_stale")
+    if len(values) > 1:
+        mode = values[1].lower()
+        if mode not in ("immediate", "verify"):
+            raise item.error(f"invalid value for serve_stale refresh mode: {values[1]}")
+        config.verify_stale = mode == "verify"
+    rest = values[2:]
+    if config.verify_stale and rest:
+        config.verify_timeout = _non_negative(item, rest[0], "timeout for serve_stale verify")
+        rest = rest[1:]
+    elif len(rest) > 2:
+        raise item.error("serve_stale immediate takes at most RESPONSE_TTL and FAILURE_RECHECK")
+    if rest:
+        ttl = _non_negative(item, rest[0], "response TTL for serve_stale")
+        if ttl != int(ttl):
+            raise item.error("serve_stale response TTL must be a whole number of seconds")
+        if ttl > 2**32 - 1:
+            raise item.error("serve_stale response TTL exceeds the DNS TTL range")
+        config.stale_ttl = int(ttl)
+    if len(rest) > 1:
+        recheck = _non_negative(item, rest[1], "failure recheck for serve_stale")
+        if recheck > MAX_STALE_RECHECK:
+            raise item.error("serve_stale failure recheck cannot exceed 5 minutes")
+        config.stale_recheck = recheck
+
+
+def _non_negative(item: Directive, text: str, what: str) -> float:
+    if text.startswith("-"):
+        raise item.error(f"invalid negative {what}")
+    return parse_duration(item, text)
 
 
 def setup(directives: Sequence[Directive], ctx: SetupContext) -> Cache:

@@ -19,7 +19,7 @@ from clusterdns.core.metrics import rcode_label
 from clusterdns.core.plugin import Plugin, PluginError
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.plugins.forward.metrics import ForwardMetrics
-from clusterdns.upstream import Upstream, UpstreamError, probe
+from clusterdns.upstream import Upstream, UpstreamError, is_nodata, probe
 
 log = logging.getLogger("clusterdns.forward")
 
@@ -163,6 +163,13 @@ class Stanza:
     max_concurrent: int = 0
     failover_rcodes: frozenset[int] = frozenset()
     next_rcodes: frozenset[int] = frozenset()
+    next_on_nodata: bool = False
+    # Failed exchanges (timeouts, connection errors) one query may cost before SERVFAIL;
+    # 0: no cap but the deadline. setup sets CoreDNS's default, two per upstream.
+    max_connect_attempts: int = 0
+    # CoreDNS's failfast_all_unhealthy_upstreams. clusterdns fails fast either way (see the
+    # README): kept so the setting is visible.
+    failfast_all_unhealthy: bool = False
     deadline: float = DEFAULT_DEADLINE
     try_timeout: float = DEFAULT_TRY_TIMEOUT
     concurrent: int = 0
@@ -228,10 +235,19 @@ class Forward(Plugin):
                 req.why.append(Why("forward", Rule.FORWARDED, f"{upstream} said "
                                    f"{_rcode_text(wire)}: next stanza"))  # fmt: skip
             return await self._serve_from(position + 1, req, next_handler)
+        if stanza.next_on_nodata and is_nodata(wire) and self._has_stanza_after(position, req):
+            # CoreDNS: only another forward takes over an empty NOERROR.
+            if req.why is not None:
+                req.why.append(Why("forward", Rule.FORWARDED, f"{upstream} said NODATA: "
+                                   "next stanza"))  # fmt: skip
+            return await self._serve_from(position + 1, req, next_handler)
         if req.why is not None:
             req.why.append(Why("forward", Rule.FORWARDED, f"upstream {upstream} "
                                f"(forward {stanza.origin})"))  # fmt: skip
         return Reply.of_wire(wire, plugin="forward")
+
+    def _has_stanza_after(self, position: int, req: Request) -> bool:
+        return any(s.matches(req.name) for s in self.stanzas[position + 1 :])
 
     async def _exchange(self, stanza: Stanza, req: Request) -> tuple[bytes, str]:
         """The upstream's reply and which upstream gave it."""
@@ -240,7 +256,8 @@ class Forward(Plugin):
         order = stanza.ordered()
         last_error: Exception | None = None
         failover_reply: tuple[bytes, str] | None = None
-        while loop.time() < deadline:
+        attempts_left = stanza.max_connect_attempts or -1  # -1: no cap
+        while loop.time() < deadline and attempts_left != 0:
             healthy = [proxy for proxy in order if not proxy.down]
             if not healthy:
                 break
@@ -264,6 +281,9 @@ class Forward(Plugin):
                     log.debug("forward: %s: %s", proxy.to, err)
                     last_error = err
                     proxy.failed()
+                    attempts_left -= 1
+                    if attempts_left == 0:
+                        break  # max_connect_attempts: this query has cost enough
                     continue
                 proxy.succeeded()
                 rcode = wire[3] & 0xF

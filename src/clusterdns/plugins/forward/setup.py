@@ -16,6 +16,7 @@ from clusterdns.upstream import Upstream, UpstreamAddress, parse_resolv_conf
 
 MAX_UPSTREAMS = 15
 DEFAULT_EXPIRE = 10.0
+DEFAULT_CONNECT_ATTEMPTS_PER_UPSTREAM = 2
 
 
 def _normalize_zone(text: str) -> str:
@@ -76,6 +77,9 @@ def parse_stanza(directive: Directive, ctx: SetupContext) -> Stanza:
     stanza = Stanza(origin=origin, proxies=[])
     max_fails = 2
     expire = DEFAULT_EXPIRE
+    max_age = 0.0
+    max_idle = 0
+    max_connect_attempts: int | None = None
     tls_context: ssl.SSLContext | None = None
     tls_servername: str | None = None
     health = HealthCheck()
@@ -93,6 +97,24 @@ def parse_stanza(directive: Directive, ctx: SetupContext) -> Stanza:
             expire = parse_duration(item, item.expect_args(1, 1)[0])
         elif name == "max_fails":
             max_fails = parse_int(item, item.expect_args(1, 1)[0], what="max_fails")
+        elif name == "max_age":
+            max_age = _non_negative_duration(item, "max_age")
+        elif name == "max_idle_conns":
+            max_idle = parse_int(item, item.expect_args(1, 1)[0], what="max_idle_conns")
+        elif name == "read_timeout":
+            stanza.try_timeout = _non_negative_duration(item, "read_timeout")
+            if stanza.try_timeout <= 0:
+                raise item.error("read_timeout must be positive")
+        elif name == "max_connect_attempts":
+            max_connect_attempts = parse_int(
+                item, item.expect_args(1, 1)[0], what="max_connect_attempts", maximum=2**32 - 1
+            )
+        elif name == "failfast_all_unhealthy_upstreams":
+            item.expect_args(0, 0)
+            stanza.failfast_all_unhealthy = True
+        elif name == "next_on_nodata":
+            item.expect_args(0, 0)
+            stanza.next_on_nodata = True
         elif name == "tls":
             tls_context = _tls_context(item)
         elif name == "tls_servername":
@@ -120,11 +142,27 @@ def parse_stanza(directive: Directive, ctx: SetupContext) -> Stanza:
             raise item.error(f"unknown property '{name}'")
     if stanza.force_tcp:
         stanza.prefer_udp = False  # CoreDNS: force_tcp takes precedence
+    if 0 < max_age < expire:
+        raise directive.error(
+            f"max_age ({_seconds(max_age)}) must not be less than expire ({_seconds(expire)})"
+        )
+    # CoreDNS: by default two passes over the upstreams; 0 lifts the cap.
+    stanza.max_connect_attempts = (
+        DEFAULT_CONNECT_ATTEMPTS_PER_UPSTREAM * len(targets)
+        if max_connect_attempts is None
+        else max_connect_attempts
+    )
     metrics = metrics_for(ctx.process.metrics.registry)
     for text in targets:
         try:
             address = UpstreamAddress.parse(text, default_tls_servername=tls_servername)
-            upstream = Upstream(address, expire=expire, tls_context=tls_context)
+            upstream = Upstream(
+                address,
+                expire=expire,
+                tls_context=tls_context,
+                max_idle=max_idle,
+                max_age=max_age,
+            )
         except ValueError as err:
             raise directive.error(str(err)) from None
         stanza.proxies.append(
@@ -137,6 +175,17 @@ def parse_stanza(directive: Directive, ctx: SetupContext) -> Stanza:
             )
         )
     return stanza
+
+
+def _non_negative_duration(item: Directive, what: str) -> float:
+    value = parse_duration(item, item.expect_args(1, 1)[0])
+    if value < 0:
+        raise item.error(f"{what} can't be negative")
+    return value
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g}s"
 
 
 def _health_check(item: Directive) -> HealthCheck:

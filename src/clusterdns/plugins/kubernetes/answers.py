@@ -29,7 +29,6 @@ from clusterdns.plugins.kubernetes.config import KubernetesConfig, PodMode
 from clusterdns.plugins.kubernetes.names import (
     endpoint_label,
     ip_from_reverse,
-    ip_label,
     is_reverse,
     pod_label_ip,
 )
@@ -55,7 +54,12 @@ from clusterdns.wire.build import (
     srv_rdata,
     txt_rdata,
 )
-from clusterdns.wire.names import ipv4_from_reverse, label_offsets, name_to_text
+from clusterdns.wire.names import (
+    ipv4_from_reverse,
+    label_offsets,
+    name_to_text,
+    with_suffix_case,
+)
 
 NOERROR: Final = 0
 SERVFAIL: Final = 2
@@ -190,12 +194,19 @@ def _dedupe(records: list[Record]) -> list[Record]:
 class _Zone:
     """One zone of the block, in the forms the query path needs."""
 
-    __slots__ = ("may_fall_through", "ns_wire", "reverse", "soa_names", "text", "wire")
+    __slots__ = (
+        "may_fall_through", "multicluster", "ns_wire", "reverse", "soa_names", "text", "wire",
+    )  # fmt: skip
 
-    def __init__(self, text: str, fallthrough: tuple[str, ...] | None) -> None:
+    def __init__(
+        self, text: str, fallthrough: tuple[str, ...] | None, *, multicluster: bool = False
+    ) -> None:
         self.text = text
         self.wire = text_to_wire(text)
         self.reverse = is_reverse(text)
+        # A KEP-1645 zone (``multicluster``): its Services are ServiceImports, which the
+        # model does not hold, so no name below <ns>.svc exists in it.
+        self.multicluster = multicluster
         self.may_fall_through = _may_fall_through(fallthrough, text)
         self.ns_wire = text_to_wire(join("ns.dns", text))
         self.soa_names = (self.ns_wire, text_to_wire(join("hostmaster", text)))
@@ -212,7 +223,13 @@ class AnswerTable:
         self.own_addresses = tuple(own_addresses)
         self.zones = tuple(sorted(config.zones, key=len, reverse=True))
         fallthrough = config.fallthrough.zones
-        self._zones = {z.wire: z for z in (_Zone(text, fallthrough) for text in config.zones)}
+        multicluster = frozenset(config.multicluster_zones)
+        self._zones = {
+            z.wire: z
+            for z in (
+                _Zone(text, fallthrough, multicluster=text in multicluster) for text in config.zones
+            )
+        }
         self.zone_wires = frozenset(self._zones)
         # Label counts of the zones, most first (the root zone has none).
         self._zone_label_counts = sorted(
@@ -243,7 +260,10 @@ class AnswerTable:
             self._quick_zones = frozenset(
                 wire
                 for wire, zone in self._zones.items()
-                if not zone.reverse and not zone.may_fall_through and wire != b"\x00"
+                if not zone.reverse
+                and not zone.may_fall_through
+                and not zone.multicluster
+                and wire != b"\x00"
             )
 
     # --- updates ---------------------------------------------------------------------------
@@ -343,12 +363,16 @@ class AnswerTable:
         offsets: Sequence[int],
         qtype: int,
         found: tuple[_Zone, int] | bool | None = True,
+        asked: bytes | None = None,
         why: list[Why] | None = None,
     ) -> Answer | None:
         """The answer to (name, qtype), the name in lower-case wire form with its label
         offsets; None when it is not ours or falls through. ``found`` is zone_of()'s result
-        when the caller has it already. ``why``, only when explaining (core/explain.py),
-        gets the rule that decided."""
+        when the caller has it already. ``asked``: the question's name as the client wrote
+        it (wire form); SRV targets end in its zone labels, letter case included, as
+        CoreDNS builds them from the question's zone (the rest of the reply gets the
+        question's case through compression pointers). ``why``, only when explaining
+        (core/explain.py), gets the rule that decided."""
         if found is True:
             found = self.zone_of(lower, offsets)
         if not found:
@@ -356,7 +380,10 @@ class AnswerTable:
         zone, index = found
         data, depends = self._find(lower, offsets, zone, index, why)
         if data is not None:
-            return self._positive(lower, data, qtype, zone, depends)
+            cased = None
+            if qtype == TYPE_SRV and asked is not None and asked != lower:
+                cased = asked[offsets[index] :] if index else asked
+            return self._positive(lower, data, qtype, zone, depends, cased)
         if zone.may_fall_through and self.config.fallthrough.through(name_to_text(lower)):
             if why is not None:
                 why.append(Why(PLUGIN, Rule.FALLTHROUGH, f"fallthrough covers {zone.text}"))
@@ -412,7 +439,7 @@ class AnswerTable:
                 if why is not None:
                     why.append(_namespace_why(namespace, visible))
                 return (EMPTY if visible else None), None
-            if index < 3:
+            if index < 3 or zone.multicluster:
                 if why is not None:
                     why.append(Why(PLUGIN, Rule.NO_SUCH_NAME, "no such name under svc"))
                 return None, None
@@ -602,13 +629,13 @@ class AnswerTable:
         return tuple(cluster or endpoints)
 
     def _endpoint_label_for(self, svc: Service, ip: str, hostname: str | None) -> str:
-        if hostname:
-            return hostname.lower()
-        if self.config.endpoint_pod_names:
+        pod_name = None
+        if not hostname and self.config.endpoint_pod_names:
             for ep in self.model.endpoints(svc.namespace, svc.name):
                 if ip in ep.addresses and ep.pod_name:
-                    return ep.pod_name.lower()
-        return ip_label(ip)
+                    pod_name = ep.pod_name
+                    break
+        return endpoint_label(ip, hostname, pod_name, pod_names=self.config.endpoint_pod_names)
 
     # --- the two commonest questions, written without the general decision ------------------
 
@@ -682,9 +709,15 @@ class AnswerTable:
     # --- records -------------------------------------------------------------------------------
 
     def _positive(
-        self, owner: bytes, data: NameData, qtype: int, zone: _Zone, depends: Depends
+        self,
+        owner: bytes,
+        data: NameData,
+        qtype: int,
+        zone: _Zone,
+        depends: Depends,
+        cased: bytes | None = None,
     ) -> Answer:
-        answer, additional, chased = self._records(owner, data, qtype, zone, (owner,))
+        answer, additional, chased = self._records(owner, data, qtype, zone, 0, cased=cased)
         if chased:
             depends = None  # the CNAME's target may be another Service
         if not answer:
@@ -695,21 +728,28 @@ class AnswerTable:
         return Answer(NOERROR, answer, additional=additional, depends=depends, chase=chase)
 
     def _records(
-        self, owner: bytes, data: NameData, qtype: int, zone: _Zone, chain: tuple[bytes, ...]
+        self,
+        owner: bytes,
+        data: NameData,
+        qtype: int,
+        zone: _Zone,
+        depth: int,
+        seen: frozenset[bytes] = frozenset(),
+        *,
+        cased: bytes | None = None,
     ) -> tuple[list[Record], list[Record], bool]:
-        """(answer, additional, whether a CNAME in our zones was followed). ``chain``: the
-        owners followed so far, this one included."""
+        """(answer, additional, whether a CNAME in our zones was followed); ``seen``: the
+        owners of the CNAMEs followed so far; ``cased``: the question's zone as the client
+        wrote it, for SRV targets in ``zone``."""
         ttl = self.ttl
         if data.cname is not None:
             target = data.cname
             answer: list[Record] = [(owner, TYPE_CNAME, ttl, name_rdata(target))]
             additional: list[Record] = []
-            if qtype == TYPE_CNAME or len(chain) > CNAME_DEPTH:
+            if target == owner or target in seen:
+                return answer, additional, True  # a loop of our names ends where it closes
+            if qtype == TYPE_CNAME or depth >= CNAME_DEPTH:
                 return answer, additional, False
-            if target in chain:
-                # ExternalNames that point back along the chain: each CNAME once, as
-                # CoreDNS stops at a duplicate.
-                return answer, additional, True
             offsets = label_offsets(target)
             found = self.zone_of(target, offsets)
             if found is None:
@@ -725,8 +765,9 @@ class AnswerTable:
                 target_data, _ = self._find(target, offsets, target_zone, index)
             if target_data is not None:
                 more, extra, _ = self._records(
-                    target, target_data, qtype, target_zone, (*chain, target)
-                )
+                    target, target_data, qtype, target_zone, depth + 1, seen | {owner},
+                    cased=cased if target_zone is zone else None,
+                )  # fmt: skip
                 answer += more
                 additional += extra
             return answer, additional, True
@@ -754,7 +795,7 @@ class AnswerTable:
         if qtype in (TYPE_A, TYPE_AAAA):
             return self._addresses(owner, data.items, v6=qtype == TYPE_AAAA), [], False
         if qtype == TYPE_SRV:
-            answer, additional = self._srv(owner, data.items)
+            answer, additional = self._srv(owner, data.items, zone.wire, cased)
             return answer, additional, False
         return [], [], False
 
@@ -767,7 +808,12 @@ class AnswerTable:
                 records.append((owner, rtype, ttl, rdata))
         return _dedupe(records)
 
-    def _srv(self, owner: bytes, items: Sequence[Item]) -> tuple[list[Record], list[Record]]:
+    def _srv(
+        self, owner: bytes, items: Sequence[Item], zone: bytes, cased: bytes | None
+    ) -> tuple[list[Record], list[Record]]:
+        """SRV records for ``items`` and their targets' addresses. With ``cased`` (``zone``
+        as the client wrote it), each target's zone labels are written so: CoreDNS builds
+        targets from the question's zone, and SRV targets are never compressed."""
         with_port = [item for item in items if item[1] >= 0]
         if not with_port:
             return [], []
@@ -778,7 +824,8 @@ class AnswerTable:
         by_target: dict[bytes, list[Item]] = {}
         for item in with_port:
             _, port, target = item
-            answer.append((owner, TYPE_SRV, ttl, srv_rdata(0, weight, port, target)))
+            written = target if cased is None else with_suffix_case(target, zone, cased)
+            answer.append((owner, TYPE_SRV, ttl, srv_rdata(0, weight, port, written)))
             by_target.setdefault(target, []).append(item)
         additional: list[Record] = []
         for target, target_items in by_target.items():

@@ -40,6 +40,10 @@ class KubernetesConfig:
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
     apiserver_qps: float | None = None
     apiserver_burst: int | None = None
+    apiserver_max_inflight: int | None = None
+    # KEP-1645 zones (clusterset.local): answered from ServiceImports, which we do not
+    # watch, so no Service name exists in them (see the README).
+    multicluster_zones: tuple[str, ...] = ()
 
     @property
     def forward_zones(self) -> tuple[str, ...]:

@@ -233,7 +233,7 @@ class Kubernetes(Plugin):
         if quick is not None:
             wire, depends, carries_soa = quick
             return FastReply(wire, monotonic() + SERIAL_SLACK if carries_soa else INFINITE, depends)
-        answer = table.decide(lower, offsets, query.qtype, found)
+        answer = table.decide(lower, offsets, query.qtype, found, query.qname_wire)
         if answer is None:
             return None
         if answer.chase is not None or answer.rcode == SERVFAIL:
@@ -278,7 +278,11 @@ class Kubernetes(Plugin):
             if self.model.synced or time.monotonic() >= self._deadline:
                 self._build_deferred()
         answer = self.table.decide(
-            query.qname_lower, query.label_offsets, query.qtype, True, req.why
+            query.qname_lower,
+            query.label_offsets,
+            query.qtype,
+            asked=query.qname_wire,
+            why=req.why,
         )
         if answer is None:
             return await next_handler(req)

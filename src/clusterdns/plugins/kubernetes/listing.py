@@ -51,7 +51,7 @@ def describe(table: AnswerTable, name: str) -> ListedName | None:
     for qtype in types:
         why: list[Why] = []
         wire = text_to_wire(name)
-        answer = table.decide(wire, label_offsets(wire), qtype, True, why)
+        answer = table.decide(wire, label_offsets(wire), qtype, True, why=why)
         if first is None and why:
             first = why[0]
         if answer is None or answer.rcode != dns.rcode.NOERROR:

@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Final
 
 IN_ADDR_ARPA = "in-addr.arpa."
 IP6_ARPA = "ip6.arpa."
 
 
+# A DNS label holds at most 63 octets. CoreDNS ignores longer Pod names (a Pod name may have
+# 253 characters) and the endpoint keeps its IP-derived label.
+MAX_LABEL: Final = 63
+
+
 def ip_label(ip: str) -> str:
-    """``10.0.0.1`` → ``10-0-0-1``; ``fd00::1`` → ``fd00--1`` (CoreDNS's derived label)."""
-    return ip.replace(".", "-") if "." in ip else ip.replace(":", "-")
+    """``10.0.0.1`` → ``10-0-0-1``; ``fd00::1`` → ``fd00--1``; ``fd00::`` → ``fd00--0`` (a
+    label does not end with a dash: CoreDNS's derived label)."""
+    if "." in ip:
+        return ip.replace(".", "-")
+    label = ip.replace(":", "-")
+    return label + "0" if label.endswith("-") else label
 
 
 def endpoint_label(ip: str, hostname: str | None, pod_name: str | None, *, pod_names: bool) -> str:
     """The first label of an endpoint's name: its hostname, else (``endpoint_pod_names``) the
-    Pod's name, else derived from the IP."""
+    Pod's name when it fits in a label, else derived from the IP."""
     if hostname:
         return hostname.lower()
-    if pod_names and pod_name:
+    if pod_names and pod_name and len(pod_name) <= MAX_LABEL:
         return pod_name.lower()
     return ip_label(ip)
 

@@ -26,7 +26,6 @@ from clusterdns.sources.model import ClusterModel, Kind
 log = logging.getLogger("clusterdns.plugins.kubernetes")
 
 UNSUPPORTED = {
-    "multicluster": "multicluster is not supported by clusterdns",
     "transfer": "transfer is not supported as a kubernetes option: use the transfer plugin",
 }
 IGNORED = {"upstream", "resyncperiod"}  # accepted by old CoreDNS Corefiles, no effect
@@ -52,6 +51,12 @@ def parse_config(directive: Directive, ctx_zones: Sequence[str]) -> KubernetesCo
         raise directive.error("manifests cannot be combined with endpoint, tls or kubeconfig")
     if config.endpoint is not None and config.kubeconfig is not None:
         log.warning("kubernetes: both endpoint and kubeconfig given; kubeconfig wins (as CoreDNS)")
+    if config.multicluster_zones:
+        log.warning(
+            "kubernetes: %s:%d: multicluster zones %s: ServiceImports (the MCS API) are not "
+            "watched, so no Service name exists there (NXDOMAIN)",
+            directive.file, directive.line, " ".join(config.multicluster_zones),
+        )  # fmt: skip
     return config
 
 
@@ -132,6 +137,19 @@ def _parse_option(option: Directive, config: KubernetesConfig) -> None:
     elif name == "apiserver_burst":
         (text,) = option.expect_args(1, 1)
         config.apiserver_burst = parse_int(option, text, what="apiserver_burst", minimum=1)
+    elif name == "apiserver_max_inflight":
+        (text,) = option.expect_args(1, 1)
+        # 0: no bound (CoreDNS's default).
+        config.apiserver_max_inflight = parse_int(option, text, what="apiserver_max_inflight")
+    elif name == "multicluster":
+        # As CoreDNS: the zones given (invalid ones dropped), none when no argument is.
+        config.multicluster_zones = parse_zones(option, ()) if option.args else ()
+        for zone in config.multicluster_zones:
+            if zone not in config.zones:
+                raise option.error(
+                    f"is not authoritative for the multicluster zone {zone} "
+                    f"(authoritative zones: {' '.join(config.zones)})"
+                )
     else:
         raise option.error(f"unknown property '{name}'")
 
@@ -177,6 +195,7 @@ def build_source(directive: Directive, config: KubernetesConfig, kinds: set[Kind
         namespace_label_selector=config.namespace_labels.text if config.namespace_labels else None,
         qps=config.apiserver_qps,
         burst=config.apiserver_burst,
+        max_inflight=config.apiserver_max_inflight,
     )
 
 

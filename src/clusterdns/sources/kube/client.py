@@ -113,10 +113,19 @@ class KubeClient:
         *,
         qps: float | None = None,
         burst: int | None = None,
+        max_inflight: int | None = None,
     ) -> None:
         self.connection = connection
         self.limiter = (
             TokenBucket(qps, burst or max(1, int(qps * 2))) if qps is not None and qps > 0 else None
+        )
+        # At most this many requests waiting for their response headers at once (CoreDNS's
+        # apiserver_max_inflight). As in client-go's round tripper, a request holds its slot
+        # until the headers arrive, so a long watch does not keep one.
+        self.inflight = (
+            asyncio.Semaphore(max_inflight)
+            if max_inflight is not None and max_inflight > 0
+            else None
         )
         self._session: aiohttp.ClientSession | None = None
 
@@ -156,12 +165,12 @@ class KubeClient:
         for attempt in (1, 2):
             if self.limiter is not None:
                 await self.limiter.acquire()
-            resp = await self.session.get(
-                self.url(path, params),
-                headers=await self.connection.headers(),
-                timeout=timeout,
-                server_hostname=self.connection.server_hostname,
-            )
+            headers = await self.connection.headers()
+            if self.inflight is None:
+                resp = await self._get(path, params, headers, timeout)
+            else:
+                async with self.inflight:
+                    resp = await self._get(path, params, headers, timeout)
             if resp.status == 401 and attempt == 1 and self.connection.credentials is not None:
                 resp.release()
                 self.connection.credentials.invalidate()
@@ -172,6 +181,20 @@ class KubeClient:
                 raise _api_error(resp.status, body)
             return resp
         raise AssertionError("unreachable")
+
+    async def _get(
+        self,
+        path: str,
+        params: Mapping[str, str] | None,
+        headers: Mapping[str, str],
+        timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        return await self.session.get(
+            self.url(path, params),
+            headers=headers,
+            timeout=timeout,
+            server_hostname=self.connection.server_hostname,
+        )
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> bytes:
         resp = await self._request(path, params, REQUEST_TIMEOUT)

@@ -36,6 +36,7 @@ class KubeAPISource(Counters):
         namespace_label_selector: str | None = None,
         qps: float | None = None,
         burst: int | None = None,
+        max_inflight: int | None = None,
         backoff_base: float = 0.2,
         backoff_cap: float = 30.0,
         watch_timeout: int | None = None,
@@ -48,6 +49,7 @@ class KubeAPISource(Counters):
         self.namespace_label_selector = namespace_label_selector
         self.qps = qps
         self.burst = burst
+        self.max_inflight = max_inflight
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.watch_timeout = watch_timeout
@@ -60,7 +62,9 @@ class KubeAPISource(Counters):
     async def run(self, model: ClusterModel) -> None:
         """Run until cancelled. Errors are logged, counted and retried, never raised."""
         async with (
-            KubeClient(self.connection, qps=self.qps, burst=self.burst) as client,
+            KubeClient(
+                self.connection, qps=self.qps, burst=self.burst, max_inflight=self.max_inflight
+            ) as client,
             asyncio.TaskGroup() as group,
         ):
             # What the model was asked for after setup (autopath's POD_IPS) is watched too.
