@@ -163,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sync_parser(sub, cmd_sync)
 
+    from clusterdns.tools import envvars, resolvconf, vservers
+
+    for tool in (resolvconf, envvars, vservers):
+        tool.add_parser(sub)
+
     plugins = sub.add_parser("plugins", help="list the plugins compiled in, in execution order")
     plugins.set_defaults(func=cmd_plugins)
     return parser
