@@ -35,6 +35,7 @@ __all__ = [
     "LoadError",
     "add_connection_options",
     "load",
+    "load_async",
     "load_from_args",
 ]
 
@@ -187,6 +188,11 @@ def load_from_args(args: argparse.Namespace) -> ClusterState:
 
 def load(source: Any, where: str, *, cluster_domain: str | None = None) -> ClusterState:
     """List ``source`` once into a recording model; :class:`LoadError` naming ``where``."""
+    return asyncio.run(load_async(source, where, cluster_domain=cluster_domain))
+
+
+async def load_async(source: Any, where: str, *, cluster_domain: str | None = None) -> ClusterState:
+    """:func:`load` inside a running event loop."""
     from clusterdns.sources.manifests import ManifestsSource
 
     model = _RecordingModel(kinds=set(KINDS))
@@ -194,7 +200,7 @@ def load(source: Any, where: str, *, cluster_domain: str | None = None) -> Clust
         source.poll_once(model)  # a broken file is logged and skipped, as the server does
     else:
         try:
-            asyncio.run(asyncio.wait_for(source.list_once(model), LIST_TIMEOUT))
+            await asyncio.wait_for(source.list_once(model), LIST_TIMEOUT)
         except TimeoutError:
             raise LoadError(
                 f"cannot reach the kubernetes api at {where}: no answer in {LIST_TIMEOUT:.0f}s"
