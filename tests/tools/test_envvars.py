@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from tests.helpers.kubeapi import KubeAPIServer
 
-from .conftest import DEMO, Run, write_manifests
+from .conftest import DEMO, ROOT, Run, write_manifests
 
 KUBERNETES = """\
 KUBERNETES_SERVICE_HOST=10.96.0.1
@@ -225,6 +226,7 @@ async def test_from_the_api_server() -> None:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "clusterdns.cli", "env", "--endpoint", api.url,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         )  # fmt: skip
         out, err = await proc.communicate()
         assert proc.returncode == 0, err.decode()

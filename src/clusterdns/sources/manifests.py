@@ -5,10 +5,12 @@ a dot are skipped, which also skips the ``..data`` copies of a mounted ConfigMap
 multi-document YAML, ``kind: List`` (as ``kubectl get -o yaml`` writes), and objects of kind
 Service, EndpointSlice, Endpoints, Pod and Namespace; other kinds are ignored.
 
-What the API server and its controllers would add is filled in, each fill-in logged at info:
-the ``default`` namespace, a Namespace for every namespace used, a ClusterIP from a
-deterministic allocator over ``service_cidr``, and EndpointSlices derived from the folder's
-Pods for a Service with a selector and no endpoints given.
+What the API server and its controllers would add is filled in: the ``default`` namespace, a
+Namespace for every namespace used, a ClusterIP from a deterministic allocator over
+``service_cidr``, and EndpointSlices derived from the folder's Pods for a Service with a
+selector and no endpoints given. Logging stays short for a folder of 100k objects: one info
+line per file read (``manifests: services.yaml: 3 Services, 2 EndpointSlices``) and one
+summing up the fill-ins; each object's fill-in is logged at debug.
 
 The folder is polled: file sizes and mtimes, then a content hash, and the differences go to
 the model through its listings (as :meth:`ClusterModel.replace_all`), streamed from each
@@ -78,6 +80,7 @@ class Manifest:
     obj: ApiObject
     path: str
     line: int
+    defaulted: bool = False  # put in the "default" namespace, as the API server would
 
     @property
     def key(self) -> tuple[Kind, str, str]:
@@ -171,11 +174,12 @@ def _manifest(path: Path, line: int, kind: str, obj: ApiObject) -> Manifest:
     if not meta.name:
         raise ManifestError(path, line, f"{kind} has no metadata.name")
     if namespaced and not meta.namespace:
-        log.info(
+        log.debug(
             'manifests: %s:%d: %s %s has no namespace, using "default"', path, line, kind, meta.name
         )
         obj = replace(obj, metadata=replace(meta, namespace="default"))
-    elif not namespaced and meta.namespace:
+        return Manifest(model_kind, obj, str(path), line, defaulted=True)
+    if not namespaced and meta.namespace:
         obj = replace(obj, metadata=replace(meta, namespace=""))
     return Manifest(model_kind, obj, str(path), line)
 
@@ -303,13 +307,40 @@ class _FileState:
     count: int = 0
 
 
-def _pack(manifests: Iterable[Manifest]) -> tuple[dict[Kind, list[bytes]], int]:
+@dataclass
+class _Counts:
+    """What one read of a file found, for its summary line."""
+
+    kinds: dict[Kind, int] = field(default_factory=dict)
+    defaulted: int = 0  # objects put in the "default" namespace
+
+    @property
+    def total(self) -> int:
+        return sum(self.kinds.values())
+
+    def summary(self) -> str:
+        parts = [
+            f"{n} {_KIND_NAMES[k]}{'' if n == 1 else 's'}"
+            for k in _KIND_ORDER
+            if (n := self.kinds.get(k, 0))
+        ]
+        text = ", ".join(parts) or "no objects clusterdns reads"
+        if self.defaulted:
+            text += f' ({self.defaulted} without a namespace, put in "default")'
+        return text
+
+
+_KIND_NAMES = {model_kind: kind for kind, (model_kind, _, _) in _TYPES.items()}
+
+
+def _pack(manifests: Iterable[Manifest]) -> tuple[dict[Kind, list[bytes]], _Counts]:
     """Encode objects as they are decoded, so a file's Structs never all exist at once."""
     chunks: dict[Kind, list[bytes]] = {}
     pending: dict[Kind, list[tuple[int, ApiObject]]] = {}
-    count = 0
+    counts = _Counts()
     for manifest in manifests:
-        count += 1
+        counts.kinds[manifest.kind] = counts.kinds.get(manifest.kind, 0) + 1
+        counts.defaulted += manifest.defaulted
         batch = pending.setdefault(manifest.kind, [])
         batch.append((manifest.line, manifest.obj))
         if len(batch) >= _CHUNK:
@@ -318,7 +349,7 @@ def _pack(manifests: Iterable[Manifest]) -> tuple[dict[Kind, list[bytes]], int]:
     for kind, batch in pending.items():
         if batch:
             chunks.setdefault(kind, []).append(zlib.compress(_ENCODER.encode(batch), 1))
-    return chunks, count
+    return chunks, counts
 
 
 class ManifestsSource:
@@ -408,7 +439,9 @@ class ManifestsSource:
         old_chunks = state.chunks if state is not None else {}
         old_count = state.count if state is not None else 0
         try:
-            chunks, count = _parse(path, data)
+            chunks, counts = _parse(path, data)
+            count = counts.total
+            log.info("manifests: %s: %s", self._relative(path), counts.summary())
         except UnicodeDecodeError as exc:
             self._error(f"manifests: {path}:1: not UTF-8 text: {exc}")
             chunks, count = old_chunks, old_count
@@ -419,6 +452,12 @@ class ManifestsSource:
         del data
         self._files[path] = _FileState(stat, digest, chunks, count)
         return chunks != old_chunks
+
+    def _relative(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.directory))
+        except ValueError:
+            return str(path)
 
     def _error(self, message: str) -> None:
         self.errors += 1
@@ -492,9 +531,13 @@ class ManifestsSource:
         if pods is not None:
             pods.commit()  # the POD_IPS index as well
 
-        for message in messages:
-            if message not in self._logged:
-                log.info("%s", message)
+        fresh = [m for m in messages if m not in self._logged]
+        for message in fresh:
+            # Duplicates are a mistake in the folder: each is worth a line of its own.
+            log.log(logging.INFO if _DUPLICATE in message else logging.DEBUG, "%s", message)
+        summary = _fill_in_summary(fresh)
+        if summary:
+            log.info("manifests: filled in as the API server would: %s", summary)
         self._logged = set(messages)
 
     def _scan_keys(
@@ -634,7 +677,28 @@ class ManifestsSource:
         return derived
 
 
-def _parse(path: Path, data: bytes) -> tuple[dict[Kind, list[bytes]], int]:
+_DUPLICATE = " also defined at "
+_FILL_INS = (  # (what a message says, how the summary counts it)
+    (" has no clusterIP, allocated ", "ClusterIP"),
+    (" implied by its objects", "Namespace"),
+    (" derived from ", "Service's EndpointSlices from its Pods"),
+)
+
+
+def _fill_in_summary(messages: list[str]) -> str:
+    """``1 ClusterIP, 1 Namespace, 6 Services' EndpointSlices from their Pods``."""
+    parts = []
+    for marker, what in _FILL_INS:
+        n = sum(marker in m for m in messages)
+        if n == 1:
+            parts.append(f"1 {what}")
+        elif n:
+            plural = what.replace("Service's", "Services'").replace("its Pods", "their Pods")
+            parts.append(f"{n} {plural if plural != what else what + 's'}")
+    return ", ".join(parts)
+
+
+def _parse(path: Path, data: bytes) -> tuple[dict[Kind, list[bytes]], _Counts]:
     """One file's objects, packed; raises :class:`ManifestError` (or UnicodeDecodeError)."""
     if path.suffix == ".json":
         try:
