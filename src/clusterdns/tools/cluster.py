@@ -20,6 +20,8 @@ import argparse
 import asyncio
 import logging
 import os
+import sys
+import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +39,8 @@ __all__ = [
     "load",
     "load_async",
     "load_from_args",
+    "quiet_logging",
+    "write_output",
 ]
 
 log = logging.getLogger("clusterdns.tools")
@@ -104,9 +108,12 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     """The kubernetes plugin's connection options, shared by every toolbox command."""
     group = parser.add_argument_group(
         "cluster",
-        "where the cluster state comes from; without these, from the kubernetes block of the "
-        "Corefile clusterdns serve would load (--conf, else ./Corefile, else the built-in "
-        "one, which serves the demo cluster)",
+        textwrap.fill(
+            "where the cluster state comes from; without these, from the kubernetes block of the "
+            "Corefile clusterdns serve would load (--conf, else ./Corefile, else the built-in "
+            "one, which serves the demo cluster)",
+            78,
+        ),
     )
     source = group.add_mutually_exclusive_group()
     source.add_argument("--conf", metavar="COREFILE", help="take the cluster from this Corefile")
@@ -222,3 +229,14 @@ def quiet_logging() -> None:
     from clusterdns.cli import configure_logging
 
     configure_logging(os.environ.get("CLUSTERDNS_LOG_LEVEL", "warning"))
+
+
+def write_output(text: str) -> None:
+    """Print a command's output; a reader that stops early (``| head``) is no error."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would complain again flushing stdout at exit: point it at /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

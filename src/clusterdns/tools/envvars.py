@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Iterable
 
 from clusterdns.sources.records import Service
@@ -95,8 +96,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     parser = sub.add_parser(
         "env",
         help="the Service environment variables kubelet injects into a Pod",
-        description="Print the {SVC}_SERVICE_HOST/_PORT and Docker-link variables kubelet "
-        "gives the containers of a Pod in NAMESPACE, as NAME=value lines like printenv.",
+        description=textwrap.fill(
+            "Print the {SVC}_SERVICE_HOST/_PORT and Docker-link variables kubelet "
+            "gives the containers of a Pod in NAMESPACE, as NAME=value lines like printenv.",
+            78,
+        ),
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -111,7 +115,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cluster import LoadError, load_from_args, quiet_logging
+    from .cluster import LoadError, load_from_args, quiet_logging, write_output
 
     quiet_logging()
     try:
@@ -132,7 +136,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"clusterdns env: warning: namespace {args.namespace} does not exist in "
               f"{state.source}", file=sys.stderr)  # fmt: skip
     services = visible_services(state.model.services(), args.namespace, enable_service_links=links)
-    for svc in services:
-        for name, value in service_env(svc):
-            print(f"{name}={value}")
+    write_output("".join(f"{n}={v}\n" for svc in services for n, v in service_env(svc)))
     return 0

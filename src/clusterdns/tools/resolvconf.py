@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -225,9 +226,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     parser = sub.add_parser(
         "resolv-conf",
         help="the /etc/resolv.conf kubelet would write for a Pod",
-        description="Print the resolv.conf kubelet would give a Pod of NAMESPACE, with "
-        "kubelet's warnings on stderr. The cluster is read for the namespace, the Pod "
-        "(--pod), the kube-system/kube-dns ClusterIP and the cluster domain.",
+        description=textwrap.fill(
+            "Print the resolv.conf kubelet would give a Pod of NAMESPACE, with "
+            "kubelet's warnings on stderr. The cluster is read for the namespace, the Pod "
+            "(--pod), the kube-system/kube-dns ClusterIP and the cluster domain.",
+            78,
+        ),
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -260,7 +264,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cluster import LoadError, load_from_args, quiet_logging
+    from .cluster import LoadError, load_from_args, quiet_logging, write_output
 
     quiet_logging()
     try:
@@ -302,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    sys.stdout.write(render(config))
+    write_output(render(config))
     return 0
 
 

@@ -25,6 +25,7 @@ import argparse
 import functools
 import ipaddress
 import sys
+import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -265,8 +266,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     parser = sub.add_parser(
         "vservers",
         help="the IPVS virtual servers kube-proxy in IPVS mode would program",
-        description="Print the IPVS table kube-proxy (--proxy-mode ipvs) would program for "
-        "the cluster's Services, like ipvsadm -Ln, or as ipvsadm-restore input.",
+        description=textwrap.fill(
+            "Print the IPVS table kube-proxy (--proxy-mode ipvs) would program for "
+            "the cluster's Services, like ipvsadm -Ln, or as ipvsadm-restore input.",
+            78,
+        ),
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -288,7 +292,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 
 def run(args: argparse.Namespace) -> int:
-    from .cluster import LoadError, load_from_args, quiet_logging
+    from .cluster import LoadError, load_from_args, quiet_logging, write_output
 
     quiet_logging()
     only = None
@@ -328,7 +332,7 @@ def run(args: argparse.Namespace) -> int:
                      "give --node-ip to see them")  # fmt: skip
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    sys.stdout.write(format_ipvsadm(table) if args.format == "ipvsadm" else format_restore(table))
+    write_output(format_ipvsadm(table) if args.format == "ipvsadm" else format_restore(table))
     return 0
 
 

@@ -1,0 +1,55 @@
+"""The README's "Debugging service discovery" examples print what the README shows."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+SECTION = README.split("## Debugging service discovery", 1)[1].split("\n## ", 1)[0]
+
+
+def examples() -> list[tuple[str, str]]:
+    """(command, expected output) for each ``$ clusterdns ...`` line of the section."""
+    found = []
+    for block in re.findall(r"```\n(.*?)```", SECTION, re.S):
+        for chunk in re.split(r"^\$ ", block, flags=re.M)[1:]:
+            command, _, output = chunk.partition("\n")
+            found.append((command, output))
+    return found
+
+
+def _host_has_search_domains() -> bool:
+    try:
+        text = Path("/etc/resolv.conf").read_text()
+    except OSError:
+        return False
+    return bool(re.search(r"^\s*(search|domain)\s", text, re.M))
+
+
+@pytest.mark.parametrize(("command", "expected"), examples(), ids=[c for c, _ in examples()])
+def test_readme_example(tmp_path: Path, command: str, expected: str) -> None:
+    assert command.startswith("clusterdns ")
+    if "resolv-conf" in command and _host_has_search_domains():
+        pytest.skip("this machine's /etc/resolv.conf has search domains the README's has not")
+    shell = f"{sys.executable} -m clusterdns.cli {command.removeprefix('clusterdns ')}"
+    out = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", shell], cwd=tmp_path, capture_output=True, text=True,
+        timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    # ipvsadm pads its last column; the README does not keep trailing blanks.
+    assert [line.rstrip() for line in out.stdout.splitlines()] == expected.splitlines()
+
+
+def test_the_section_has_each_command() -> None:
+    commands = " ".join(c for c, _ in examples())
+    for name in ("resolv-conf", "env", "vservers"):
+        assert f"clusterdns {name} " in commands
