@@ -3,6 +3,7 @@ hand from kube-proxy's rules and ipvsadm's output format (golden/*)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -129,13 +130,20 @@ def test_restore_persistence_and_protocols(run: Run, tmp_path: Path) -> None:
     )
 
 
-def test_node_port_without_a_value_is_noted(run: Run) -> None:
+def test_node_port_allocated_by_the_manifests_source(run: Run) -> None:
+    """mysql-service is a NodePort Service whose file gives no nodePort: the manifests
+    source allocates one in 30000-32767, and the node address gets a virtual server for it
+    (before the ClusterIP one: 192.168.x sorts before 10.x in ipvsadm)."""
     result = run("vservers", "--node-ip", "192.168.49.2", "--service", "default/mysql-service",
                  "--manifests", str(DEMO))  # fmt: skip
-    assert result.code == 0
-    assert "TCP  10.96.162.44:3306 rr" in result.out
-    assert "192.168.49.2" not in result.out
-    assert "no nodePort set" in result.err
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()[3:]
+    match = re.fullmatch(r"TCP  192\.168\.49\.2:(\d+) rr", lines[0])
+    assert match is not None and 30000 <= int(match.group(1)) <= 32767, lines
+    assert lines[1].startswith("  -> 10.244.1.7:3306 ")
+    assert lines[2] == "TCP  10.96.162.44:3306 rr"
+    assert lines[3].startswith("  -> 10.244.1.7:3306 ")
+    assert len(lines) == 4
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ Service, EndpointSlice, Endpoints, Pod and Namespace; other kinds are ignored.
 
 What the API server and its controllers would add is filled in: the ``default`` namespace, a
 Namespace for every namespace used, a ClusterIP from a deterministic allocator over
-``service_cidr``, and EndpointSlices derived from the folder's Pods for a Service with a
+``service_cidr``, node ports (30000-32767) for NodePort and LoadBalancer Services, and EndpointSlices derived from the folder's Pods for a Service with a
 selector and no endpoints given. Logging stays short for a folder of 100k objects: one info
 line per file read (``manifests: services.yaml: 3 Services, 2 EndpointSlices``) and one
 summing up the fill-ins; each object's fill-in is logged at debug.
@@ -275,6 +275,7 @@ class ClusterIPAllocator:
 
 
 _CHUNK = 1024  # objects per stored chunk
+NODE_PORT_RANGE = (30000, 32767)  # the API server's default --service-node-port-range
 _KIND_ORDER = (Kind.NAMESPACES, Kind.SERVICES, Kind.ENDPOINTSLICES, Kind.ENDPOINTS, Kind.PODS)
 _STRUCTS: dict[Kind, type[Any]] = {kind: struct for kind, struct, _ in _TYPES.values()}
 _Location: TypeAlias = tuple[int, int, int]  # (file, chunk, position) of one object of a kind
@@ -584,14 +585,20 @@ class ManifestsSource:
     def _allocate_cluster_ips(
         self, files: list[_FileState], skip: set[tuple[Kind, int, int, int]], messages: list[str]
     ) -> tuple[dict[_Location, api.Service], set[tuple[str, str]]]:
-        """ClusterIPs for the Services without one (by location), and the Services whose
-        endpoints may have to be derived from Pods (those with a selector)."""
+        """ClusterIPs (and node ports) for the Services without them (by location), and the
+        Services whose endpoints may have to be derived from Pods (those with a selector)."""
         taken: set[str] = set()
         needy: list[tuple[_Location, api.Service]] = []
         selected: set[tuple[str, str]] = set()
+        node_ports: set[int] = set()
+        without_node_port: list[tuple[_Location, api.Service]] = []
         for (f, c), objs in _chunks(files, Kind.SERVICES, skip):
             for i, svc in enumerate(objs):
                 spec = svc.spec
+                if spec.type in ("NodePort", "LoadBalancer"):
+                    node_ports.update(p.node_port for p in spec.ports or ())
+                    if any(not p.node_port for p in spec.ports or ()):
+                        without_node_port.append(((f, c, i), svc))
                 for raw in [spec.cluster_ip, *(spec.cluster_ips or ())]:
                     ip = canonical_ip(raw) if raw and raw != "None" else None
                     if ip is not None:
@@ -627,7 +634,41 @@ class ManifestsSource:
                 f"has no clusterIP, allocated {', '.join(ips)}"
             )
             allocated[where] = replace(svc, spec=replace(spec, cluster_ip=ips[0], cluster_ips=ips))
+        for where, svc in sorted(
+            without_node_port, key=lambda n: (n[1].metadata.namespace, n[1].metadata.name)
+        ):
+            svc = allocated.get(where, svc)
+            allocated[where] = self._allocate_node_ports(svc, node_ports, messages)
         return allocated, selected
+
+    def _allocate_node_ports(
+        self, svc: api.Service, taken: set[int], messages: list[str]
+    ) -> api.Service:
+        """A node port for each port without one, from 30000-32767 as the API server
+        allocates them; deterministic (a hash of the Service and port picks the start)."""
+        meta, spec = svc.metadata, svc.spec
+        ports = []
+        for port in spec.ports or ():
+            if not port.node_port:
+                key = f"{meta.namespace}/{meta.name}/{port.port}/{port.protocol}"
+                start = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+                size = NODE_PORT_RANGE[1] - NODE_PORT_RANGE[0] + 1
+                for probe in range(size):
+                    number = NODE_PORT_RANGE[0] + (start + probe) % size
+                    if number not in taken:
+                        break
+                else:
+                    self._error(f"manifests: service {meta.namespace}/{meta.name}: "
+                                "no node port left in 30000-32767")  # fmt: skip
+                    return svc
+                taken.add(number)
+                messages.append(
+                    f"manifests: service {meta.namespace}/{meta.name} port "
+                    f"{port.port}/{port.protocol} has no nodePort, allocated {number}"
+                )
+                port = replace(port, node_port=number)
+            ports.append(port)
+        return replace(svc, spec=replace(spec, ports=ports))
 
     def _without_endpoints(
         self,
@@ -680,6 +721,7 @@ class ManifestsSource:
 _DUPLICATE = " also defined at "
 _FILL_INS = (  # (what a message says, how the summary counts it)
     (" has no clusterIP, allocated ", "ClusterIP"),
+    (" has no nodePort, allocated ", "NodePort"),
     (" implied by its objects", "Namespace"),
     (" derived from ", "Service's EndpointSlices from its Pods"),
 )
