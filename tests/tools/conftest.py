@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,22 @@ class Result:
 
 
 Run = Callable[..., Result]
+
+
+@pytest.fixture(autouse=True)
+def not_in_a_pod(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The defaults as on a workstation: no service account, no mounted Corefile."""
+    from clusterdns.tools import cluster
+
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setattr(cluster, "POD_COREFILE", str(tmp_path / "no-pod-corefile"))
+
+
+def outside_a_pod() -> dict[str, str]:
+    """The environment for a command run as a subprocess, with this tree's code."""
+    env = {k: v for k, v in os.environ.items() if k != "KUBERNETES_SERVICE_HOST"}
+    env["PYTHONPATH"] = str(ROOT / "src")
+    return env
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from tests.helpers.kubeapi import KubeAPIServer
 
-from .conftest import DEMO, ROOT, Run, write_manifests
+from .conftest import DEMO, Run, outside_a_pod, write_manifests
 
 KUBERNETES = """\
 KUBERNETES_SERVICE_HOST=10.96.0.1
@@ -226,10 +225,40 @@ async def test_from_the_api_server() -> None:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "clusterdns.cli", "env", "--endpoint", api.url,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+            env=outside_a_pod(),
         )  # fmt: skip
         out, err = await proc.communicate()
         assert proc.returncode == 0, err.decode()
         assert out.decode() == KUBERNETES
         assert sum(api.watch_requests.values()) == 0
         assert api.list_requests["/api/v1/services"] == 1
+
+
+def test_in_a_pod_without_a_corefile_the_service_account(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No Corefile anywhere but KUBERNETES_SERVICE_HOST set: the Pod's service account (here
+    without its files, so the error says which)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "9")
+    result = run("env")
+    assert result.code == 1
+    assert "cannot reach the kubernetes api" in result.err
+    assert "ca.crt" in result.err
+
+
+def test_a_mounted_pod_corefile_is_read(
+    run: Run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clusterdns.tools import cluster
+
+    corefile = tmp_path / "mounted"
+    corefile.write_text(
+        ".:53 {\n    kubernetes cluster.local {\n        endpoint http://127.0.0.1:9\n    }\n}\n"
+    )
+    monkeypatch.setattr(cluster, "POD_COREFILE", str(corefile))
+    monkeypatch.chdir(tmp_path)
+    result = run("env")
+    assert result.code == 1
+    assert "cannot reach the kubernetes api at http://127.0.0.1:9" in result.err

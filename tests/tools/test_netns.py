@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import DEMO, ROOT
+from .conftest import DEMO, outside_a_pod
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(t) for t in ("unshare", "ip", "getent")),
@@ -24,7 +24,8 @@ SCRIPT = """\
 set -eu
 ip link set lo up
 ip addr add 10.96.0.10/32 dev lo
-"$PY" -m clusterdns.cli resolv-conf -n default --host-resolv "" > "$WORK/resolv.conf"
+"$PY" -m clusterdns.cli resolv-conf -n default --host-resolv "" --manifests "$DEMO" \
+    > "$WORK/resolv.conf"
 mount --bind "$WORK/resolv.conf" /etc/resolv.conf
 "$PY" -m clusterdns.cli serve --conf "$WORK/Corefile" > "$WORK/serve.log" 2>&1 &
 server=$!
@@ -60,8 +61,7 @@ COREFILE = """\
 
 def test_glibc_resolves_short_names_with_the_generated_resolv_conf(tmp_path: Path) -> None:
     (tmp_path / "Corefile").write_text(COREFILE.format(demo=DEMO))
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PY": sys.executable,
-           "WORK": str(tmp_path)}  # fmt: skip
+    env = {**outside_a_pod(), "PY": sys.executable, "WORK": str(tmp_path), "DEMO": str(DEMO)}
     out = subprocess.run(
         ["unshare", "--net", "--mount", "--propagation", "private", "bash", "-c", SCRIPT],
         capture_output=True, text=True, timeout=120, env=env,

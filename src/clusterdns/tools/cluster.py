@@ -1,11 +1,13 @@
 """Loading the cluster once for the toolbox commands, the way the kubernetes plugin does.
 
 Every command takes the plugin's connection options (``--kubeconfig FILE [--context C]``,
-``--endpoint URL``, ``--manifests DIR``). Without them it reads the ``kubernetes`` block of
-the Corefile ``clusterdns serve`` would load (``--conf``, else ``./Corefile``, else the
-built-in one, which serves the demo cluster): the commands then show the cluster state the
-server answers from, and inside a Pod a Corefile without ``endpoint``/``kubeconfig`` means
-the Pod's service account, as it does for the plugin.
+``--endpoint URL``, ``--manifests DIR``). Without them it reads the ``kubernetes`` block of a
+Corefile: ``--conf``, else ``./Corefile`` as ``clusterdns serve`` would, else the one a
+clusterdns or CoreDNS Pod mounts (``/etc/coredns/Corefile``). The commands then show the
+cluster state the server answers from; a ``kubernetes`` block without ``endpoint`` or
+``kubeconfig`` means the Pod's service account, as it does for the plugin. With no Corefile
+at all: the Pod's service account inside a cluster (``KUBERNETES_SERVICE_HOST`` set), else
+the built-in Corefile, which serves the demo cluster.
 
 The state is read by the same sources the plugin runs (:class:`ManifestsSource`,
 :class:`KubeAPISource`), listed once without a watch, into a :class:`ClusterModel` that
@@ -109,9 +111,10 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "cluster",
         textwrap.fill(
-            "where the cluster state comes from; without these, from the kubernetes block of the "
-            "Corefile clusterdns serve would load (--conf, else ./Corefile, else the built-in "
-            "one, which serves the demo cluster)",
+            "where the cluster state comes from; without these, from the kubernetes block of "
+            "the Corefile: --conf, else ./Corefile, else /etc/coredns/Corefile; without one, "
+            "the Pod's service account in a cluster, else the built-in Corefile, which "
+            "serves the demo cluster",
             78,
         ),
     )
@@ -157,14 +160,26 @@ def _source_from_args(args: argparse.Namespace) -> tuple[Any, str, str | None]:
     return _source_from_corefile(args.conf)
 
 
+POD_COREFILE = "/etc/coredns/Corefile"  # where deploy/kubernetes (and CoreDNS) mount it
+
+
 def _source_from_corefile(path: str | None) -> tuple[Any, str, str | None]:
     from clusterdns.cli import default_corefile
     from clusterdns.corefile import CorefileError, parse, parse_server_key
     from clusterdns.corefile import load as load_corefile
     from clusterdns.plugins.kubernetes.setup import build_source, parse_config
 
-    if path is None and os.path.exists("Corefile"):
-        path = "Corefile"
+    if path is None:
+        path = next((p for p in ("Corefile", POD_COREFILE) if os.path.exists(p)), None)
+    if path is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        from clusterdns.sources.kube.kubeconfig import ConfigError, in_cluster
+        from clusterdns.sources.kube.source import KubeAPISource
+
+        try:
+            connection = in_cluster()
+        except (ConfigError, OSError) as err:
+            raise LoadError(f"cannot reach the kubernetes api: {err}") from None
+        return KubeAPISource(connection, kinds=set(KINDS)), connection.server, None
     try:
         corefile = load_corefile(path) if path else parse(default_corefile(), filename="<built-in>")
         for block in corefile.blocks:
