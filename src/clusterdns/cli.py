@@ -163,11 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sync_parser(sub, cmd_sync)
 
-    from clusterdns.tools.lookup import add_parser as add_lookup_parser
-    from clusterdns.tools.records import add_parser as add_records_parser
+    from clusterdns.tools import envvars, lookup, records, resolvconf, vservers
 
-    add_lookup_parser(sub)
-    add_records_parser(sub)
+    for tool in (lookup, records, resolvconf, envvars, vservers):
+        tool.add_parser(sub)
 
     plugins = sub.add_parser("plugins", help="list the plugins compiled in, in execution order")
     plugins.set_defaults(func=cmd_plugins)

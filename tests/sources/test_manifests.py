@@ -158,13 +158,20 @@ def test_list_json_and_fill_ins(tmp_path: Path, caplog: pytest.LogCaptureFixture
             """
         )
     )
-    with caplog.at_level(logging.INFO, logger="clusterdns.sources.manifests"):
+    with caplog.at_level(logging.DEBUG, logger="clusterdns.sources.manifests"):
         _, model = load(tmp_path)
     assert model.service("x", "a") is not None
     assert model.service("default", "b") is not None
-    messages = [r.getMessage() for r in caplog.records]
-    assert any('typed.yaml:5: Service b has no namespace, using "default"' in m for m in messages)
-    assert any("namespace x implied" in m for m in messages)
+    info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    # Details at debug, one summary per file and one for the fill-ins at info.
+    assert any('typed.yaml:5: Service b has no namespace, using "default"' in m for m in debug)
+    assert any("namespace x implied" in m for m in debug)
+    assert info == [
+        "manifests: list.json: 1 Service",
+        'manifests: typed.yaml: 1 Service (1 without a namespace, put in "default")',
+        "manifests: filled in as the API server would: 2 Namespaces",
+    ]
     assert model.namespace_exists("x") and model.namespace_exists("default")
 
 
@@ -372,3 +379,22 @@ def test_an_object_defined_in_two_json_files_is_served_once(
     assert web is not None and web.cluster_ips in (("10.96.0.10",), ("10.96.0.11",))
     assert model.service("x", "api") is not None
     assert any("also defined at" in r.getMessage() for r in caplog.records)
+
+
+def test_info_log_is_a_line_per_file_not_per_object(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    docs = [
+        f"apiVersion: v1\nkind: Service\nmetadata: {{name: s{i}}}\n"
+        f"spec: {{selector: {{app: a{i}}}, ports: [{{port: 80}}]}}\n"
+        for i in range(300)
+    ]
+    (tmp_path / "services.yaml").write_text("---\n".join(docs))
+    with caplog.at_level(logging.INFO, logger="clusterdns.sources.manifests"):
+        _, model = load(tmp_path)
+    assert model.service_count() == 300
+    assert [r.getMessage() for r in caplog.records] == [
+        'manifests: services.yaml: 300 Services (300 without a namespace, put in "default")',
+        "manifests: filled in as the API server would: 300 ClusterIPs, 1 Namespace, "
+        "300 Services' EndpointSlices from their Pods",
+    ]

@@ -11,7 +11,7 @@ import signal
 
 from clusterdns.core.instance import Instance, build_instance
 from clusterdns.core.process import Process
-from clusterdns.core.server import DnsServer, ServerOptions
+from clusterdns.core.server import DnsServer, ListenError, ServerOptions
 from clusterdns.core.workers import WorkerGroup
 from clusterdns.corefile import Corefile, CorefileError, load, parse
 
@@ -190,6 +190,9 @@ class App:
             await self.start()
         except CorefileError as err:
             log.error("%s", err)
+            return 1
+        except ListenError as err:
+            log.error("core: cannot listen on %s", err)
             return 1
         except OSError as err:
             log.error("core: cannot listen: %s", err)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from threading import Lock, get_ident
 from typing import Final, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -68,6 +68,9 @@ class Metrics:
         # Memo hits, recorded at scrape time by MemoStats.flush (under its lock).
         self._memo_rows = DnsStats()
         self.dns.parts.append(self._memo_rows)
+        # process_resident_memory_bytes, process_cpu_seconds_total...: CoreDNS exports
+        # them (Go's process collector) and its dashboards chart them.
+        ProcessCollector(registry=r)
         self.panics = Counter(
             "coredns_panics", "A metrics that counts the number of panics.", registry=r
         )

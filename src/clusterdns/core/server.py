@@ -102,6 +102,26 @@ class Listener:
         self.tcp.clear()
 
 
+class ListenError(OSError):
+    """A DNS socket that could not be bound: ``str()`` names the address, port and
+    protocol, ``0.0.0.0:53/udp: [Errno 98] Address already in use``; errno is kept."""
+
+    def __init__(self, host: str, port: int, protocol: str, cause: OSError) -> None:
+        super().__init__(cause.errno, cause.strerror)
+        self.where = f"[{host}]:{port}/{protocol}" if ":" in host else f"{host}:{port}/{protocol}"
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.cause}"
+
+
+def _bind(sock: socket.socket, host: str, port: int, protocol: str) -> None:
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        raise ListenError(host, port, protocol, err) from err
+
+
 def _udp_socket(host: str, port: int, family: int, options: ServerOptions) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
@@ -114,7 +134,7 @@ def _udp_socket(host: str, port: int, family: int, options: ServerOptions) -> so
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, options.udp_receive_buffer)
         except OSError:
             pass
-        sock.bind((host, port))
+        _bind(sock, host, port, "udp")
         sock.setblocking(False)
     except BaseException:
         sock.close()
@@ -130,7 +150,7 @@ def _tcp_socket(host: str, port: int, family: int, options: ServerOptions) -> so
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host, port))
+        _bind(sock, host, port, "tcp")
         sock.listen(1024)
         sock.setblocking(False)
     except BaseException:

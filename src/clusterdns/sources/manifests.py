@@ -5,10 +5,12 @@ a dot are skipped, which also skips the ``..data`` copies of a mounted ConfigMap
 multi-document YAML, ``kind: List`` (as ``kubectl get -o yaml`` writes), and objects of kind
 Service, EndpointSlice, Endpoints, Pod and Namespace; other kinds are ignored.
 
-What the API server and its controllers would add is filled in, each fill-in logged at info:
-the ``default`` namespace, a Namespace for every namespace used, a ClusterIP from a
-deterministic allocator over ``service_cidr``, and EndpointSlices derived from the folder's
-Pods for a Service with a selector and no endpoints given.
+What the API server and its controllers would add is filled in: the ``default`` namespace, a
+Namespace for every namespace used, a ClusterIP from a deterministic allocator over
+``service_cidr``, node ports (30000-32767) for NodePort and LoadBalancer Services, and EndpointSlices derived from the folder's Pods for a Service with a
+selector and no endpoints given. Logging stays short for a folder of 100k objects: one info
+line per file read (``manifests: services.yaml: 3 Services, 2 EndpointSlices``) and one
+summing up the fill-ins; each object's fill-in is logged at debug.
 
 The folder is polled: file sizes and mtimes, then a content hash, and the differences go to
 the model through its listings (as :meth:`ClusterModel.replace_all`), streamed from each
@@ -78,6 +80,7 @@ class Manifest:
     obj: ApiObject
     path: str
     line: int
+    defaulted: bool = False  # put in the "default" namespace, as the API server would
 
     @property
     def key(self) -> tuple[Kind, str, str]:
@@ -171,11 +174,12 @@ def _manifest(path: Path, line: int, kind: str, obj: ApiObject) -> Manifest:
     if not meta.name:
         raise ManifestError(path, line, f"{kind} has no metadata.name")
     if namespaced and not meta.namespace:
-        log.info(
+        log.debug(
             'manifests: %s:%d: %s %s has no namespace, using "default"', path, line, kind, meta.name
         )
         obj = replace(obj, metadata=replace(meta, namespace="default"))
-    elif not namespaced and meta.namespace:
+        return Manifest(model_kind, obj, str(path), line, defaulted=True)
+    if not namespaced and meta.namespace:
         obj = replace(obj, metadata=replace(meta, namespace=""))
     return Manifest(model_kind, obj, str(path), line)
 
@@ -271,6 +275,7 @@ class ClusterIPAllocator:
 
 
 _CHUNK = 1024  # objects per stored chunk
+NODE_PORT_RANGE = (30000, 32767)  # the API server's default --service-node-port-range
 _KIND_ORDER = (Kind.NAMESPACES, Kind.SERVICES, Kind.ENDPOINTSLICES, Kind.ENDPOINTS, Kind.PODS)
 _STRUCTS: dict[Kind, type[Any]] = {kind: struct for kind, struct, _ in _TYPES.values()}
 _Location: TypeAlias = tuple[int, int, int]  # (file, chunk, position) of one object of a kind
@@ -303,13 +308,40 @@ class _FileState:
     count: int = 0
 
 
-def _pack(manifests: Iterable[Manifest]) -> tuple[dict[Kind, list[bytes]], int]:
+@dataclass
+class _Counts:
+    """What one read of a file found, for its summary line."""
+
+    kinds: dict[Kind, int] = field(default_factory=dict)
+    defaulted: int = 0  # objects put in the "default" namespace
+
+    @property
+    def total(self) -> int:
+        return sum(self.kinds.values())
+
+    def summary(self) -> str:
+        parts = [
+            f"{n} {_KIND_NAMES[k]}{'' if n == 1 else 's'}"
+            for k in _KIND_ORDER
+            if (n := self.kinds.get(k, 0))
+        ]
+        text = ", ".join(parts) or "no objects clusterdns reads"
+        if self.defaulted:
+            text += f' ({self.defaulted} without a namespace, put in "default")'
+        return text
+
+
+_KIND_NAMES = {model_kind: kind for kind, (model_kind, _, _) in _TYPES.items()}
+
+
+def _pack(manifests: Iterable[Manifest]) -> tuple[dict[Kind, list[bytes]], _Counts]:
     """Encode objects as they are decoded, so a file's Structs never all exist at once."""
     chunks: dict[Kind, list[bytes]] = {}
     pending: dict[Kind, list[tuple[int, ApiObject]]] = {}
-    count = 0
+    counts = _Counts()
     for manifest in manifests:
-        count += 1
+        counts.kinds[manifest.kind] = counts.kinds.get(manifest.kind, 0) + 1
+        counts.defaulted += manifest.defaulted
         batch = pending.setdefault(manifest.kind, [])
         batch.append((manifest.line, manifest.obj))
         if len(batch) >= _CHUNK:
@@ -318,7 +350,7 @@ def _pack(manifests: Iterable[Manifest]) -> tuple[dict[Kind, list[bytes]], int]:
     for kind, batch in pending.items():
         if batch:
             chunks.setdefault(kind, []).append(zlib.compress(_ENCODER.encode(batch), 1))
-    return chunks, count
+    return chunks, counts
 
 
 class ManifestsSource:
@@ -408,7 +440,9 @@ class ManifestsSource:
         old_chunks = state.chunks if state is not None else {}
         old_count = state.count if state is not None else 0
         try:
-            chunks, count = _parse(path, data)
+            chunks, counts = _parse(path, data)
+            count = counts.total
+            log.info("manifests: %s: %s", self._relative(path), counts.summary())
         except UnicodeDecodeError as exc:
             self._error(f"manifests: {path}:1: not UTF-8 text: {exc}")
             chunks, count = old_chunks, old_count
@@ -419,6 +453,12 @@ class ManifestsSource:
         del data
         self._files[path] = _FileState(stat, digest, chunks, count)
         return chunks != old_chunks
+
+    def _relative(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.directory))
+        except ValueError:
+            return str(path)
 
     def _error(self, message: str) -> None:
         self.errors += 1
@@ -492,9 +532,13 @@ class ManifestsSource:
         if pods is not None:
             pods.commit()  # the POD_IPS index as well
 
-        for message in messages:
-            if message not in self._logged:
-                log.info("%s", message)
+        fresh = [m for m in messages if m not in self._logged]
+        for message in fresh:
+            # Duplicates are a mistake in the folder: each is worth a line of its own.
+            log.log(logging.INFO if _DUPLICATE in message else logging.DEBUG, "%s", message)
+        summary = _fill_in_summary(fresh)
+        if summary:
+            log.info("manifests: filled in as the API server would: %s", summary)
         self._logged = set(messages)
 
     def _scan_keys(
@@ -541,14 +585,20 @@ class ManifestsSource:
     def _allocate_cluster_ips(
         self, files: list[_FileState], skip: set[tuple[Kind, int, int, int]], messages: list[str]
     ) -> tuple[dict[_Location, api.Service], set[tuple[str, str]]]:
-        """ClusterIPs for the Services without one (by location), and the Services whose
-        endpoints may have to be derived from Pods (those with a selector)."""
+        """ClusterIPs (and node ports) for the Services without them (by location), and the
+        Services whose endpoints may have to be derived from Pods (those with a selector)."""
         taken: set[str] = set()
         needy: list[tuple[_Location, api.Service]] = []
         selected: set[tuple[str, str]] = set()
+        node_ports: set[int] = set()
+        without_node_port: list[tuple[_Location, api.Service]] = []
         for (f, c), objs in _chunks(files, Kind.SERVICES, skip):
             for i, svc in enumerate(objs):
                 spec = svc.spec
+                if spec.type in ("NodePort", "LoadBalancer"):
+                    node_ports.update(p.node_port for p in spec.ports or ())
+                    if any(not p.node_port for p in spec.ports or ()):
+                        without_node_port.append(((f, c, i), svc))
                 for raw in [spec.cluster_ip, *(spec.cluster_ips or ())]:
                     ip = canonical_ip(raw) if raw and raw != "None" else None
                     if ip is not None:
@@ -584,7 +634,41 @@ class ManifestsSource:
                 f"has no clusterIP, allocated {', '.join(ips)}"
             )
             allocated[where] = replace(svc, spec=replace(spec, cluster_ip=ips[0], cluster_ips=ips))
+        for where, svc in sorted(
+            without_node_port, key=lambda n: (n[1].metadata.namespace, n[1].metadata.name)
+        ):
+            svc = allocated.get(where, svc)
+            allocated[where] = self._allocate_node_ports(svc, node_ports, messages)
         return allocated, selected
+
+    def _allocate_node_ports(
+        self, svc: api.Service, taken: set[int], messages: list[str]
+    ) -> api.Service:
+        """A node port for each port without one, from 30000-32767 as the API server
+        allocates them; deterministic (a hash of the Service and port picks the start)."""
+        meta, spec = svc.metadata, svc.spec
+        ports = []
+        for port in spec.ports or ():
+            if not port.node_port:
+                key = f"{meta.namespace}/{meta.name}/{port.port}/{port.protocol}"
+                start = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+                size = NODE_PORT_RANGE[1] - NODE_PORT_RANGE[0] + 1
+                for probe in range(size):
+                    number = NODE_PORT_RANGE[0] + (start + probe) % size
+                    if number not in taken:
+                        break
+                else:
+                    self._error(f"manifests: service {meta.namespace}/{meta.name}: "
+                                "no node port left in 30000-32767")  # fmt: skip
+                    return svc
+                taken.add(number)
+                messages.append(
+                    f"manifests: service {meta.namespace}/{meta.name} port "
+                    f"{port.port}/{port.protocol} has no nodePort, allocated {number}"
+                )
+                port = replace(port, node_port=number)
+            ports.append(port)
+        return replace(svc, spec=replace(spec, ports=ports))
 
     def _without_endpoints(
         self,
@@ -634,7 +718,29 @@ class ManifestsSource:
         return derived
 
 
-def _parse(path: Path, data: bytes) -> tuple[dict[Kind, list[bytes]], int]:
+_DUPLICATE = " also defined at "
+_FILL_INS = (  # (what a message says, how the summary counts it)
+    (" has no clusterIP, allocated ", "ClusterIP"),
+    (" has no nodePort, allocated ", "NodePort"),
+    (" implied by its objects", "Namespace"),
+    (" derived from ", "Service's EndpointSlices from its Pods"),
+)
+
+
+def _fill_in_summary(messages: list[str]) -> str:
+    """``1 ClusterIP, 1 Namespace, 6 Services' EndpointSlices from their Pods``."""
+    parts = []
+    for marker, what in _FILL_INS:
+        n = sum(marker in m for m in messages)
+        if n == 1:
+            parts.append(f"1 {what}")
+        elif n:
+            plural = what.replace("Service's", "Services'").replace("its Pods", "their Pods")
+            parts.append(f"{n} {plural if plural != what else what + 's'}")
+    return ", ".join(parts)
+
+
+def _parse(path: Path, data: bytes) -> tuple[dict[Kind, list[bytes]], _Counts]:
     """One file's objects, packed; raises :class:`ManifestError` (or UnicodeDecodeError)."""
     if path.suffix == ".json":
         try:

@@ -67,6 +67,15 @@ class ServicePortSpec(_Obj):
     port: int = 0
     protocol: str = "TCP"
     target_port: int | str | None = None
+    node_port: int = 0  # read by the toolbox (vservers), not by DNS
+
+
+class ClientIPConfig(_Obj):
+    timeout_seconds: int | None = None
+
+
+class SessionAffinityConfig(_Obj):
+    client_ip: ClientIPConfig | None = field(default=None, name="clientIP")
 
 
 class ServiceSpec(_Obj):
@@ -79,7 +88,10 @@ class ServiceSpec(_Obj):
     publish_not_ready_addresses: bool = False
     ip_families: list[str] | None = None
     ip_family_policy: str | None = None
+    # k8s_external answers them; the toolbox (vservers) reads them and the affinity.
     external_ips: list[str] | None = field(default=None, name="externalIPs")
+    session_affinity: str = "None"
+    session_affinity_config: SessionAffinityConfig | None = None
 
 
 class LoadBalancerIngress(_Obj):
@@ -164,12 +176,27 @@ class Container(_Obj):
     ports: list[ContainerPort] | None = None
 
 
+class PodDNSConfigOption(_Obj):
+    name: str = ""
+    value: str | None = None
+
+
+class PodDNSConfig(_Obj):
+    nameservers: list[str] | None = None
+    searches: list[str] | None = None
+    options: list[PodDNSConfigOption] | None = None
+
+
 class PodSpec(_Obj):
     hostname: str | None = None
     subdomain: str | None = None
     node_name: str | None = None
     host_network: bool = False
     containers: list[Container] | None = None
+    # Read by the toolbox (env, resolv-conf), not by DNS.
+    enable_service_links: bool | None = None
+    dns_policy: str | None = None
+    dns_config: PodDNSConfig | None = None
 
 
 class PodIP(_Obj):

@@ -8,7 +8,7 @@ import logging
 from ..model import ClusterModel, Kind
 from .client import KubeClient
 from .kubeconfig import ClusterConnection
-from .reflector import Backoff, Counters, resource_for, run_forever
+from .reflector import Backoff, Counters, _list_into, resource_for, run_forever
 
 __all__ = ["ENDPOINTSLICE_GROUP_VERSION", "KubeAPISource"]
 
@@ -78,6 +78,31 @@ class KubeAPISource(Counters):
                     continue  # the full Pod watch maintains the index as well
                 else:
                     group.create_task(self._reflect(client, model, kind))
+
+    async def list_once(self, model: ClusterModel) -> None:
+        """List every kind once into ``model``, without watching, and raise the first error.
+
+        For one-shot commands (the toolbox), which must fail with the reason instead of
+        retrying; the same discovery, selectors and conversion as :meth:`run`.
+        """
+        async with KubeClient(self.connection, qps=self.qps, burst=self.burst) as client:
+            kinds = set(self.kinds | model.kinds)
+            if Kind.ENDPOINTSLICES in kinds:
+                found = await client.has_group_version(ENDPOINTSLICE_GROUP_VERSION)
+                self.endpoints_kind = Kind.ENDPOINTSLICES if found else Kind.ENDPOINTS
+                kinds.discard(Kind.ENDPOINTSLICES)
+                kinds.add(self.endpoints_kind)
+            if Kind.PODS in kinds:
+                kinds.discard(Kind.POD_IPS)
+            # Services first: slices and Endpoints look their Service up when converted.
+            for kind in sorted(kinds, key=lambda k: (k is not Kind.SERVICES, k)):
+                if kind is Kind.NAMESPACES:
+                    selector = self.namespace_label_selector
+                elif kind in (Kind.PODS, Kind.POD_IPS):
+                    selector = None
+                else:
+                    selector = self.label_selector
+                await _list_into(client, resource_for(kind, label_selector=selector), model)
 
     async def _reflect(self, client: KubeClient, model: ClusterModel, kind: Kind) -> None:
         if kind is Kind.NAMESPACES:
