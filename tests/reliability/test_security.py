@@ -40,6 +40,8 @@ import yaml
 
 from clusterdns.cli import demo_cluster_dir
 from clusterdns.core.http import split_http_address
+from clusterdns.plugins.etcd.config import EtcdConfig
+from clusterdns.sources.kube.kubeconfig import from_kubeconfig
 from tests.helpers.etcd import EtcdCluster, require_etcd
 from tests.helpers.kubeapi import KubeAPIServer, service
 from tests.helpers.responder import Responder
@@ -638,3 +640,17 @@ def fetch_text(url: str) -> str:
             return str(resp.read().decode(errors="replace"))
     except urllib.error.HTTPError as err:
         return str(err.read().decode(errors="replace"))
+
+
+@pytest.mark.parametrize("who", ["token", "basic-auth", "client-key"])
+def test_connection_repr_holds_no_secret(
+    who: str, tmp_path: Path, client_key: tuple[Path, Path, list[str]]
+) -> None:
+    """A connection or its credentials formatted into a message shows no secret."""
+    cert, key, key_lines = client_key
+    config = kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:1", users(cert, key)[who])
+    connection = from_kubeconfig(config)
+    text = f"{connection!r} {connection.credentials!r} {connection}"
+    assert not secrets_in(text, key_lines), text
+    etcd = EtcdConfig(zones=("skydns.local.",), credentials=("reader", ETCD_PASSWORD))
+    assert ETCD_PASSWORD not in repr(etcd)
