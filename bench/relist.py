@@ -1,6 +1,7 @@
 """RSS through a full relist: the API server restarts with a new resourceVersion history.
 
-    python bench/relist.py [--services 100000] [--no-pods] [--settle 5] [--rounds 1]
+    python bench/relist.py [--services 100000] [--no-pods] [--pods-mode insecure|verified]
+                           [--settle 5] [--rounds 1]
 
 Starts the bulk API test server (bench/apiserver.py) holding N Services with their
 EndpointSlices (and Pods, as bench/run.py's memory section does), starts ``clusterdns serve``
@@ -88,15 +89,17 @@ def mib(kib: float) -> float:
     return kib / 1024
 
 
-def run(services: int, pods: bool, settle: float, rounds: int) -> list[dict[str, float]]:
+def run(
+    services: int, pods: bool, settle: float, rounds: int, pods_mode: str = "insecure"
+) -> list[dict[str, float]]:
     cluster = Cluster(services, pods=pods)
     results: list[dict[str, float]] = []
     with ApiServerThread() as api:
         started = time.perf_counter()
         count = api.call(api.server.load, cluster.api_objects(), timeout=900)
         print(f"api server: {count:,} objects in {time.perf_counter() - started:.1f}s", flush=True)
-        cd = ClusterDNS(source=f"endpoint {api.url}", cores=None)
-        cd.workdir = OUT / "servers" / f"relist-{cluster.tag}"
+        cd = ClusterDNS(source=f"endpoint {api.url}", cores=None, pods_mode=pods_mode)
+        cd.workdir = OUT / "servers" / f"relist-{cluster.tag}-{pods_mode}"
         cd.start(timeout=1800)
         try:
             print(f"clusterdns ready after {cd.ready_after:.1f}s (pid {cd.pid})", flush=True)
@@ -145,8 +148,12 @@ def main() -> None:
     parser.add_argument("--no-pods", action="store_true", help="Services and slices only")
     parser.add_argument("--settle", type=float, default=5.0, help="seconds before/after")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--pods-mode", choices=("insecure", "verified"), default="insecure",
+        help="the Corefile's pods mode (verified lists and watches the Pods too)",
+    )  # fmt: skip
     args = parser.parse_args()
-    run(args.services, not args.no_pods, args.settle, args.rounds)
+    run(args.services, not args.no_pods, args.settle, args.rounds, args.pods_mode)
 
 
 if __name__ == "__main__":

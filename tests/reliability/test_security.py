@@ -289,6 +289,12 @@ async def test_udp_replies_never_exceed_the_cap(
     # caps were actually reached (a test that never truncates proves nothing).
     assert any(r.truncated and r.payload == 4096 for r in results)
     assert any(r.truncated and r.payload is None for r in results)
+    # pytest -s shows the table docs/security.md quotes
+    for r in results[::2]:
+        print(
+            f"{r.question:70} {r.query_bytes:4} → {r.reply_bytes:5} B {r.factor:5.1f}x"
+            f"{' TC' if r.truncated else ''}"
+        )
     worst = max(results, key=lambda r: r.factor)
     print(f"\nworst amplification: {worst.factor:.1f}x ({worst.question}, {worst.reply_bytes} B)")
     assert worst.reply_bytes <= 4096
@@ -654,3 +660,36 @@ def test_connection_repr_holds_no_secret(
     assert not secrets_in(text, key_lines), text
     etcd = EtcdConfig(zones=("skydns.local.",), credentials=("reader", ETCD_PASSWORD))
     assert ETCD_PASSWORD not in repr(etcd)
+
+
+# --- pods verified ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "name", "expected"),
+    [
+        ("insecure", "169-254-169-254.default.pod.cluster.local", ["169.254.169.254"]),
+        ("verified", "169-254-169-254.default.pod.cluster.local", []),
+        ("verified", "10-244-1-20.default.pod.cluster.local", ["10.244.1.20"]),  # web-0
+        ("disabled", "10-244-1-20.default.pod.cluster.local", []),
+    ],
+    ids=lambda v: str(v),
+)
+async def test_pods_verified_answers_only_real_pods(
+    mode: str, name: str, expected: list[str]
+) -> None:
+    corefile = f"""
+.:0 {{
+    kubernetes cluster.local {{
+        manifests {demo_cluster_dir()}
+        pods {mode}
+    }}
+}}
+"""
+    async with running_server(corefile) as server:
+        query = dns.message.make_query(name, "A")
+        reply = dns.message.from_wire(await asyncio.to_thread(ask_raw, server.port, query))
+        got = [rdata.to_text() for rrset in reply.answer for rdata in rrset]
+        assert got == expected
+        if not expected:
+            assert reply.rcode() == dns.rcode.NXDOMAIN
