@@ -56,30 +56,30 @@ class Sampler:
         return [kib for (t, kib) in self.samples if start <= t <= end]
 
 
-def force_relist(api: ApiServerThread) -> int:
+def force_relist(api: ApiServerThread) -> dict[str, int]:
     """Forget the history past the current version and cut every watch: all relist.
 
-    Returns the number of LIST requests seen so far (the relist is done when every
-    reflector has listed again and its watch is open again).
+    Returns the LIST requests seen so far per path (the relist is done when every path
+    listed before has been listed again and every watch is open again).
     """
 
-    def restart() -> int:
+    def restart() -> dict[str, int]:
         server = api.server
         server._next_rv()  # the restarted server's versions start past every one handed out
         server.compact()
         server._sorted.clear()
         server.drop_watches()
-        return sum(server.list_requests.values())
+        return {path: n for path, n in server.list_requests.items() if n}
 
-    result: int = api.call(restart)
+    result: dict[str, int] = api.call(restart)
     return result
 
 
-def relisted(api: ApiServerThread, lists_before: int, kinds: int, watches: int) -> bool:
+def relisted(api: ApiServerThread, lists_before: dict[str, int], watches: int) -> bool:
     def check() -> bool:
         server = api.server
-        lists = sum(server.list_requests.values()) - lists_before
-        return lists >= kinds and server.open_watches >= watches
+        again = all(server.list_requests[path] > n for path, n in lists_before.items())
+        return again and server.open_watches >= watches
 
     done: bool = api.call(check)
     return done
@@ -104,7 +104,6 @@ def run(
         try:
             print(f"clusterdns ready after {cd.ready_after:.1f}s (pid {cd.pid})", flush=True)
             time.sleep(settle)  # let the start-up garbage go
-            kinds: int = api.call(lambda: len([n for n in api.server.list_requests.values() if n]))
             watches: int = api.call(lambda: api.server.open_watches)
             with Sampler(cd.pid) as sampler:
                 for round_ in range(rounds):
@@ -113,7 +112,7 @@ def run(
                     t1 = time.monotonic()
                     lists_before = force_relist(api)
                     deadline = t1 + 600
-                    while not relisted(api, lists_before, kinds, watches):
+                    while not relisted(api, lists_before, watches):
                         if time.monotonic() > deadline:
                             raise TimeoutError("the relist did not finish in 600 s")
                         time.sleep(0.05)
