@@ -16,7 +16,7 @@ class EtcdConfig:
     zones: tuple[str, ...]
     path: str = DEFAULT_PATH  # normalised: "/skydns", "" for the root of the keyspace
     endpoints: tuple[str, ...] = (DEFAULT_ENDPOINT,)
-    credentials: tuple[str, str] | None = None
+    credentials: tuple[str, str] | None = field(default=None, repr=False)  # never in a log
     # (cert, key, ca), each None when not given; None: plain http
     tls: tuple[str | None, str | None, str | None] | None = None
     min_lease_ttl: int = 30

@@ -63,9 +63,13 @@ class Credentials(Protocol):
         ...
 
 
+# Secrets are kept out of repr(): a connection or credential formatted into a log line or an
+# error message must not carry them (tests/reliability/test_security.py).
+
+
 @dataclass
 class StaticToken:
-    token: str
+    token: str = field(repr=False)
 
     async def authorization(self) -> str | None:
         return f"Bearer {self.token}"
@@ -77,7 +81,7 @@ class StaticToken:
 @dataclass
 class BasicAuth:
     username: str
-    password: str
+    password: str = field(repr=False)
 
     async def authorization(self) -> str | None:
         raw = f"{self.username}:{self.password}".encode()
@@ -97,7 +101,7 @@ class TokenFile:
     path: Path
     recheck: float = TOKEN_RECHECK_SECONDS
     clock: Callable[[], float] = time.monotonic
-    _token: str = field(default="", init=False)
+    _token: str = field(default="", init=False, repr=False)
     _mtime: int = field(default=-1, init=False)
     _checked: float | None = field(default=None, init=False)
 
@@ -147,7 +151,7 @@ class ExecCredentials:
     config: _ExecConfig
     base_dir: Path
     clock: Callable[[], float] = time.time  # wall clock: expirations are timestamps
-    _token: str | None = field(default=None, init=False)
+    _token: str | None = field(default=None, init=False, repr=False)
     _expires: float | None = field(default=None, init=False)
     _lock: asyncio.Lock | None = field(default=None, init=False)
 
