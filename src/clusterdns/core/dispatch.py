@@ -223,7 +223,15 @@ class Dispatcher:
             self.server.process.metrics.panics.inc()
             log.exception("core: recovered from an exception serving %s %d", req.name, req.qtype)
             reply = Reply.error(SERVFAIL)
-        wire = encode(req, reply)
+        try:
+            wire = encode(req, reply)
+        except Exception:
+            # A reply that cannot be rendered (bytes from elsewhere that do not decode) must
+            # still be answered: the client gets SERVFAIL, never silence.
+            self.server.process.metrics.panics.inc()
+            log.exception("core: could not encode the reply to %s %d", req.name, req.qtype)
+            reply = Reply.error(SERVFAIL)
+            wire = encode(req, reply)
         if block.observers:
             duration = time.perf_counter() - started
             rcode = wire[3] & 0xF
