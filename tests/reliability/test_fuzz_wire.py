@@ -52,10 +52,14 @@ def decode(data: bytes) -> str:
 
 
 def _check_error_reply(data: bytes, reply: bytes, question_end: int) -> None:
-    parsed = dns.message.from_wire(reply)
-    assert parsed.id == struct.unpack_from("!H", data)[0]
-    assert parsed.rcode() == dns.rcode.FORMERR
-    assert len(parsed.question) == (1 if question_end else 0)
+    msg_id, flags, qdcount, ancount, nscount, arcount = struct.unpack_from("!HHHHHH", reply)
+    assert msg_id == struct.unpack_from("!H", data)[0]
+    assert flags & 0x8000 and flags & 0xF == dns.rcode.FORMERR
+    assert (qdcount, ancount, nscount, arcount) == (1 if question_end else 0, 0, 0, 0)
+    assert len(reply) == 12 + (question_end - 12 if question_end else 0)
+    if (flags >> 11) & 0xF == 0:  # dnspython reads other opcodes' sections differently
+        parsed = dns.message.from_wire(reply)
+        assert len(parsed.question) == qdcount
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.name for case in CASES])
@@ -139,3 +143,79 @@ def test_compression_pointer_chain_at_the_limit_is_bounded() -> None:
     parse_query(build(125))  # the owner's own pointer makes 126
     with pytest.raises(FormError, match="loop"):
         parse_query(build(126))
+
+
+def _sample_reply() -> bytes:
+    """A reply with one record of each type wire.check_message looks inside."""
+    import dns.rrset
+
+    query = dns.message.make_query("www.example.org.", "A", use_edns=0, payload=1232)
+    reply = dns.message.make_response(query)
+    for rdtype, rdata in [
+        ("CNAME", "web.example.org."),
+        ("A", "192.0.2.1"),
+        ("AAAA", "2001:db8::1"),
+        ("MX", "10 mail.example.org."),
+        ("SRV", "0 5 80 web.example.org."),
+        ("TXT", '"hello" "world"'),
+        ("PTR", "host.example.org."),
+    ]:
+        reply.answer.append(dns.rrset.from_text("www.example.org.", 60, "IN", rdtype, rdata))
+    reply.authority.append(
+        dns.rrset.from_text(
+            "example.org.", 60, "IN", "SOA", "ns.example.org. host.example.org. 1 2 3 4 5"
+        )
+    )
+    reply.additional.append(dns.rrset.from_text("ns.example.org.", 60, "IN", "NS", "a.b."))
+    return reply.to_wire()
+
+
+SAMPLE_REPLY = _sample_reply()
+
+
+def _types_and_classes(data: bytes) -> set[tuple[int, int]]:
+    from clusterdns.wire import skip_name
+    from clusterdns.wire.query import HEADER, RR_FIXED
+
+    _, _, qd, an, ns, ar = HEADER.unpack_from(data)
+    pos = 12
+    for _ in range(qd):
+        pos = skip_name(data, pos) + 4
+    seen = set()
+    for _ in range(an + ns + ar):
+        pos = skip_name(data, pos)
+        rtype, rclass, _, rdlength = RR_FIXED.unpack_from(data, pos)
+        seen.add((rtype, rclass))
+        pos += 10 + rdlength
+    return seen
+
+
+_CHECKED = {1, 28, 2, 5, 12, 39, 15, 33, 6, 16}
+
+
+@FUZZ
+@given(st.lists(st.tuples(st.integers(0, len(SAMPLE_REPLY) - 1), st.integers(0, 255)), max_size=4))
+def test_what_check_message_accepts_dnspython_reads(pokes: list[tuple[int, int]]) -> None:
+    """The promise forward relies on: a reply wire.check_message lets in can be decoded
+    later (loadbalance, truncation), for the record types it looks inside."""
+    from clusterdns.wire.check import check_message
+
+    data = bytearray(SAMPLE_REPLY)
+    for at, value in pokes:
+        data[at] = value
+    try:
+        check_message(bytes(data))
+    except FormError:
+        return
+    kinds = _types_and_classes(bytes(data))
+    assume(all(rtype in _CHECKED and rclass == 1 for rtype, rclass in kinds if rtype != 41))
+    assume(struct.unpack_from("!H", data, 4)[0] == 1 and (data[2] >> 3) & 0xF == 0)
+    dns.message.from_wire(bytes(data))
+
+
+def test_check_message_accepts_what_dnspython_writes() -> None:
+    from clusterdns.wire.check import check_message
+
+    check_message(SAMPLE_REPLY)
+    with pytest.raises(FormError):
+        check_message(SAMPLE_REPLY[:-3])

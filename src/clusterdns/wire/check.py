@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import Final
 
 from clusterdns.wire.errors import FormError
-from clusterdns.wire.query import HEADER, MAX_POINTERS, RR_FIXED
+from clusterdns.wire.names import check_name
+from clusterdns.wire.query import HEADER, RR_FIXED
 
 # rdata layouts: fixed size, or (octets before a name, names, octets after).
 _FIXED_SIZE: Final = {1: 4, 28: 16}
@@ -32,38 +33,6 @@ _TXT: Final = 16
 _OPT: Final = 41
 
 
-def _name(data: bytes, pos: int, end: int) -> int:
-    """Check the name at ``pos`` (which must end before ``end``); the offset past it."""
-    after = 0
-    size = 0
-    hops = 0
-    limit = len(data)
-    while True:
-        if pos >= (end if not after else limit):
-            raise FormError("name runs past its end")
-        length = data[pos]
-        if length == 0:
-            return after or pos + 1
-        if length & 0xC0 == 0xC0:
-            if pos + 2 > (end if not after else limit):
-                raise FormError("truncated compression pointer")
-            if not after:
-                after = pos + 2
-            hops += 1
-            target = ((length & 0x3F) << 8) | data[pos + 1]
-            # Strictly backwards, as dnspython insists: no loops, no forward references.
-            if target >= pos or hops > MAX_POINTERS:
-                raise FormError("compression pointer loop or forward pointer")
-            pos = target
-            continue
-        if length & 0xC0:
-            raise FormError("unknown label type")
-        size += 1 + length
-        if size > 254:
-            raise FormError("name longer than 255 octets")
-        pos += 1 + length
-
-
 def _rdata(data: bytes, rtype: int, start: int, end: int) -> None:
     size = _FIXED_SIZE.get(rtype)
     if size is not None:
@@ -75,7 +44,7 @@ def _rdata(data: bytes, rtype: int, start: int, end: int) -> None:
         before, names, after = layout
         pos = start + before
         for _ in range(names):
-            pos = _name(data, pos, end)
+            pos = check_name(data, pos, end)
         if pos + after != end:
             raise FormError(f"type {rtype} rdata does not fill its length")
         return
@@ -101,11 +70,11 @@ def check_message(data: bytes) -> None:
     limit = len(data)
     pos = 12
     for _ in range(qdcount):
-        pos = _name(data, pos, limit) + 4
+        pos = check_name(data, pos, limit) + 4
         if pos > limit:
             raise FormError("question runs past the end of the message")
     for _ in range(ancount + nscount + arcount):
-        pos = _name(data, pos, limit)
+        pos = check_name(data, pos, limit)
         if pos + 10 > limit:
             raise FormError("record header runs past the end of the message")
         rtype, _, _, rdlength = RR_FIXED.unpack_from(data, pos)
@@ -115,6 +84,9 @@ def check_message(data: bytes) -> None:
             raise FormError("record data runs past the end of the message")
         _rdata(data, rtype, pos, end)
         pos = end
+    if pos != limit:
+        # dnspython, which decodes these bytes later, refuses trailing junk too.
+        raise FormError("bytes after the last record")
 
 
 __all__ = ["check_message"]

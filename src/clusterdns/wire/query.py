@@ -11,7 +11,7 @@ import struct
 from typing import Final
 
 from clusterdns.wire.errors import DropQuery, FormError
-from clusterdns.wire.names import name_to_text
+from clusterdns.wire.names import check_name, name_to_text
 
 HEADER: Final = struct.Struct("!HHHHHH")
 RR_FIXED: Final = struct.Struct("!HHIH")
@@ -30,8 +30,6 @@ OPCODE_QUERY: Final = 0
 OPCODE_NOTIFY: Final = 4
 TYPE_OPT: Final = 41
 EDNS_DO: Final = 0x8000
-# miekg/dns's bound: a name of 255 octets has at most this many pointers on its way.
-MAX_POINTERS: Final = 126
 
 
 class Edns:
@@ -150,42 +148,6 @@ def skip_name(data: bytes, pos: int) -> int:
         pos += 1 + length
 
 
-def _follow_owner(data: bytes, pos: int) -> int:
-    """Like :func:`skip_name`, but compression pointers are followed to the end of the name
-    they spell: a loop, a forward pointer, a pointer past the end or a name over 255 octets
-    is FormError (miekg/dns refuses loops and long names too; dnspython, which the plugin
-    chain decodes queries with, also refuses forward pointers). Only for the rare records of
-    a query (an OPT's root owner is one byte); replies keep the cheap :func:`skip_name`."""
-    limit = len(data)
-    after = 0  # just past the name where the record holds it: set at the first pointer
-    size = 0
-    hops = 0
-    while True:
-        if pos >= limit:
-            raise FormError("record name runs past the end of the message")
-        length = data[pos]
-        if length == 0:
-            return after or pos + 1
-        if length & 0xC0 == 0xC0:
-            if pos + 2 > limit:
-                raise FormError("truncated compression pointer")
-            if not after:
-                after = pos + 2
-            hops += 1
-            target = ((length & 0x3F) << 8) | data[pos + 1]
-            # Strictly backwards (what dnspython, our full decoder, insists on): no loops.
-            if target >= pos or hops > MAX_POINTERS:
-                raise FormError("compression pointer loop or forward pointer")
-            pos = target
-            continue
-        if length & 0xC0:
-            raise FormError("unknown label type")
-        size += 1 + length
-        if size > 254:
-            raise FormError("record name longer than 255 octets")
-        pos += 1 + length
-
-
 def parse_query(data: bytes) -> Query:
     """Decode a query or raise :class:`DropQuery` / :class:`FormError`.
 
@@ -238,7 +200,9 @@ def parse_query(data: bytes) -> Query:
     try:
         for index in range(ancount + nscount + arcount):
             owner = pos
-            pos = _follow_owner(data, pos)
+            # Followed to its end (cheap: an OPT's owner is one byte): a loop or a forward
+            # pointer is FORMERR here rather than wherever dnspython reads it later.
+            pos = check_name(data, pos, len(data))
             if pos + 10 > len(data):
                 raise FormError("record header runs past the end of the message")
             rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(data, pos)
