@@ -7,7 +7,11 @@ tests/reliability/test_fuzz_wire.py (docs/reliability.md)."""
 
 from __future__ import annotations
 
+import os
+import pathlib
 import struct
+import subprocess
+import sys
 import time
 
 import dns.message
@@ -219,3 +223,26 @@ def test_check_message_accepts_what_dnspython_writes() -> None:
     check_message(SAMPLE_REPLY)
     with pytest.raises(FormError):
         check_message(SAMPLE_REPLY[:-3])
+
+
+def test_atheris_entry_point(tmp_path: pathlib.Path) -> None:
+    """The optional coverage-guided target (tests/reliability/atheris_wire.py) runs from the
+    corpus for a few thousand inputs without a crash. Skipped when atheris is absent."""
+    pytest.importorskip("atheris")
+    from tests.reliability.packets import read_corpus
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for entry in read_corpus():
+        (corpus / entry.path.stem).write_bytes(entry.data)
+    (corpus / "sample-reply").write_bytes(SAMPLE_REPLY)
+    root = pathlib.Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=f"{root / 'src'}{os.pathsep}{root}")
+    runs = budget(5000)
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.reliability.atheris_wire", f"-runs={runs}",
+         f"-artifact_prefix={tmp_path}/", str(corpus)],
+        capture_output=True, text=True, timeout=max(120, runs // 100), env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"Done {runs} runs" in out.stderr

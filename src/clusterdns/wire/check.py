@@ -49,6 +49,8 @@ def _rdata(data: bytes, rtype: int, start: int, end: int) -> None:
             raise FormError(f"type {rtype} rdata does not fill its length")
         return
     if rtype == _TXT:
+        if start == end:
+            raise FormError("TXT rdata without a string")
         pos = start
         while pos < end:
             pos += 1 + data[pos]
