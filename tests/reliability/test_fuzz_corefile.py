@@ -109,6 +109,22 @@ def test_every_setup_only_raises_corefile_error(text: str) -> None:
         _check_error(err)
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            "é {\n    reload 10s 5s\n    whoami\n}\n",
+            "Corefile:1: server key 'é': zone 'é' is not ASCII",
+            id="non-ASCII zone (was UnicodeEncodeError in the zone mux)",
+        ),
+    ],
+)
+def test_what_fuzzing_found_is_a_corefile_error(text: str, message: str) -> None:
+    with pytest.raises(CorefileError) as info:
+        build_instance(parse(text), process=Process(), dns_port=0, config_path=None)
+    assert str(info.value).startswith(message)
+
+
 @pytest.mark.timeout(60)
 def test_reload_survives_any_text_and_keeps_serving() -> None:
     """A reload with text whose setup raises something other than CorefileError (a bug in
