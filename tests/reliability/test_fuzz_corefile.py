@@ -117,6 +117,11 @@ def test_every_setup_only_raises_corefile_error(text: str) -> None:
             "Corefile:1: server key 'é': zone 'é' is not ASCII",
             id="non-ASCII zone (was UnicodeEncodeError in the zone mux)",
         ),
+        pytest.param(
+            ". {\n    forward . 9.9.9.9\n    cache é\n}\n",
+            "Corefile:3: cache: cannot be set up with these arguments:",
+            id="non-ASCII zone in cache's ZONES (cache does not use parse_zones)",
+        ),
     ],
 )
 def test_what_fuzzing_found_is_a_corefile_error(text: str, message: str) -> None:
