@@ -4,7 +4,7 @@ Discovery, LIST (cluster-wide and namespaced, pagination, equality label selecto
 WATCH (chunked JSON lines, bookmarks, resourceVersion replay from a bounded history, 410
 Expired when too old, timeoutSeconds) for services, endpoints, endpointslices, pods and
 namespaces, plus controls to misbehave: compact history, fail requests, cut watches,
-go down and come back on the same port. Objects are plain dicts, as JSON has them.
+go down and come back on the same port, answer slowly. Objects are plain dicts, as JSON has them.
 
     async with KubeAPIServer() as server:
         server.create(service("web", cluster_ip="10.96.0.20"))
@@ -149,6 +149,8 @@ class KubeAPIServer:
         self._watches: list[_Watch] = []
         self._fail_until = 0.0
         self._fail_status = 500
+        self._slow_until = 0.0
+        self._slow_delay = 0.0
         self._runner: web.AppRunner | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -226,6 +228,11 @@ class KubeAPIServer:
         self._fail_status = status
         self._fail_until = time.monotonic() + seconds
 
+    def slow_requests(self, delay: float, seconds: float) -> None:
+        """Hold every request ``delay`` seconds before handling it, for the next ``seconds``."""
+        self._slow_delay = delay
+        self._slow_until = time.monotonic() + seconds
+
     def drop_watches(self) -> None:
         """Cut open watch connections abruptly (no clean end of the chunked stream)."""
         for watch in self._watches:
@@ -297,6 +304,8 @@ class KubeAPIServer:
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         self.requests[request.path] += 1
         self.auth_headers.append(request.headers.get("Authorization"))
+        if time.monotonic() < self._slow_until:
+            await asyncio.sleep(self._slow_delay)
         if time.monotonic() < self._fail_until:
             code = self._fail_status
             return web.json_response(status(code, "InternalError", "injected failure"), status=code)

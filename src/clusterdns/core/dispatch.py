@@ -331,7 +331,15 @@ class Dispatcher:
             reply = Reply.error(SERVFAIL)
         if reply.drop:
             return None, None
-        wire = encode(req, reply)
+        try:
+            wire = encode(req, reply)
+        except Exception:
+            # A reply that cannot be rendered (bytes from elsewhere that do not decode) must
+            # still be answered: the client gets SERVFAIL, never silence.
+            self.server.process.metrics.panics.inc()
+            log.exception("core: could not encode the reply to %s %d", req.name, req.qtype)
+            reply = Reply.error(SERVFAIL)
+            wire = encode(req, reply)
         if block.edits and reply.written:
             wire = block.edit(req.query, wire, reply.plugin, reply_limit_of(req))
         if block.observers:

@@ -117,7 +117,18 @@ def _setup_block(
     for name in sorted(by_name, key=registry.order_of):
         setup = registry.setup_function(name)
         assert setup is not None
-        plugin = setup(by_name[name], ctx)
+        try:
+            plugin = setup(by_name[name], ctx)
+        except CorefileError:
+            raise
+        except Exception as err:
+            # A setup that fails other than by CorefileError has a bug; the user still gets
+            # the line that triggered it, at start and on reload, rather than a traceback.
+            first = by_name[name][0]
+            log.exception("core: setting up %s at %s:%d failed", name, first.file, first.line)
+            raise CorefileError(
+                first.file, first.line, f"{name}: cannot be set up with these arguments: {err}"
+            ) from err
         plugin.name = name
         plugins.append(plugin)
         ctx._plugins[name] = plugin

@@ -101,6 +101,11 @@ class App:
             await self.server.swap(instance)
         except (CorefileError, OSError) as err:
             return self._reload_failed(corefile.checksum, err)
+        except Exception as err:
+            # A bug in some plugin's setup or start: the running configuration stays, and
+            # so does the reload poller (an exception here used to end it for good).
+            log.exception("reload: setting up the new configuration failed")
+            return self._reload_failed(corefile.checksum, err)
         self._failed_checksum = None
         self._record_version(corefile)
         self._freezer = asyncio.ensure_future(self._freeze_when_ready())
@@ -153,7 +158,10 @@ class App:
                 pass
             self._reload_now.clear()
             if self.config_path is not None:
-                await self.reload()
+                try:
+                    await self.reload()
+                except Exception:
+                    log.exception("reload: failed; will try again")
 
     def request_stop(self) -> None:
         self._stopping.set()

@@ -88,7 +88,8 @@ class Listener:
             raise
 
     async def close(self) -> None:
-        for transport, _ in self.udp:
+        for transport, protocol in self.udp:
+            await protocol.retire()  # answers what is queued before the socket goes
             transport.close()
         for server in self.tcp:
             server.close()

@@ -161,6 +161,21 @@ class SlowLane:
         else:
             self.metrics.running.set(self.running)
 
+    async def drained(self, timeout: float) -> None:
+        """Until every question handed over so far is answered or shed (a closing socket
+        answers what it took in), for at most ``timeout`` seconds."""
+        loop = self.loop
+        deadline = loop.time() + timeout
+        while (self._inbox or self._waiting or self.tasks) and loop.time() < deadline:
+            if self.tasks:
+                await asyncio.wait(
+                    list(self.tasks),
+                    timeout=max(0.0, deadline - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            else:
+                await asyncio.sleep(0.005)
+
     @property
     def waiting(self) -> int:
         return len(self._waiting) + len(self._inbox)

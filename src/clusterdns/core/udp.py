@@ -11,9 +11,14 @@ drops replies built across one. Each memo is written by its own thread only."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 import socket
+import sys
+import termios
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
@@ -26,6 +31,33 @@ from clusterdns.core.request import Request
 from clusterdns.core.slowlane import OverloadMetrics, SlowLane
 
 log = logging.getLogger("clusterdns.server")
+
+# How long a closing socket goes on answering what is already queued in it.
+DRAIN_LIMIT = 2.0
+
+
+def retire_socket(sock: socket.socket) -> bool:
+    """Stop new datagrams from reaching ``sock`` and keep those already queued in it.
+
+    Connecting a UDP socket to its own address does both on Linux: a connected socket
+    only matches datagrams from its peer, and a SO_REUSEPORT group with a connected member
+    picks among the others by score (Linux 5.2+), so every new query goes to the sockets
+    that stay: a new process started beside this one with --reuse-port. Without such a
+    peer, new queries get ICMP port unreachable (an immediate error at the client) instead
+    of waiting in a queue about to be dropped. Closing right away instead throws away
+    what the queue holds: the queries lost in a reuse-port restart (issue 14: 2 of 16,000).
+    """
+    try:
+        host, port = sock.getsockname()[:2]
+        if host == "0.0.0.0":
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        sock.connect((host, port))
+    except OSError as err:
+        log.debug("core: could not retire udp socket: %s", err)
+        return False
+    return True
 
 
 class UdpListener(asyncio.DatagramProtocol):
@@ -62,6 +94,26 @@ class UdpListener(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         log.debug("core: udp error: %s", exc)
 
+    async def retire(self) -> None:
+        """Retire the socket (see retire_socket), let the loop read and answer what is
+        queued in it, and finish the queries handed to the chain."""
+        transport = self.transport
+        if transport is None:
+            return
+        raw = transport.get_extra_info("socket")
+        if raw is None:
+            return
+        fd = raw.fileno()
+        # The transport's socket object does not offer connect(): a duplicate of its
+        # descriptor reaches the same socket.
+        with socket.socket(fileno=os.dup(fd)) as alias:
+            if not retire_socket(alias):
+                return
+        deadline = time.monotonic() + DRAIN_LIMIT
+        while time.monotonic() < deadline and _queued_bytes(fd):
+            await asyncio.sleep(0.005)
+        await self.lane.drained(max(0.0, deadline - time.monotonic()))
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.memo_stats.retire(self.memo)
 
@@ -73,6 +125,15 @@ def _lane(
 ) -> SlowLane:
     registry = dispatcher.server.process.metrics.registry
     return SlowLane(loop, answer, once_per_registry(registry, OverloadMetrics))
+
+
+def _queued_bytes(fd: int) -> int:
+    """The size of the next datagram waiting in the socket's queue (0 when empty)."""
+    try:
+        buf = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+    except OSError:
+        return 0
+    return int.from_bytes(buf, sys.byteorder)
 
 
 class UdpThread:
@@ -154,17 +215,15 @@ class UdpThread:
             memo.check(mux, mux.versioned)
             return memo.entries
 
-        while self._running:
+        def serve_once() -> int:
             try:
-                _, hits, seconds = batch.serve_batch(handle, current_memo)
+                received, hits, seconds = batch.serve_batch(handle, current_memo)
             except OSError:
-                if not self._running:
-                    return
-                continue
+                return -1
             except Exception:
                 # A bug must not take the socket's only reader down with it.
                 log.exception("core: udp receive loop failed; going on")
-                continue
+                return -1
             if hits:
                 memo.hits += hits
                 memo.hit_seconds += seconds  # the batch's time, charged to its hits
@@ -174,16 +233,32 @@ class UdpThread:
             if batch.over_share:
                 over_share.inc(batch.over_share)
                 batch.over_share = 0
+            return received
+
+        while self._running:
+            serve_once()
+        # Retired (no new datagrams): answer what the queue still holds, then stop.
+        deadline = time.monotonic() + DRAIN_LIMIT
+        while time.monotonic() < deadline and serve_once() > 0:
+            pass
 
     def _run_single(self, memo: ReplyMemo) -> None:
         recvfrom = self.sock.recvfrom
         sendto = self.sock.sendto
         dispatch = self.dispatcher.handle
         handoff = self.lane.submit
-        while self._running:
+        deadline = 0.0
+        while True:
+            if not self._running and not deadline:
+                # Retired (no new datagrams): answer what the queue still holds, then stop.
+                deadline = time.monotonic() + DRAIN_LIMIT
+            if deadline and time.monotonic() > deadline:
+                return
             try:
                 data, addr = recvfrom(65535)
             except TimeoutError:
+                if deadline:
+                    return
                 continue
             except OSError:
                 if not self._running:
@@ -217,7 +292,11 @@ class UdpThread:
             pass
 
     def close(self) -> None:
+        """Retire the socket and let the thread answer what is queued, then stop."""
+        retired = retire_socket(self.sock)
         self._running = False
+        if retired:
+            return  # the receive times out within 0.25 s; a wake-up datagram cannot come in
         # Wake the blocked recvfrom now rather than at its timeout.
         try:
             host, port = self.sock.getsockname()[:2]
@@ -235,5 +314,7 @@ class UdpThread:
             pass
 
     async def wait_closed(self) -> None:
-        await asyncio.to_thread(self.thread.join, 2.0)
+        await asyncio.to_thread(self.thread.join, DRAIN_LIMIT + 1.0)
+        # Queries handed to the chain are answered on this socket: let them finish first.
+        await self.lane.drained(DRAIN_LIMIT)
         self.sock.close()

@@ -72,13 +72,21 @@ def _normalize_zone(host: str, fail: Callable[[str], CorefileError]) -> str:
         if char in _BAD_ZONE_CHARS or ord(char) <= 32 or ord(char) == 127 or _surrogate(char):
             hint = " ('{' and '}' must be separated by spaces)" if char in "{}" else ""
             raise fail(f"invalid character {char!r} in zone {host!r}{hint}")
+    if not host.isascii():
+        # CoreDNS would take the UTF-8 bytes as labels, which no resolver asks for: queries
+        # for internationalised names arrive in their IDNA form.
+        try:
+            hint = f" ({host.rstrip('.').encode('idna').decode('ascii')}.)"
+        except UnicodeError:
+            hint = ""
+        raise fail(f"zone {host!r} is not ASCII: write it in its IDNA 'xn--' form{hint}")
     zone = host.lower()
     if not zone.endswith("."):
         zone += "."
     labels = zone[:-1].split(".")
     wire_length = 1
     for label in labels:
-        size = len(label.encode("utf-8"))
+        size = len(label)
         if size == 0:
             raise fail(f"empty label in zone {host!r}")
         if size > 63:

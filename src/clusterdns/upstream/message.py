@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import secrets
 
+from clusterdns.wire import FormError
+from clusterdns.wire.check import check_message
+
 # (lower-cased wire-format qname, qtype, qclass)
 Question = tuple[bytes, int, int]
 
@@ -81,3 +84,13 @@ def is_reply_to(wire: bytes, sent_id: int, question: Question) -> bool:
         and bool(wire[2] & _QR)
         and question_of(wire) == question
     )
+
+
+def well_framed(wire: bytes) -> bool:
+    """Whether every record of `wire` is framed inside it and readable (wire.check_message):
+    a reply that is not would raise later, wherever something decodes it."""
+    try:
+        check_message(wire)
+    except FormError:
+        return False
+    return True

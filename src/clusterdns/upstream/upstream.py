@@ -23,6 +23,7 @@ from .message import (
     message_id,
     question_of,
     random_id,
+    well_framed,
     with_id,
 )
 from .pool import ConnectionPool, StreamConn
@@ -190,7 +191,7 @@ class Upstream:
                             raise UpstreamConnectError(
                                 f"upstream {self.address} udp: {exc}"
                             ) from exc
-                        if is_reply_to(data, sent_id, question):
+                        if is_reply_to(data, sent_id, question) and well_framed(data):
                             return data
                         ignored += 1
                         log.debug(
@@ -280,6 +281,8 @@ class Upstream:
                             raise UpstreamBadReply(
                                 f"upstream {self.address}: reply does not answer our question"
                             )
+                        if not well_framed(data):
+                            raise UpstreamBadReply(f"upstream {self.address}: malformed reply")
                         break
             except TimeoutError:
                 raise UpstreamTimeout(f"upstream {self.address}: timed out") from None

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Final
+
+from clusterdns.wire.errors import FormError
 
 _ESCAPED = frozenset(b'."$();@\\')
+# miekg/dns's bound: a name of 255 octets has at most this many pointers on its way.
+MAX_POINTERS: Final = 126
 
 
 # Bytes a label may hold and still read the same as text: letters, digits, '-', '_'.
@@ -113,3 +118,39 @@ def ipv4_from_reverse(wire: bytes, offsets: Sequence[int]) -> str | None:
             return None
         octets.append(label.decode("ascii"))
     return ".".join(octets)
+
+
+def check_name(data: bytes, pos: int, end: int) -> int:
+    """Check the possibly compressed name at ``pos`` as dnspython reads it; the offset just
+    past it where it is stored. FormError for a label or pointer running past ``end``, a
+    pointer that does not go below where the name began and then below the last one (so
+    no loops, no forward references), what a pointer leads to not ending below where it
+    jumped from, a reserved label type, or a name over 255 octets. dnspython decodes these
+    bytes later (the chain, loadbalance, truncation): it must not fail there."""
+    after = 0  # just past the name where it is stored: set at the first pointer
+    size = 0
+    hops = 0
+    lowest = pos
+    while True:
+        if pos >= end:
+            raise FormError("name runs past its end")
+        length = data[pos]
+        if length == 0:
+            return after or pos + 1
+        if length & 0xC0 == 0xC0:
+            if pos + 2 > end:
+                raise FormError("truncated compression pointer")
+            if not after:
+                after = pos + 2
+            hops += 1
+            target = ((length & 0x3F) << 8) | data[pos + 1]
+            if target >= lowest or hops > MAX_POINTERS:
+                raise FormError("compression pointer loop or forward pointer")
+            end, pos, lowest = lowest, target, target
+            continue
+        if length & 0xC0:
+            raise FormError("unknown label type")
+        size += 1 + length
+        if size > 254:
+            raise FormError("name longer than 255 octets")
+        pos += 1 + length

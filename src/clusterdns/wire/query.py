@@ -11,7 +11,7 @@ import struct
 from typing import Final
 
 from clusterdns.wire.errors import DropQuery, FormError
-from clusterdns.wire.names import name_to_text
+from clusterdns.wire.names import check_name, name_to_text
 
 HEADER: Final = struct.Struct("!HHHHHH")
 RR_FIXED: Final = struct.Struct("!HHIH")
@@ -200,7 +200,9 @@ def parse_query(data: bytes) -> Query:
     try:
         for index in range(ancount + nscount + arcount):
             owner = pos
-            pos = skip_name(data, pos)
+            # Followed to its end (cheap: an OPT's owner is one byte): a loop or a forward
+            # pointer is FORMERR here rather than wherever dnspython reads it later.
+            pos = check_name(data, pos, len(data))
             if pos + 10 > len(data):
                 raise FormError("record header runs past the end of the message")
             rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(data, pos)
