@@ -26,12 +26,15 @@ import sys
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from clusterdns.sources.kube import objects as api
 from clusterdns.sources.model import ClusterModel, Kind, Listing
+
+if TYPE_CHECKING:
+    from clusterdns.plugins.kubernetes.config import KubernetesConfig
 
 __all__ = [
     "KINDS",
@@ -93,6 +96,9 @@ class ClusterState:
     source: str  # where it came from, for messages: "manifests DIR" or the API URL
     cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
     objects: dict[Kind, dict[tuple[str, str], Any]] = field(default_factory=dict)
+    # The Corefile's kubernetes block (zones, ttl, pods, ...) when the cluster came from
+    # one; None when the connection options named the source.
+    kubernetes: KubernetesConfig | None = None
 
     def service_object(self, namespace: str, name: str) -> api.Service | None:
         obj = self.objects.get(Kind.SERVICES, {}).get((namespace, name))
@@ -130,8 +136,9 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _source_from_args(args: argparse.Namespace) -> tuple[Any, str, str | None]:
-    """(source, description, cluster domain or None) from explicit options or a Corefile."""
+def _source_from_args(args: argparse.Namespace) -> tuple[Any, str, KubernetesConfig | None]:
+    """(source, description, the kubernetes block's config or None) from explicit options
+    or a Corefile."""
     kinds = set(KINDS)
     if args.manifests is not None:
         from clusterdns.sources.manifests import ManifestsSource
@@ -163,7 +170,7 @@ def _source_from_args(args: argparse.Namespace) -> tuple[Any, str, str | None]:
 POD_COREFILE = "/etc/coredns/Corefile"  # where deploy/kubernetes (and CoreDNS) mount it
 
 
-def _source_from_corefile(path: str | None) -> tuple[Any, str, str | None]:
+def _source_from_corefile(path: str | None) -> tuple[Any, str, KubernetesConfig | None]:
     from clusterdns.cli import default_corefile
     from clusterdns.corefile import CorefileError, parse, parse_server_key
     from clusterdns.corefile import load as load_corefile
@@ -191,8 +198,7 @@ def _source_from_corefile(path: str | None) -> tuple[Any, str, str | None]:
                 source = build_source(directive, config, set(KINDS))
                 where = config.manifests and f"manifests {config.manifests}"
                 server = getattr(getattr(source, "connection", None), "server", None)
-                domain = config.primary_zone.rstrip(".") or None
-                return source, where or server or "the kubernetes api", domain
+                return source, where or server or "the kubernetes api", config
     except CorefileError as err:
         raise LoadError(str(err)) from None
     except OSError as err:
@@ -204,8 +210,11 @@ def _source_from_corefile(path: str | None) -> tuple[Any, str, str | None]:
 
 
 def load_from_args(args: argparse.Namespace) -> ClusterState:
-    source, where, domain = _source_from_args(args)
-    return load(source, where, cluster_domain=domain)
+    source, where, config = _source_from_args(args)
+    domain = (config.primary_zone.rstrip(".") or None) if config is not None else None
+    state = load(source, where, cluster_domain=domain)
+    state.kubernetes = config
+    return state
 
 
 def load(source: Any, where: str, *, cluster_domain: str | None = None) -> ClusterState:
