@@ -33,6 +33,8 @@ import aiohttp
 from clusterdns.sources.kube import objects as api
 from clusterdns.sources.model import ClusterModel, Kind, Listing
 
+from .command import ToolError
+
 if TYPE_CHECKING:
     from clusterdns.plugins.kubernetes.config import KubernetesConfig
 
@@ -55,7 +57,7 @@ DEFAULT_CLUSTER_DOMAIN = "cluster.local"
 LIST_TIMEOUT = 30.0  # seconds for the whole listing of an API server
 
 
-class LoadError(Exception):
+class LoadError(ToolError):
     """The cluster could not be read; ``str()`` says from where and why."""
 
 
@@ -107,6 +109,13 @@ class ClusterState:
     def pod_object(self, namespace: str, name: str) -> api.Pod | None:
         obj = self.objects.get(Kind.PODS, {}).get((namespace, name))
         return obj if isinstance(obj, api.Pod) else None
+
+    def require_pod(self, namespace: str, name: str) -> api.Pod:
+        """The Pod, else a :class:`ToolError` saying it is not in this cluster."""
+        pod = self.pod_object(namespace, name)
+        if pod is None:
+            raise ToolError(f"no pod {namespace}/{name} in {self.source}")
+        return pod
 
     def namespace_exists(self, namespace: str) -> bool:
         return self.model.namespace_exists(namespace)

@@ -19,6 +19,8 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from .command import ToolError, add_command, command
+
 EXAMPLE = """\
 examples:
   clusterdns records default.svc.cluster.local
@@ -31,20 +33,14 @@ examples:
 DEFAULT_ZONES = ("cluster.local.", "in-addr.arpa.", "ip6.arpa.")
 
 
-class ToolError(Exception):
-    """A failure to report in one line (exit status 1), e.g. a cluster that can't be reached."""
-
-
 def add_parser(sub: Any) -> None:
     from .cluster import add_connection_options
 
-    parser = sub.add_parser(
-        "records",
+    parser = add_command(
+        sub, "records",
         help="list the names the kubernetes plugin answers, with their records",
-        description=__doc__,
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        description=__doc__ or "", example=EXAMPLE, run=run,
+    )  # fmt: skip
     parser.add_argument(
         "select", nargs="?", metavar="ZONE|NAME",
         help="only this name and the names below it (e.g. default.svc.cluster.local)",
@@ -55,22 +51,18 @@ def add_parser(sub: Any) -> None:
         help="ask a running server's introspect endpoint (e.g. 127.0.0.1:8182) instead",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.set_defaults(func=run)
 
 
+@command("records")
 def run(args: argparse.Namespace) -> int:
-    from .cluster import LoadError, quiet_logging
+    from .cluster import quiet_logging
 
-    try:
-        select = _absolute(args.select) if args.select else None
-        if args.server:
-            groups = fetch_records(args.server, select)
-        else:
-            quiet_logging()
-            groups = offline_records(args, select)
-    except (ToolError, LoadError) as err:
-        print(f"clusterdns records: {err}", file=sys.stderr)
-        return 1
+    select = _absolute(args.select) if args.select else None
+    if args.server:
+        groups = fetch_records(args.server, select)
+    else:
+        quiet_logging()
+        groups = offline_records(args, select)
     try:
         return _print(args, select, groups)
     except BrokenPipeError:  # `| head`: the reader has what it wanted
