@@ -129,8 +129,8 @@ async def test_server_mode_matches_offline(capsys: pytest.CaptureFixture[str]) -
             "cannot reach the introspect endpoint at http://127.0.0.1:9/records",
         ),
         (
-            ["--endpoint", "http://127.0.0.1:9", "--sync-timeout", "0.5"],
-            "cannot reach the kubernetes api at http://127.0.0.1:9 (endpoint http://127.0.0.1:9)",
+            ["--endpoint", "http://127.0.0.1:9"],
+            "cannot reach the kubernetes api at http://127.0.0.1:9",
         ),
         (["--manifests", "/nonexistent"], "manifests /nonexistent: not a directory"),
         (["--conf", "/nonexistent/Corefile"], "/nonexistent/Corefile"),
@@ -153,3 +153,13 @@ def test_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
         out = capsys.readouterr().out
         assert "examples:" in out
         assert f"clusterdns {command} " in out
+
+
+def test_no_arguments_lists_the_demo_cluster_of_the_built_in_corefile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no ./Corefile: the built-in one, as the other commands
+    names = by_name(run_json(capsys))
+    assert names == by_name(run_json(capsys, "--manifests", str(DEMO)))
+    mysql = names["mysql-service.default.svc.cluster.local."]
+    assert mysql["records"][0] == "mysql-service.default.svc.cluster.local. 30 IN A 10.96.162.44"

@@ -26,12 +26,17 @@ import sys
 import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
 from clusterdns.sources.kube import objects as api
 from clusterdns.sources.model import ClusterModel, Kind, Listing
+
+from .command import ToolError
+
+if TYPE_CHECKING:
+    from clusterdns.plugins.kubernetes.config import KubernetesConfig
 
 __all__ = [
     "KINDS",
@@ -52,7 +57,7 @@ DEFAULT_CLUSTER_DOMAIN = "cluster.local"
 LIST_TIMEOUT = 30.0  # seconds for the whole listing of an API server
 
 
-class LoadError(Exception):
+class LoadError(ToolError):
     """The cluster could not be read; ``str()`` says from where and why."""
 
 
@@ -93,6 +98,9 @@ class ClusterState:
     source: str  # where it came from, for messages: "manifests DIR" or the API URL
     cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
     objects: dict[Kind, dict[tuple[str, str], Any]] = field(default_factory=dict)
+    # The Corefile's kubernetes block (zones, ttl, pods, ...) when the cluster came from
+    # one; None when the connection options named the source.
+    kubernetes: KubernetesConfig | None = None
 
     def service_object(self, namespace: str, name: str) -> api.Service | None:
         obj = self.objects.get(Kind.SERVICES, {}).get((namespace, name))
@@ -101,6 +109,13 @@ class ClusterState:
     def pod_object(self, namespace: str, name: str) -> api.Pod | None:
         obj = self.objects.get(Kind.PODS, {}).get((namespace, name))
         return obj if isinstance(obj, api.Pod) else None
+
+    def require_pod(self, namespace: str, name: str) -> api.Pod:
+        """The Pod, else a :class:`ToolError` saying it is not in this cluster."""
+        pod = self.pod_object(namespace, name)
+        if pod is None:
+            raise ToolError(f"no pod {namespace}/{name} in {self.source}")
+        return pod
 
     def namespace_exists(self, namespace: str) -> bool:
         return self.model.namespace_exists(namespace)
@@ -130,8 +145,9 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _source_from_args(args: argparse.Namespace) -> tuple[Any, str, str | None]:
-    """(source, description, cluster domain or None) from explicit options or a Corefile."""
+def _source_from_args(args: argparse.Namespace) -> tuple[Any, str, KubernetesConfig | None]:
+    """(source, description, the kubernetes block's config or None) from explicit options
+    or a Corefile."""
     kinds = set(KINDS)
     if args.manifests is not None:
         from clusterdns.sources.manifests import ManifestsSource
@@ -163,7 +179,7 @@ def _source_from_args(args: argparse.Namespace) -> tuple[Any, str, str | None]:
 POD_COREFILE = "/etc/coredns/Corefile"  # where deploy/kubernetes (and CoreDNS) mount it
 
 
-def _source_from_corefile(path: str | None) -> tuple[Any, str, str | None]:
+def _source_from_corefile(path: str | None) -> tuple[Any, str, KubernetesConfig | None]:
     from clusterdns.cli import default_corefile
     from clusterdns.corefile import CorefileError, parse, parse_server_key
     from clusterdns.corefile import load as load_corefile
@@ -191,8 +207,7 @@ def _source_from_corefile(path: str | None) -> tuple[Any, str, str | None]:
                 source = build_source(directive, config, set(KINDS))
                 where = config.manifests and f"manifests {config.manifests}"
                 server = getattr(getattr(source, "connection", None), "server", None)
-                domain = config.primary_zone.rstrip(".") or None
-                return source, where or server or "the kubernetes api", domain
+                return source, where or server or "the kubernetes api", config
     except CorefileError as err:
         raise LoadError(str(err)) from None
     except OSError as err:
@@ -204,8 +219,11 @@ def _source_from_corefile(path: str | None) -> tuple[Any, str, str | None]:
 
 
 def load_from_args(args: argparse.Namespace) -> ClusterState:
-    source, where, domain = _source_from_args(args)
-    return load(source, where, cluster_domain=domain)
+    source, where, config = _source_from_args(args)
+    domain = (config.primary_zone.rstrip(".") or None) if config is not None else None
+    state = load(source, where, cluster_domain=domain)
+    state.kubernetes = config
+    return state
 
 
 def load(source: Any, where: str, *, cluster_domain: str | None = None) -> ClusterState:

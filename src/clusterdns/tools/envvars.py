@@ -26,6 +26,8 @@ from collections.abc import Iterable
 
 from clusterdns.sources.records import Service
 
+from .command import add_command, command
+
 __all__ = ["add_parser", "env_name", "service_env", "visible_services"]
 
 MASTER_NAMESPACE = "default"
@@ -93,7 +95,8 @@ examples:
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from .cluster import add_connection_options
 
-    parser = sub.add_parser(
+    parser = add_command(
+        sub,
         "env",
         help="the Service environment variables kubelet injects into a Pod",
         description=textwrap.fill(
@@ -101,8 +104,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             "gives the containers of a Pod in NAMESPACE, as NAME=value lines like printenv.",
             78,
         ),
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        example=EXAMPLE,
+        run=run,
     )
     parser.add_argument("--namespace", "-n", default="default", help="the Pod's namespace")
     parser.add_argument("--pod", help="honour this Pod's enableServiceLinks")
@@ -111,25 +114,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="as enableServiceLinks: false (only the kubernetes Service's variables)",
     )  # fmt: skip
     add_connection_options(parser)
-    parser.set_defaults(func=run)
 
 
+@command("env")
 def run(args: argparse.Namespace) -> int:
-    from .cluster import LoadError, load_from_args, quiet_logging, write_output
+    from .cluster import load_from_args, quiet_logging, write_output
 
     quiet_logging()
-    try:
-        state = load_from_args(args)
-    except LoadError as err:
-        print(f"clusterdns env: {err}", file=sys.stderr)
-        return 1
+    state = load_from_args(args)
     links = not args.no_service_links
     if args.pod is not None:
-        pod = state.pod_object(args.namespace, args.pod)
-        if pod is None:
-            print(f"clusterdns env: no pod {args.namespace}/{args.pod} in {state.source}",
-                  file=sys.stderr)  # fmt: skip
-            return 1
+        pod = state.require_pod(args.namespace, args.pod)
         if pod.spec.enable_service_links is False:
             links = False
     if not state.namespace_exists(args.namespace):

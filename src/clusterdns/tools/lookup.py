@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -31,7 +30,8 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from clusterdns.tools.records import ToolError, get_json
+from clusterdns.tools.command import ToolError, add_command, command
+from clusterdns.tools.records import get_json
 
 EXAMPLE = """\
 examples:
@@ -294,13 +294,11 @@ def default_search(namespace: str, cluster_domain: str) -> list[str]:
 
 
 def add_parser(sub: Any) -> None:
-    parser = sub.add_parser(
-        "lookup",
+    parser = add_command(
+        sub, "lookup",
         help="resolve a name as a pod's stub resolver does, and show what the search cost",
-        description=__doc__,
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+        description=__doc__ or "", example=EXAMPLE, run=run,
+    )  # fmt: skip
     parser.add_argument("name", help="the name as a program in the pod would write it")
     parser.add_argument(
         "-t", "--type", dest="qtype", metavar="TYPE",
@@ -337,7 +335,6 @@ def add_parser(sub: Any) -> None:
         help=f"the server's introspect endpoint (default {DEFAULT_INTROSPECT})",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.set_defaults(func=run)
 
 
 def build_resolver(args: argparse.Namespace) -> Resolver:
@@ -367,25 +364,22 @@ def build_resolver(args: argparse.Namespace) -> Resolver:
     return Resolver(search=search, ndots=ndots, server=address, timeout=args.timeout)
 
 
+@command("lookup")
 def run(args: argparse.Namespace) -> int:
-    try:
-        resolver = build_resolver(args)
-        types = [args.qtype.upper()] if args.qtype else ["A", "AAAA"]
-        for qtype in types:
-            try:
-                dns.rdatatype.from_text(qtype)
-            except dns.rdatatype.UnknownRdatatype:
-                raise ToolError(f"unknown record type {qtype!r}") from None
+    resolver = build_resolver(args)
+    types = [args.qtype.upper()] if args.qtype else ["A", "AAAA"]
+    for qtype in types:
         try:
-            dns.name.from_text(args.name)
-        except dns.exception.DNSException as err:
-            raise ToolError(f"not a domain name: {args.name!r} ({err})") from None
-        lookup = resolve(args.name, types, resolver)
-        if args.explain:
-            explain_all(lookup, args.introspect)
-    except ToolError as err:
-        print(f"clusterdns lookup: {err}", file=sys.stderr)
-        return 1
+            dns.rdatatype.from_text(qtype)
+        except dns.rdatatype.UnknownRdatatype:
+            raise ToolError(f"unknown record type {qtype!r}") from None
+    try:
+        dns.name.from_text(args.name)
+    except dns.exception.DNSException as err:
+        raise ToolError(f"not a domain name: {args.name!r} ({err})") from None
+    lookup = resolve(args.name, types, resolver)
+    if args.explain:
+        explain_all(lookup, args.introspect)
     if args.json:
         print(json.dumps(lookup.to_json(), indent=2))
     else:

@@ -34,6 +34,8 @@ import yaml
 
 from clusterdns.sources.kube import objects as api
 
+from .command import ToolError, add_command, command
+
 __all__ = [
     "POLICIES",
     "DNSConfig",
@@ -223,7 +225,8 @@ examples:
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from .cluster import add_connection_options
 
-    parser = sub.add_parser(
+    parser = add_command(
+        sub,
         "resolv-conf",
         help="the /etc/resolv.conf kubelet would write for a Pod",
         description=textwrap.fill(
@@ -232,8 +235,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             "(--pod), the kube-system/kube-dns ClusterIP and the cluster domain.",
             78,
         ),
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        example=EXAMPLE,
+        run=run,
     )
     parser.add_argument("--namespace", "-n", default="default", help="the Pod's namespace")
     parser.add_argument(
@@ -260,27 +263,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--dns-config", metavar="YAML", help="the Pod's dnsConfig: a file, or inline YAML"
     )
     add_connection_options(parser)
-    parser.set_defaults(func=run)
 
 
+@command("resolv-conf")
 def run(args: argparse.Namespace) -> int:
-    from .cluster import LoadError, load_from_args, quiet_logging, write_output
+    from .cluster import load_from_args, quiet_logging, write_output
 
     quiet_logging()
     try:
         dns_config = _read_dns_config(args.dns_config) if args.dns_config else None
         host = _read_host(args.host_resolv)
         state = load_from_args(args)
-    except (LoadError, ValueError, OSError) as err:
-        print(f"clusterdns resolv-conf: {err}", file=sys.stderr)
-        return 1
+    except (ValueError, OSError) as err:
+        raise ToolError(str(err)) from None
     policy, host_network = args.dns_policy, args.host_network
     if args.pod is not None:
-        pod = state.pod_object(args.namespace, args.pod)
-        if pod is None:
-            print(f"clusterdns resolv-conf: no pod {args.namespace}/{args.pod} in {state.source}",
-                  file=sys.stderr)  # fmt: skip
-            return 1
+        pod = state.require_pod(args.namespace, args.pod)
         policy = policy or pod.spec.dns_policy
         host_network = pod.spec.host_network if host_network is None else host_network
         dns_config = dns_config or pod.spec.dns_config
@@ -302,8 +300,7 @@ def run(args: argparse.Namespace) -> int:
             dns_config=dns_config,
         )
     except ValueError as err:
-        print(f"clusterdns resolv-conf: {err}", file=sys.stderr)
-        return 1
+        raise ToolError(str(err)) from None
     for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     write_output(render(config))

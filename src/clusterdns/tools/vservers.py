@@ -33,6 +33,8 @@ from clusterdns.sources.kube import objects as api
 from clusterdns.sources.model import ClusterModel
 from clusterdns.sources.records import Service
 
+from .command import ToolError, add_command, command
+
 __all__ = [
     "DEFAULT_AFFINITY_TIMEOUT",
     "RealServer",
@@ -263,7 +265,8 @@ examples:
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     from .cluster import add_connection_options
 
-    parser = sub.add_parser(
+    parser = add_command(
+        sub,
         "vservers",
         help="the IPVS virtual servers kube-proxy in IPVS mode would program",
         description=textwrap.fill(
@@ -271,8 +274,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
             "the cluster's Services, like ipvsadm -Ln, or as ipvsadm-restore input.",
             78,
         ),
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        example=EXAMPLE,
+        run=run,
     )
     parser.add_argument("--service", metavar="NS/NAME", help="only this Service")
     parser.add_argument(
@@ -288,11 +291,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         help="the node's addresses, where NodePort virtual servers go (default: none)",
     )  # fmt: skip
     add_connection_options(parser)
-    parser.set_defaults(func=run)
 
 
+@command("vservers")
 def run(args: argparse.Namespace) -> int:
-    from .cluster import LoadError, load_from_args, quiet_logging, write_output
+    from .cluster import load_from_args, quiet_logging, write_output
 
     quiet_logging()
     only = None
@@ -306,14 +309,9 @@ def run(args: argparse.Namespace) -> int:
         if not _valid(ip):
             print(f"clusterdns vservers: --node-ip {ip}: not an IP address", file=sys.stderr)
             return 2
-    try:
-        state = load_from_args(args)
-    except LoadError as err:
-        print(f"clusterdns vservers: {err}", file=sys.stderr)
-        return 1
+    state = load_from_args(args)
     if only is not None and state.model.service(*only) is None:
-        print(f"clusterdns vservers: no service {args.service} in {state.source}", file=sys.stderr)
-        return 1
+        raise ToolError(f"no service {args.service} in {state.source}")
     from clusterdns.sources.model import Kind
 
     notes: list[str] = []

@@ -22,6 +22,10 @@ from typing import Final
 
 from clusterdns.wire.query import EDNS_DO, FLAG_AA, FLAG_CD, FLAG_QR, FLAG_RD, FLAG_TC, Query
 
+# Refresh, retry and expire of the SOA that CoreDNS's record plugins (kubernetes,
+# k8s_external, etcd) make up for their zones; its minimum is the zone's TTL.
+SOA_TIMERS: Final = (7200, 1800, 86400)
+
 TYPE_A: Final = 1
 TYPE_NS: Final = 2
 TYPE_CNAME: Final = 5

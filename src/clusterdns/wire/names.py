@@ -1,4 +1,5 @@
-"""Conversions between wire-format names and dnspython-compatible text."""
+"""Conversions between wire-format names and dnspython-compatible text, and the little
+name arithmetic every record plugin does (a label under a zone, a name in a zone)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,22 @@ from clusterdns.wire.errors import FormError
 _ESCAPED = frozenset(b'."$();@\\')
 # miekg/dns's bound: a name of 255 octets has at most this many pointers on its way.
 MAX_POINTERS: Final = 126
+
+
+def join(label: str, zone: str) -> str:
+    """The text name ``label`` under ``zone`` (absolute); under the root, ``label.``."""
+    return f"{label}." if zone == "." else f"{label}.{zone}"
+
+
+def in_zone(name: str, zone: str) -> bool:
+    """Whether ``name`` is ``zone`` or below it (both lower-case, absolute text)."""
+    return zone == "." or name == zone or name.endswith("." + zone)
+
+
+def prefixed(label: str, base: bytes) -> bytes:
+    """``label`` in front of the wire name ``base`` (cut to 63 bytes to stay a label)."""
+    raw = label.encode("latin-1", "replace")[:63]
+    return bytes((len(raw),)) + raw + base
 
 
 # Bytes a label may hold and still read the same as text: letters, digits, '-', '_'.

@@ -38,6 +38,7 @@ from clusterdns.plugins.etcd.records import (
 )
 from clusterdns.wire import text_to_wire
 from clusterdns.wire.build import (
+    SOA_TIMERS,
     TYPE_A,
     TYPE_AAAA,
     TYPE_CNAME,
@@ -54,6 +55,7 @@ from clusterdns.wire.build import (
     srv_rdata,
     txt_rdata,
 )
+from clusterdns.wire.names import join
 
 log = logging.getLogger("clusterdns.plugins.etcd")
 
@@ -151,16 +153,10 @@ def soa_record(zone: str, serial: int) -> Record:
             text_to_wire("ns.dns." + prefix),
             text_to_wire("hostmaster." + prefix),
             serial,
-            7200,
-            1800,
-            86400,
+            *SOA_TIMERS,
             SOA_TTL,
         ),
     )
-
-
-def _join(label: str, zone: str) -> str:
-    return label + "." + zone if zone != "." else label + "."
 
 
 def _wire(name: str) -> bytes | None:
@@ -364,7 +360,7 @@ class Answers:
         if name != zone:
             return self.services(name, qtype, trace)
         try:
-            return self.services(_join("apex.dns", zone), qtype, trace)
+            return self.services(join("apex.dns", zone), qtype, trace)
         except _NotFound:
             return self.services(name, qtype, trace)
 
@@ -540,7 +536,7 @@ class Answers:
         records: list[Record] = []
         extra: list[Record] = []
         seen: set[str] = set()
-        for service in self.services(_join("ns.dns", zone), TYPE_NS, trace):
+        for service in self.services(join("ns.dns", zone), TYPE_NS, trace):
             kind = service.host_type
             if kind == TYPE_CNAME:
                 raise RecordError(f"NS record must be an IP address: {service.host}")

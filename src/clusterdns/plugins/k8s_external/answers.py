@@ -37,6 +37,7 @@ from clusterdns.sources.convert import canonical_ip
 from clusterdns.sources.model import ClusterModel, Endpoint, Service, ServicePort
 from clusterdns.wire import text_to_wire
 from clusterdns.wire.build import (
+    SOA_TIMERS,
     TYPE_A,
     TYPE_AAAA,
     TYPE_CNAME,
@@ -50,13 +51,13 @@ from clusterdns.wire.build import (
     soa_rdata,
     srv_rdata,
 )
+from clusterdns.wire.names import in_zone, join, prefixed
 
 NOERROR: Final = 0
 NXDOMAIN: Final = 3
 DNS_SERVICE: Final = ("kube-system", "kube-dns")  # whose external IPs ns1.<apex>.<zone> has
 # A Service or endpoint without ports still has addresses (CoreDNS's port -1 sentinel).
 NO_PORT: Final = (ServicePort("", -1, ""),)
-SOA_TIMERS: Final = (7200, 1800, 86400)  # refresh, retry, expire, as CoreDNS
 
 # (address: an IP, or a load balancer's hostname; port, -1 for none; the SRV target for
 # an IP, wire form)
@@ -124,14 +125,6 @@ class Decision:
         self.additional = additional
         self.depends = depends
         self.chase = chase
-
-
-def join(label: str, zone: str) -> str:
-    return f"{label}." if zone == "." else f"{label}.{zone}"
-
-
-def in_zone(name: str, zone: str) -> bool:
-    return zone == "." or name == zone or name.endswith("." + zone)
 
 
 def ip_from_reverse(name: str) -> str | None:
@@ -318,7 +311,7 @@ class ExternalAnswers:
                             continue
                         for candidate in ep.ports or NO_PORT:
                             if _matches(port, protocol, candidate):
-                                items.append((ip, candidate.port, _prefixed(label, target)))
+                                items.append((ip, candidate.port, prefixed(label, target)))
             else:
                 # CoreDNS answers an endpoint label under such a Service with its
                 # external addresses too (its port and protocol are empty: they match).
@@ -412,9 +405,3 @@ class ExternalAnswers:
                     index.setdefault(host, []).append(svc)
             self._reverse = (generation, index)
         return index
-
-
-def _prefixed(label: str, base: bytes) -> bytes:
-    """``label`` in front of the wire name ``base`` (cut to 63 bytes to stay a label)."""
-    raw = label.encode("latin-1", "replace")[:63]
-    return bytes((len(raw),)) + raw + base

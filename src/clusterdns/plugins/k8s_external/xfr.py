@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from clusterdns.plugins.k8s_external.answers import ExternalAnswers, join
+from clusterdns.plugins.k8s_external.answers import ExternalAnswers
 from clusterdns.sources.model import Service
 from clusterdns.wire import text_to_wire
 from clusterdns.wire.build import TYPE_A, TYPE_AAAA, TYPE_SRV, Record
+from clusterdns.wire.names import join
 
 _NAME_TYPES = (TYPE_A, TYPE_AAAA, TYPE_SRV)
 

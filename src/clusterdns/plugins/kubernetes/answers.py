@@ -35,6 +35,7 @@ from clusterdns.plugins.kubernetes.names import (
 from clusterdns.sources.model import Change, ClusterModel, Service
 from clusterdns.wire import Query, text_to_wire
 from clusterdns.wire.build import (
+    SOA_TIMERS,
     TYPE_A,
     TYPE_AAAA,
     TYPE_CNAME,
@@ -56,8 +57,10 @@ from clusterdns.wire.build import (
 )
 from clusterdns.wire.names import (
     ipv4_from_reverse,
+    join,
     label_offsets,
     name_to_text,
+    prefixed,
     with_suffix_case,
 )
 
@@ -159,10 +162,6 @@ class Answer:
             f"Answer(rcode={self.rcode}, answer={len(self.answer)}, "
             f"authority={len(self.authority)}, additional={len(self.additional)})"
         )
-
-
-def join(label: str, zone: str) -> str:
-    return f"{label}." if zone == "." else f"{label}.{zone}"
 
 
 def _may_fall_through(fallthrough: tuple[str, ...] | None, zone: str) -> bool:
@@ -564,7 +563,7 @@ class AnswerTable:
             if svc.headless:
                 for ep in served:
                     for ip in ep.addresses:
-                        target = _prefixed(
+                        target = prefixed(
                             endpoint_label(ip, ep.hostname, ep.pod_name, pod_names=pod_names), base
                         )
                         for port in ep.ports or (None,):
@@ -575,7 +574,7 @@ class AnswerTable:
                 items = [(ip, -1, base) for ip in svc.cluster_ips]
             return NameData(items=tuple(items))
         if len(sub) == 1 and not first.startswith("_"):
-            name = _prefixed(first, base)
+            name = prefixed(first, base)
             for ep in served:
                 for ip in ep.addresses:
                     if endpoint_label(ip, ep.hostname, ep.pod_name, pod_names=pod_names) == first:
@@ -592,7 +591,7 @@ class AnswerTable:
         if svc.headless:
             for ep in served:
                 for ip in ep.addresses:
-                    target = _prefixed(
+                    target = prefixed(
                         endpoint_label(ip, ep.hostname, ep.pod_name, pod_names=pod_names), base
                     )
                     for port in ep.ports:
@@ -620,12 +619,12 @@ class AnswerTable:
         for svc in self.model.ip_services(ip):
             if not self.has_names(svc):
                 continue
-            base = _prefixed(svc.name.lower(), _prefixed(svc.namespace.lower(), svc_zone))
+            base = prefixed(svc.name.lower(), prefixed(svc.namespace.lower(), svc_zone))
             if ip in svc.cluster_ips:
                 cluster.append(base)
             elif not self.config.noendpoints and not cluster:
                 hostname = self.model.hostname_of(svc, ip)
-                endpoints.append(_prefixed(self._endpoint_label_for(svc, ip, hostname), base))
+                endpoints.append(prefixed(self._endpoint_label_for(svc, ip, hostname), base))
         return tuple(cluster or endpoints)
 
     def _endpoint_label_for(self, svc: Service, ip: str, hostname: str | None) -> str:
@@ -702,7 +701,7 @@ class AnswerTable:
         """The SOA's serial, refresh, retry, expire and minimum, encoded (kept per serial)."""
         cached = self._soa_cache
         if cached[0] != self.serial:
-            packed = soa_numbers(self.serial, 7200, 1800, 86400, self.ttl)
+            packed = soa_numbers(self.serial, *SOA_TIMERS, self.ttl)
             cached = self._soa_cache = (self.serial, packed)
         return cached[1]
 
@@ -837,8 +836,7 @@ class AnswerTable:
         if isinstance(zone, str):
             zone = self._zones[text_to_wire(zone)]
         mname, rname = zone.soa_names
-        # CoreDNS's refresh, retry and expire; minimum is the records' TTL.
-        rdata = soa_rdata(mname, rname, self.serial, 7200, 1800, 86400, self.ttl)
+        rdata = soa_rdata(mname, rname, self.serial, *SOA_TIMERS, self.ttl)
         return (zone.wire, TYPE_SOA, min(self.ttl, 300), rdata)
 
     # --- dependency tokens for names the chain answered ------------------------------------
@@ -885,9 +883,3 @@ def _service_why(svc: Service, sub: tuple[str, ...], data: NameData | None) -> W
     if len(sub) == 1 and not sub[0].startswith("_"):
         return Why(PLUGIN, Rule.ENDPOINT, f"endpoint {sub[0]} of Service {key}")
     return Why(PLUGIN, Rule.SRV_PORT, f"named port of Service {key}")
-
-
-def _prefixed(label: str, base: bytes) -> bytes:
-    """``label`` in front of the wire name ``base`` (labels over 63 bytes cut to fit)."""
-    raw = label.encode("latin-1", "replace")[:63]
-    return bytes((len(raw),)) + raw + base

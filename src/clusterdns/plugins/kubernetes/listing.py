@@ -16,12 +16,12 @@ import dns.rcode
 import dns.rdatatype
 
 from clusterdns.core.explain import ListedName, Why, selects
-from clusterdns.plugins.kubernetes.answers import AnswerTable, join
+from clusterdns.plugins.kubernetes.answers import AnswerTable
 from clusterdns.plugins.kubernetes.config import PodMode
 from clusterdns.plugins.kubernetes.names import endpoint_label, ip_label, is_reverse, reverse_name
 from clusterdns.sources.model import Service
 from clusterdns.wire import parse_query, text_to_wire
-from clusterdns.wire.names import label_offsets
+from clusterdns.wire.names import join, label_offsets
 
 # The types asked of every name: a name's addresses, its SRV records, its alias.
 ASKED = (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.SRV, dns.rdatatype.CNAME)

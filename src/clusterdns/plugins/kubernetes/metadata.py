@@ -16,9 +16,9 @@ from typing import Final, NamedTuple
 
 from clusterdns.core.metadata import Values
 from clusterdns.plugins.kubernetes.config import KubernetesConfig, PodMode
-from clusterdns.plugins.kubernetes.names import in_zone
 from clusterdns.sources.convert import canonical_ip
 from clusterdns.sources.model import ClusterModel
+from clusterdns.wire.names import in_zone
 
 INVALID: Final = "invalid query name"
 

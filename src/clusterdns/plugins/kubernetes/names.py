@@ -75,7 +75,3 @@ def ip_from_reverse(name: str) -> str | None:
 
 def is_reverse(zone: str) -> bool:
     return zone in (IN_ADDR_ARPA, IP6_ARPA) or zone.endswith(("." + IN_ADDR_ARPA, "." + IP6_ARPA))
-
-
-def in_zone(name: str, zone: str) -> bool:
-    return zone == "." or name == zone or name.endswith("." + zone)

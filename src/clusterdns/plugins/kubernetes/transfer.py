@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from clusterdns.plugins.kubernetes.answers import AnswerTable, join
+from clusterdns.plugins.kubernetes.answers import AnswerTable
 from clusterdns.plugins.kubernetes.names import endpoint_label, is_reverse
 from clusterdns.sources.convert import canonical_ip
 from clusterdns.sources.model import Service
@@ -32,6 +32,7 @@ from clusterdns.wire.build import (
     name_rdata,
     srv_rdata,
 )
+from clusterdns.wire.names import join
 
 
 def zone_records(
