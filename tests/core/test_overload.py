@@ -109,6 +109,21 @@ def test_in_a_backlog_one_client_gets_its_share_of_a_batch(server_socket: socket
         sock.close()
 
 
+def test_in_a_backlog_a_lone_client_keeps_the_whole_batch(server_socket: socket.socket) -> None:
+    """With nobody else waiting, holding one client to a share would only drop answers
+    (one node's cache sends everything from one address)."""
+    batch = mmsg.BatchSocket(server_socket, late_after=5.0)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.bind(("127.0.0.1", 0))
+    for n in range(mmsg.BATCH):
+        client.sendto(make_query(n), server_socket.getsockname())
+    time.sleep(mmsg.BACKLOGGED_AFTER * 2)
+    received, _, _ = batch.serve_batch(echo, no_memo)
+    assert received == mmsg.BATCH and batch.over_share == 0
+    assert sorted(receive_all(client)) == list(range(mmsg.BATCH))
+    client.close()
+
+
 async def test_a_chain_flood_is_bounded_and_another_client_still_answered(
     tmp_path: Path,
 ) -> None:

@@ -35,13 +35,16 @@ _CONTROL: Final = 32
 _TIMESPEC = struct.Struct("qq")
 # A query that waited in the socket's receive queue longer than this is dropped unread:
 # under overload the queue holds seconds of questions, and answering them oldest first
-# makes every client wait that long (their stubs have retried or given up by then).
-# Dropping costs a fraction of answering, so the queue empties fast once the load
-# drops, and the answers given go to questions still being waited for.
-LATE_AFTER: Final = 1.0
-# A full batch whose oldest datagram waited this long means a backlog: then one client
-# address gets at most SHARE of the batch's first-sight answers (memo hits are cheap and
-# always served), so one pod's flood of never-seen names cannot starve the others.
+# makes every client wait that long. Forwarders (CoreDNS's forward, NodeLocal DNSCache)
+# give up on a query after 2 s, stubs retry after 5 s; dropping costs a fraction of
+# answering, so the queue empties fast once the load drops, and the answers given go to
+# questions still being waited for. (1 s dropped queries a stub would still have taken
+# when the event loop held the GIL through 1,000 API updates a second: bench/ 1b.)
+LATE_AFTER: Final = 2.0
+# A full batch whose oldest datagram waited this long means a backlog: then, when the
+# batch holds several client addresses, each gets at most SHARE of its first-sight answers
+# (memo hits are cheap and always served), so one pod's flood of never-seen names cannot
+# starve the others.
 BACKLOGGED_AFTER: Final = 0.05
 SHARE: Final = BATCH // 4
 
@@ -227,8 +230,16 @@ class BatchSocket:
             first, backlogged = self._late_ones(received)
             skipped.extend(range(first))
             if backlogged:
-                shares = {}
                 host_from, host_to = self._host_at
+                names_view = self._names
+                hosts = {
+                    bytes(names_view[i * _SOCKADDR_SIZE + host_from : i * _SOCKADDR_SIZE + host_to])
+                    for i in range(first, received)
+                }
+                # Only when others wait too: a lone client (one node's cache, a benchmark)
+                # keeps the whole batch, its backlog bounded by late_after alone.
+                if len(hosts) > 1:
+                    shares = {}
         names = self._names
         namelen = self._namelen
         clients = self._clients
