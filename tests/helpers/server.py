@@ -165,3 +165,23 @@ class ServerProcess:
         tb: TracebackType | None,
     ) -> None:
         await asyncio.to_thread(self.stop)
+
+
+def demo_corefile(upstream_port: int) -> str:
+    """The standard Kubernetes query path over the packaged demo cluster, with `introspect`
+    on a free loopback port and forward to ``upstream_port`` (a loopback responder)."""
+    from clusterdns.cli import demo_cluster_dir
+
+    return f"""\
+.:0 {{
+    introspect 127.0.0.1:0
+    kubernetes cluster.local in-addr.arpa ip6.arpa {{
+        manifests {demo_cluster_dir()}
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+        ttl 30
+    }}
+    forward . 127.0.0.1:{upstream_port}
+    cache 30
+}}
+"""

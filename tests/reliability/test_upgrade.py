@@ -158,6 +158,30 @@ spec:
 """
 
 
+def _start_generation(
+    tmp_path: pathlib.Path,
+    port: int,
+    tag: str,
+    udp_mode: str,
+    procs: list[subprocess.Popen[bytes]],
+) -> subprocess.Popen[bytes]:
+    """`serve --reuse-port` on ``port`` whose Service `gen` answers 10.96.0.<10 + N> for
+    tag vN (which generation answered shows in the reply); ready when it logs serving."""
+    manifests = tmp_path / f"cluster-{tag}"
+    manifests.mkdir()
+    (manifests / "gen.yaml").write_text(MANIFEST.format(address=10 + int(tag[1:])))
+    corefile = tmp_path / f"Corefile.{tag}"
+    corefile.write_text(
+        f".:{port} {{\n    bind 127.0.0.1\n"
+        f"    kubernetes cluster.local {{\n        manifests {manifests}\n    }}\n}}\n"
+    )
+    log = tmp_path / f"{tag}.log"
+    proc = _spawn(corefile, log, udp_mode)
+    procs.append(proc)
+    _wait_logged(proc, log, "serving, pid")
+    return proc
+
+
 @pytest.mark.parametrize("udp_mode", ["batch", "thread", "loop"])
 def test_reuse_port_restart_loses_no_query(tmp_path: pathlib.Path, udp_mode: str) -> None:
     """ROUNDS times: a new process beside the running one, then SIGTERM to the old one
@@ -166,19 +190,7 @@ def test_reuse_port_restart_loses_no_query(tmp_path: pathlib.Path, udp_mode: str
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(tag: str) -> subprocess.Popen[bytes]:
-        manifests = tmp_path / f"cluster-{tag}"
-        manifests.mkdir()
-        (manifests / "gen.yaml").write_text(MANIFEST.format(address=10 + int(tag[1:])))
-        corefile = tmp_path / f"Corefile.{tag}"
-        corefile.write_text(
-            f".:{port} {{\n    bind 127.0.0.1\n"
-            f"    kubernetes cluster.local {{\n        manifests {manifests}\n    }}\n}}\n"
-        )
-        log = tmp_path / f"{tag}.log"
-        proc = _spawn(corefile, log, udp_mode)
-        procs.append(proc)
-        _wait_logged(proc, log, "serving, pid")
-        return proc
+        return _start_generation(tmp_path, port, tag, udp_mode, procs)
 
     try:
         old = start("v0")
@@ -219,19 +231,7 @@ def test_rolling_restart_of_two_replicas_loses_no_query(tmp_path: pathlib.Path) 
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(tag: str) -> subprocess.Popen[bytes]:
-        manifests = tmp_path / f"cluster-{tag}"
-        manifests.mkdir()
-        (manifests / "gen.yaml").write_text(MANIFEST.format(address=10 + int(tag[1:])))
-        corefile = tmp_path / f"Corefile.{tag}"
-        corefile.write_text(
-            f".:{port} {{\n    bind 127.0.0.1\n"
-            f"    kubernetes cluster.local {{\n        manifests {manifests}\n    }}\n}}\n"
-        )
-        log = tmp_path / f"{tag}.log"
-        proc = _spawn(corefile, log, "batch")
-        procs.append(proc)
-        _wait_logged(proc, log, "serving, pid")
-        return proc
+        return _start_generation(tmp_path, port, tag, "batch", procs)
 
     try:
         replicas = [start("v0"), start("v1")]

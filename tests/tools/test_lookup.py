@@ -24,11 +24,10 @@ from clusterdns.tools.lookup import (
     resolve,
 )
 from tests.helpers.responder import DEFAULT_ADDRESS, Responder
-from tests.helpers.server import RunningServer, running_server
+from tests.helpers.server import RunningServer, demo_corefile, running_server
 
 pytestmark = pytest.mark.timeout(60)
 
-DEMO = Path(cli.demo_cluster_dir())
 SEARCH = ["default.svc.cluster.local", "svc.cluster.local", "cluster.local"]
 
 
@@ -150,27 +149,11 @@ class Setup:
         return f"127.0.0.1:{self.server.http_port('127.0.0.1', 0)}"
 
 
-def corefile(upstream_port: int) -> str:
-    return f"""\
-.:0 {{
-    introspect 127.0.0.1:0
-    kubernetes cluster.local in-addr.arpa ip6.arpa {{
-        manifests {DEMO}
-        pods insecure
-        fallthrough in-addr.arpa ip6.arpa
-        ttl 30
-    }}
-    forward . 127.0.0.1:{upstream_port}
-    cache 30
-}}
-"""
-
-
 @pytest.fixture
 async def setup() -> AsyncIterator[Setup]:
     async with (
         Responder() as upstream,
-        running_server(corefile(upstream.port)) as server,
+        running_server(demo_corefile(upstream.port)) as server,
     ):
         loop = asyncio.get_running_loop()
         relay = Relay(server.port)

@@ -24,7 +24,7 @@ from clusterdns.corefile import CorefileError, parse
 from clusterdns.plugins.introspect import Introspect
 from tests.helpers.dnsclient import query
 from tests.helpers.responder import DEFAULT_ADDRESS, Responder
-from tests.helpers.server import RunningServer, running_server
+from tests.helpers.server import RunningServer, demo_corefile, running_server
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -126,28 +126,11 @@ class Setup:
         return data
 
 
-def corefile(upstream_port: int) -> str:
-    return f"""\
-.:0 {{
-    introspect 127.0.0.1:0
-    kubernetes cluster.local in-addr.arpa ip6.arpa {{
-        manifests {DEMO}
-        pods insecure
-        fallthrough in-addr.arpa ip6.arpa
-        ttl 30
-    }}
-    forward . 127.0.0.1:{upstream_port}
-    cache 30
-    loadbalance
-}}
-"""
-
-
 @pytest.fixture
 async def setup() -> AsyncIterator[Setup]:
     async with (
         Responder() as upstream,
-        running_server(corefile(upstream.port)) as server,
+        running_server(demo_corefile(upstream.port)) as server,
         aiohttp.ClientSession() as http,
     ):
         yield Setup(server, upstream, http)
