@@ -18,6 +18,7 @@ from clusterdns.corefile import Directive
 from clusterdns.wire import Query
 
 DEFAULT_ADDRESS = "localhost:9153"
+_MEMO_SINKS = 4096  # label rows × sizes seen; bounded against odd sizes
 
 
 class Prometheus(Plugin):
@@ -29,6 +30,7 @@ class Prometheus(Plugin):
         self.metrics = process.metrics
         # Each thread's DnsStats, by thread: the fast path records without asking Metrics.
         self._stats: dict[int, DnsStats] = {}
+        self._memo_sinks: dict[tuple[Hashable, tuple[int, int]], tuple[Hashable, Sink]] = {}
 
     def observe(self, req: Request, rcode: int, wire: bytes, duration: float, plugin: str) -> None:
         self.metrics.record(
@@ -80,7 +82,15 @@ class Prometheus(Plugin):
         """Reply memo hits of this answer, counted as observe_fast would count each."""
         key = (server, zone, transport, family, query.qtype, rcode, plugin)
         sizes = (len(query.data), len(wire))
-        return ("prometheus", key, sizes), self.metrics.memo_sink(key, *sizes)
+        # One sink per label row and sizes, made once: the memo shares a tally among the
+        # replies that name the same sink key, so a new closure per reply is wasted work.
+        made = self._memo_sinks.get((key, sizes))
+        if made is None:
+            if len(self._memo_sinks) >= _MEMO_SINKS:
+                self._memo_sinks.clear()
+            made = ("prometheus", key, sizes), self.metrics.memo_sink(key, *sizes)
+            self._memo_sinks[(key, sizes)] = made
+        return made
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         body = generate_latest(self.process.metrics_registry())
