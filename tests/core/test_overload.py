@@ -35,6 +35,16 @@ def no_memo() -> dict[bytes, mmsg.Entry]:
     return {}
 
 
+def stamped(sock: socket.socket, late_after: float) -> mmsg.BatchSocket:
+    """A BatchSocket whose datagrams carry their arrival time. Linux turns receive
+    timestamps on for the whole system a moment after the first socket asks (and off when
+    the last one closes): a datagram that arrives before then is stamped when it is read,
+    so the test waits that moment out before sending."""
+    batch = mmsg.BatchSocket(sock, late_after=late_after)
+    time.sleep(0.2)
+    return batch
+
+
 def receive_all(sock: socket.socket) -> list[int]:
     ids = []
     sock.settimeout(0.3)
@@ -56,7 +66,7 @@ def server_socket() -> socket.socket:
 
 
 def test_datagrams_that_waited_too_long_are_dropped_unread(server_socket: socket.socket) -> None:
-    batch = mmsg.BatchSocket(server_socket, late_after=0.4)
+    batch = stamped(server_socket, 0.4)
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.bind(("127.0.0.1", 0))
     address = server_socket.getsockname()
@@ -73,7 +83,7 @@ def test_datagrams_that_waited_too_long_are_dropped_unread(server_socket: socket
 
 
 def test_a_fresh_queue_is_answered_in_full(server_socket: socket.socket) -> None:
-    batch = mmsg.BatchSocket(server_socket, late_after=0.4)
+    batch = stamped(server_socket, 0.4)
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.bind(("127.0.0.1", 0))
     for n in range(mmsg.BATCH):
@@ -87,7 +97,7 @@ def test_a_fresh_queue_is_answered_in_full(server_socket: socket.socket) -> None
 def test_in_a_backlog_one_client_gets_its_share_of_a_batch(server_socket: socket.socket) -> None:
     """A full batch that waited past BACKLOGGED_AFTER: the flooding address (many source
     ports) gets SHARE answers; a second address in the same batch gets all of its own."""
-    batch = mmsg.BatchSocket(server_socket, late_after=5.0)
+    batch = stamped(server_socket, 5.0)
     address = server_socket.getsockname()
     flooders = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(8)]
     for sock in flooders:
@@ -112,7 +122,7 @@ def test_in_a_backlog_one_client_gets_its_share_of_a_batch(server_socket: socket
 def test_in_a_backlog_a_lone_client_keeps_the_whole_batch(server_socket: socket.socket) -> None:
     """With nobody else waiting, holding one client to a share would only drop answers
     (one node's cache sends everything from one address)."""
-    batch = mmsg.BatchSocket(server_socket, late_after=5.0)
+    batch = stamped(server_socket, 5.0)
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.bind(("127.0.0.1", 0))
     for n in range(mmsg.BATCH):
