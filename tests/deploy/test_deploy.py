@@ -23,6 +23,7 @@ from aiohttp import web
 
 from clusterdns.corefile import parse
 from clusterdns.plugins.kubernetes.setup import parse_config
+from clusterdns.sources.kube.reflector import RESOURCE_PATHS
 from tests.helpers.dnsclient import query
 from tests.helpers.server import running_server
 
@@ -73,8 +74,13 @@ def test_rbac_lists_and_watches_what_the_plugin_reads() -> None:
         for resource in rule["resources"]
         for verb in rule["verbs"]
     }
-    wanted = {("", r) for r in ("services", "endpoints", "namespaces", "pods")}
-    wanted.add(("discovery.k8s.io", "endpointslices"))
+    # Every collection a source may watch (the reflector's paths: /api/v1/<resource> or
+    # /apis/<group>/<version>/<resource>), ServiceImports for multicluster zones included.
+    wanted = set()
+    for path in RESOURCE_PATHS.values():
+        parts = path.strip("/").split("/")
+        wanted.add(("", parts[2]) if parts[0] == "api" else (parts[1], parts[3]))
+    assert ("multicluster.x-k8s.io", "serviceimports") in wanted
     for group, resource in wanted:
         for verb in ("list", "watch"):
             assert (group, resource, verb) in granted

@@ -52,6 +52,8 @@ RESOURCES: dict[str, ResourceInfo] = {
         ResourceInfo("pods", "", "v1", "Pod", True, ("po",)),
         ResourceInfo("namespaces", "", "v1", "Namespace", False, ("ns",)),
         ResourceInfo("endpointslices", "discovery.k8s.io", "v1", "EndpointSlice", True),
+        # The Multi-Cluster Services CRD (KEP-1645): served only with ``serve_mcs``.
+        ResourceInfo("serviceimports", "multicluster.x-k8s.io", "v1alpha1", "ServiceImport", True),
     )
 }
 BY_KIND = {r.kind: r for r in RESOURCES.values()}
@@ -130,10 +132,13 @@ class KubeAPIServer:
         disable_endpointslices: bool = False,
         token: str | None = None,
         expired_as_http_410: bool = False,
+        serve_mcs: bool = False,
     ) -> None:
         self.history_size = history_size
         self.bookmark_interval = bookmark_interval
         self.disable_endpointslices = disable_endpointslices
+        # The MCS CRDs installed: may be switched on while running (a later install).
+        self.serve_mcs = serve_mcs
         self.token = token  # when set, require "Authorization: Bearer <token>"
         # Too old a watch resourceVersion: an HTTP 410 instead of an ERROR event in a 200.
         self.expired_as_http_410 = expired_as_http_410
@@ -341,6 +346,8 @@ class KubeAPIServer:
     def _groups(self) -> Iterator[tuple[str, str]]:
         if not self.disable_endpointslices:
             yield ("discovery.k8s.io", "v1")
+        if self.serve_mcs:
+            yield ("multicluster.x-k8s.io", "v1alpha1")
 
     async def _api_groups(self, request: web.Request) -> web.Response:
         groups = [
@@ -613,6 +620,44 @@ def endpoint_slice(
         "endpoints": endpoints,
         "ports": [{"name": n, "port": p, "protocol": pr} for n, p, pr in ports],
     }
+
+
+def service_import(
+    name: str,
+    namespace: str = "default",
+    *,
+    ips: Iterable[str] = (),
+    headless: bool = False,
+    ports: Iterable[tuple[str, int, str]] = (("http", 80, "TCP"),),
+) -> Obj:
+    """A ServiceImport (multicluster.x-k8s.io/v1alpha1) as an MCS implementation writes it."""
+    return {
+        "kind": "ServiceImport",
+        "apiVersion": "multicluster.x-k8s.io/v1alpha1",
+        "metadata": _meta(name, namespace, None),
+        "spec": {
+            "type": "Headless" if headless else "ClusterSetIP",
+            **({} if headless else {"ips": list(ips)}),
+            "ports": [{"name": n, "port": p, "protocol": pr} for n, p, pr in ports],
+        },
+    }
+
+
+def imported_slice(
+    name: str,
+    service_name: str,
+    cluster: str,
+    namespace: str = "default",
+    **kwargs: Any,
+) -> Obj:
+    """An EndpointSlice an MCS implementation imports from ``cluster`` for ServiceImport
+    ``service_name``: the multicluster labels, not the Service one."""
+    obj = endpoint_slice(name, service_name, namespace, **kwargs)
+    obj["metadata"]["labels"] = {
+        "multicluster.kubernetes.io/service-name": service_name,
+        "multicluster.kubernetes.io/source-cluster": cluster,
+    }
+    return obj
 
 
 def endpoints(

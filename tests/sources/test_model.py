@@ -9,7 +9,15 @@ import pytest
 
 from clusterdns.sources.kube import objects as api
 from clusterdns.sources.model import Change, ClusterModel, IpOwner, Kind
-from tests.helpers.kubeapi import endpoint_slice, endpoints, namespace, pod, service
+from tests.helpers.kubeapi import (
+    endpoint_slice,
+    endpoints,
+    imported_slice,
+    namespace,
+    pod,
+    service,
+    service_import,
+)
 
 TYPES: dict[Kind, type[Any]] = {
     Kind.SERVICES: api.Service,
@@ -17,6 +25,8 @@ TYPES: dict[Kind, type[Any]] = {
     Kind.ENDPOINTS: api.Endpoints,
     Kind.PODS: api.Pod,
     Kind.NAMESPACES: api.Namespace,
+    Kind.SERVICE_IMPORTS: api.ServiceImport,
+    Kind.MULTICLUSTER_SLICES: api.EndpointSlice,
 }
 
 
@@ -352,3 +362,45 @@ def test_change_names_the_ips_whose_ptr_may_differ(model: ClusterModel) -> None:
         Kind.SERVICES, "ADDED", obj(Kind.SERVICES, service("web", "x", cluster_ip="10.96.0.9"))
     )
     assert rec.changes[-1].ips == {"10.96.0.9"}
+
+
+def test_service_imports_and_their_slices() -> None:
+    """ServiceImports and imported slices: readers, per-cluster merge, and the Change
+    naming the ServiceImport (not a Service) whose names may differ."""
+    model = ClusterModel(kinds={Kind.SERVICE_IMPORTS, Kind.MULTICLUSTER_SLICES})
+    changes = Recorder(model).changes
+    si = Kind.SERVICE_IMPORTS
+    mc = Kind.MULTICLUSTER_SLICES
+    model.replace_all(si, [obj(si, service_import("db", "shop", headless=True))])
+    assert model.synced is False
+    model.replace_all(mc, [])
+    assert model.synced
+    imported = model.service_import("shop", "db")
+    assert imported is not None and imported.headless and imported.ips == ()
+    assert changes[-1].imports == {("shop", "db")} and not changes[-1].services
+    east = imported_slice("e1", "db", "east", "shop", addresses=["10.1.0.5", "10.1.0.6"])
+    east2 = imported_slice("e2", "db", "east", "shop", addresses=["10.1.0.6", "10.1.0.7"])
+    west = imported_slice("w1", "db", "west", "shop", addresses=["10.1.0.5"])
+    for data in (east, east2, west):
+        model.apply(mc, "ADDED", obj(mc, data))
+        assert changes[-1].imports == {("shop", "db")}
+    got = [(cluster, ep.addresses) for cluster, ep in model.import_endpoints("shop", "db")]
+    # One cluster's slices merge (10.1.0.6 once); the same IP in two clusters is two.
+    assert got == [
+        ("east", ("10.1.0.5",)), ("east", ("10.1.0.6",)), ("east", ("10.1.0.7",)),
+        ("west", ("10.1.0.5",)),
+    ]  # fmt: skip
+    generation = model.generation
+    model.apply(mc, "MODIFIED", obj(mc, west))  # unchanged: no generation, no notice
+    assert model.generation == generation
+    model.apply(mc, "DELETED", obj(mc, east))
+    assert [c for c, _ in model.import_endpoints("shop", "db")] == ["east", "east", "west"]
+    model.apply(si, "DELETED", obj(si, service_import("db", "shop", headless=True)))
+    assert model.service_import("shop", "db") is None
+    assert list(model.service_imports()) == []
+    # A slice without the MCS service label belongs to no ServiceImport.
+    stray = endpoint_slice("s", "db", "shop", addresses=["10.9.9.9"])
+    count = len(changes)
+    model.apply(mc, "ADDED", obj(mc, stray))
+    assert len(changes) == count
+    assert all("10.9.9.9" not in ep.addresses for _, ep in model.import_endpoints("shop", "db"))

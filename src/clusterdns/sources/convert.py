@@ -8,9 +8,11 @@ import sys
 from collections.abc import Iterable, Mapping
 
 from .kube import objects as api
-from .records import Endpoint, Namespace, Pod, Service, ServicePort
+from .records import Endpoint, Namespace, Pod, Service, ServiceImport, ServicePort
 
 __all__ = [
+    "MCS_SERVICE_NAME_LABEL",
+    "MCS_SOURCE_CLUSTER_LABEL",
     "SERVICE_NAME_LABEL",
     "EndpointEntry",
     "canonical_ip",
@@ -18,14 +20,19 @@ __all__ = [
     "pod_is_ready",
     "to_endpoints",
     "to_endpoints_entries",
+    "to_import_slice_entries",
     "to_namespace",
     "to_pod",
     "to_service",
+    "to_service_import",
     "to_slice_endpoints",
     "to_slice_entries",
 ]
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+# The labels an MCS implementation puts on the EndpointSlices it imports (KEP-1645).
+MCS_SERVICE_NAME_LABEL = "multicluster.kubernetes.io/service-name"
+MCS_SOURCE_CLUSTER_LABEL = "multicluster.kubernetes.io/source-cluster"
 _intern = sys.intern
 
 # An endpoint as stored: the bare IP for the common one (ready, one address, no hostname,
@@ -215,6 +222,36 @@ def to_slice_entries(
             )
         )
     return (service, ports, tuple(entries))
+
+
+def to_import_slice_entries(
+    obj: api.EndpointSlice, *, pod_names: bool = True
+) -> tuple[str | None, str, tuple[ServicePort, ...], tuple[EndpointEntry, ...]]:
+    """An imported EndpointSlice (MCS): its ServiceImport's name and source cluster (the
+    ``multicluster.kubernetes.io`` labels; "" for a slice that names no cluster), ports and
+    entries."""
+    _, ports, entries = to_slice_entries(obj, pod_names=pod_names)
+    labels = obj.metadata.labels or {}
+    cluster = labels.get(MCS_SOURCE_CLUSTER_LABEL) or ""
+    return (_opt(labels.get(MCS_SERVICE_NAME_LABEL)), _intern(cluster), ports, entries)
+
+
+def to_service_import(obj: api.ServiceImport) -> ServiceImport:
+    spec = obj.spec
+    headless = spec.type == "Headless"
+    ports = _shared(
+        tuple(
+            ServicePort(name=_intern(p.name), port=p.port, protocol=_protocol(p.protocol))
+            for p in spec.ports or ()
+        )
+    )
+    return ServiceImport(
+        namespace=_intern(obj.metadata.namespace),
+        name=obj.metadata.name,
+        headless=headless,
+        ips=() if headless else _ips(spec.ips or ()),
+        ports=ports,
+    )
 
 
 def to_slice_endpoints(obj: api.EndpointSlice) -> tuple[str | None, tuple[Endpoint, ...]]:

@@ -3,12 +3,14 @@
 Every ``*.yaml``, ``*.yml`` and ``*.json`` under the folder (recursively; names starting with
 a dot are skipped, which also skips the ``..data`` copies of a mounted ConfigMap) is read:
 multi-document YAML, ``kind: List`` (as ``kubectl get -o yaml`` writes), and objects of kind
-Service, EndpointSlice, Endpoints, Pod and Namespace; other kinds are ignored.
+Service, EndpointSlice, Endpoints, Pod, Namespace and (for ``multicluster`` zones) the MCS
+ServiceImport; other kinds are ignored.
 
 What the API server and its controllers would add is filled in: the ``default`` namespace, a
 Namespace for every namespace used, a ClusterIP from a deterministic allocator over
-``service_cidr``, node ports (30000-32767) for NodePort and LoadBalancer Services, and EndpointSlices derived from the folder's Pods for a Service with a
-selector and no endpoints given. Logging stays short for a folder of 100k objects: one info
+``service_cidr``, node ports (30000-32767) for NodePort and LoadBalancer Services, and
+EndpointSlices derived from the folder's Pods for a Service with a selector and no endpoints
+given. Logging stays short for a folder of 100k objects: one info
 line per file read (``manifests: services.yaml: 3 Services, 2 EndpointSlices``) and one
 summing up the fill-ins; each object's fill-in is logged at debug.
 
@@ -36,7 +38,7 @@ import msgspec
 import yaml
 from msgspec.structs import replace
 
-from .convert import SERVICE_NAME_LABEL, canonical_ip, pod_is_ready
+from .convert import MCS_SERVICE_NAME_LABEL, SERVICE_NAME_LABEL, canonical_ip, pod_is_ready
 from .kube import objects as api
 from .model import ClusterModel, Kind
 
@@ -56,6 +58,7 @@ _TYPES: dict[str, tuple[Kind, type[Any], bool]] = {  # kind → (model kind, typ
     "Endpoints": (Kind.ENDPOINTS, api.Endpoints, True),
     "Pod": (Kind.PODS, api.Pod, True),
     "Namespace": (Kind.NAMESPACES, api.Namespace, False),
+    "ServiceImport": (Kind.SERVICE_IMPORTS, api.ServiceImport, True),
 }
 _LIST_KINDS = {"List", *(f"{k}List" for k in _TYPES)}
 
@@ -276,7 +279,10 @@ class ClusterIPAllocator:
 
 _CHUNK = 1024  # objects per stored chunk
 NODE_PORT_RANGE = (30000, 32767)  # the API server's default --service-node-port-range
-_KIND_ORDER = (Kind.NAMESPACES, Kind.SERVICES, Kind.ENDPOINTSLICES, Kind.ENDPOINTS, Kind.PODS)
+_KIND_ORDER = (
+    Kind.NAMESPACES, Kind.SERVICES, Kind.ENDPOINTSLICES, Kind.ENDPOINTS, Kind.PODS,
+    Kind.SERVICE_IMPORTS,
+)  # fmt: skip
 _STRUCTS: dict[Kind, type[Any]] = {kind: struct for kind, struct, _ in _TYPES.values()}
 _Location: TypeAlias = tuple[int, int, int]  # (file, chunk, position) of one object of a kind
 
@@ -529,6 +535,19 @@ class ManifestsSource:
         for _, objs in _chunks(files, Kind.ENDPOINTS, skip):
             listing.add(objs)
         listing.commit()
+
+        if Kind.SERVICE_IMPORTS in kinds:
+            listing = model.listing(Kind.SERVICE_IMPORTS)
+            for _, objs in _chunks(files, Kind.SERVICE_IMPORTS, skip):
+                listing.add(objs)
+            listing.commit()
+        if Kind.MULTICLUSTER_SLICES in kinds:
+            # The folder's imported slices: those with the MCS label, as the API's
+            # label selector would pick them.
+            listing = model.listing(Kind.MULTICLUSTER_SLICES)
+            for _, objs in _chunks(files, Kind.ENDPOINTSLICES, skip):
+                listing.add(o for o in objs if MCS_SERVICE_NAME_LABEL in (o.metadata.labels or {}))
+            listing.commit()
         if pods is not None:
             pods.commit()  # the POD_IPS index as well
 

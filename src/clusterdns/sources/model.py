@@ -26,14 +26,16 @@ from .convert import (
     canonical_ip,
     expand,
     to_endpoints_entries,
+    to_import_slice_entries,
     to_namespace,
     to_pod,
     to_service,
+    to_service_import,
     to_slice_entries,
 )
 from .kube import objects as api
 from .podips import PodIPIndex
-from .records import Endpoint, IpOwner, Namespace, Pod, Service, ServicePort
+from .records import Endpoint, IpOwner, Namespace, Pod, Service, ServiceImport, ServicePort
 
 __all__ = [
     "Change",
@@ -46,6 +48,7 @@ __all__ = [
     "Namespace",
     "Pod",
     "Service",
+    "ServiceImport",
     "ServicePort",
 ]
 
@@ -66,6 +69,11 @@ class Kind(enum.StrEnum):
     # The same Pod watch, kept only as a Pod IP → namespace index (autopath @kubernetes);
     # watching PODS maintains it too, so a source never runs two Pod watches.
     POD_IPS = "pod_ips"
+    # Multi-Cluster Services (KEP-1645), watched for ``multicluster`` zones only: the
+    # ServiceImports, and the EndpointSlices an MCS implementation imports for them
+    # (those labelled multicluster.kubernetes.io/service-name).
+    SERVICE_IMPORTS = "serviceimports"
+    MULTICLUSTER_SLICES = "multiclusterslices"
 
 
 # Either endpoints kind satisfies the other's sync requirement: the API source falls back
@@ -90,6 +98,8 @@ class Change:
     # IPs a changed Service owned (ClusterIPs, served endpoints) before or after the
     # update: their PTR answers may differ. Not filled with ``full``.
     ips: frozenset[str] = frozenset()
+    # ServiceImports whose record or imported endpoints changed (multicluster zones).
+    imports: frozenset[ServiceKey] = frozenset()
 
 
 class _SliceRecord(msgspec.Struct, frozen=True, gc=False):
@@ -108,6 +118,16 @@ class _SliceRecord(msgspec.Struct, frozen=True, gc=False):
 class _EndpointsRecord(_SliceRecord, frozen=True, gc=False):
     """Stored form of one legacy v1 Endpoints object (a type, not a field: 8 bytes less
     for every slice)."""
+
+
+class _ImportSlice(msgspec.Struct, frozen=True, gc=False):
+    """Stored form of one imported EndpointSlice: its ServiceImport and source cluster."""
+
+    name: str
+    service: str | None
+    cluster: str
+    ports: tuple[ServicePort, ...]
+    entries: tuple[EndpointEntry, ...]
 
 
 def _slice_order(record: _SliceRecord) -> tuple[bool, str]:
@@ -185,6 +205,7 @@ class _Pending:
     namespaces: set[str] = field(default_factory=set)
     pod_ips: set[str] = field(default_factory=set)
     ips: set[str] = field(default_factory=set)  # reverse entries of changed Services
+    imports: set[ServiceKey] = field(default_factory=set)  # ServiceImports (or their slices)
     # Services whose record or slices this update touches, as they were before it: their
     # endpoints and reverse entries are compared and refreshed at commit. The record alone
     # (or None) when it had no slices: a LIST touches 100k of them at once.
@@ -195,7 +216,7 @@ class _Pending:
     full: bool = False  # too many changes to list: notify a full change
 
     def __bool__(self) -> bool:
-        return bool(self.full or self.services or self.namespaces or self.pod_ips)
+        return bool(self.full or self.services or self.namespaces or self.pod_ips or self.imports)
 
 
 class Listing:
@@ -271,6 +292,11 @@ class ClusterModel:
         self._namespaces: dict[str, Namespace] = {}
         self._ip_owners: dict[str, _Owners] = {}
         self._pod_ips = PodIPIndex()  # maintained only when POD_IPS is required
+        # Multi-Cluster Services: ServiceImports by namespace and name, imported slices by
+        # namespace and slice name, and each ServiceImport's slices (ordered by name).
+        self._imports: dict[str, dict[str, ServiceImport]] = {}
+        self._import_slices: dict[str, dict[str, _ImportSlice]] = {}
+        self._import_members: dict[ServiceKey, tuple[_ImportSlice, ...]] = {}
         self._namespace_index: Mapping[str, object] = (
             self._namespaces if Kind.NAMESPACES in self.kinds else self._services
         )
@@ -330,12 +356,13 @@ class ClusterModel:
             else:
                 self._refresh_service(key, old, (), pending)
         pending.before.clear()
-        if len(pending.services) + len(pending.pod_ips) > FULL_CHANGE:
+        if len(pending.services) + len(pending.pod_ips) + len(pending.imports) > FULL_CHANGE:
             # Changed this much: subscribers start over anyway, no need to say what.
             pending.full = True
             pending.services.clear()
             pending.pod_ips.clear()
             pending.ips.clear()
+            pending.imports.clear()
 
     def _commit(self, pending: _Pending) -> None:
         self._settle(pending)
@@ -350,6 +377,7 @@ class ClusterModel:
                 namespaces=frozenset(pending.namespaces),
                 pod_ips=frozenset(pending.pod_ips),
                 ips=frozenset(pending.ips),
+                imports=frozenset(pending.imports),
             )
         for callback in self._subscribers:
             try:
@@ -440,6 +468,21 @@ class ClusterModel:
             assert isinstance(obj, api.Namespace), obj
             namespace = to_namespace(obj)
             return "", namespace.name, namespace
+        if kind is Kind.SERVICE_IMPORTS:
+            assert isinstance(obj, api.ServiceImport), obj
+            imported = to_service_import(obj)
+            return imported.namespace, imported.name, imported
+        if kind is Kind.MULTICLUSTER_SLICES:
+            assert isinstance(obj, api.EndpointSlice), obj
+            service, cluster, ports, entries = to_import_slice_entries(
+                obj, pod_names=self.pod_names
+            )
+            meta = obj.metadata
+            return (
+                _intern(meta.namespace),
+                meta.name,
+                _ImportSlice(meta.name, service, cluster, ports, entries),
+            )
         raise ValueError(f"unknown kind {kind!r}")
 
     def _table(self, kind: Kind) -> dict[str, dict[str, Any]]:
@@ -450,6 +493,10 @@ class ClusterModel:
             return self._slices[kind]
         if kind is Kind.PODS:
             return self._pods
+        if kind is Kind.SERVICE_IMPORTS:
+            return self._imports
+        if kind is Kind.MULTICLUSTER_SLICES:
+            return self._import_slices
         return {"": self._namespaces} if self._namespaces else {}
 
     def _get(self, kind: Kind, ns: str, name: str) -> object:
@@ -468,6 +515,12 @@ class ClusterModel:
         elif kind is Kind.PODS:
             assert record is None or isinstance(record, Pod)
             self._put_pod(ns, name, record, pending)
+        elif kind is Kind.SERVICE_IMPORTS:
+            assert record is None or isinstance(record, ServiceImport)
+            self._put_import(ns, name, record, pending)
+        elif kind is Kind.MULTICLUSTER_SLICES:
+            assert record is None or isinstance(record, _ImportSlice)
+            self._put_import_slice(ns, name, record, pending)
         else:
             assert record is None or isinstance(record, Namespace)
             self._put_namespace(name, record, pending)
@@ -648,6 +701,56 @@ class ClusterModel:
             self._pods_by_ip[ip] = (*self._pods_by_ip.get(ip, ()), pod)
         pending.pod_ips.update(pod.ips)
 
+    def _put_import(
+        self, ns: str, name: str, imported: ServiceImport | None, pending: _Pending
+    ) -> None:
+        table = self._imports
+        in_ns = table.get(ns)
+        old = None if in_ns is None else in_ns.get(name)
+        if old is imported or old == imported:
+            return
+        if imported is None:
+            assert in_ns is not None
+            del in_ns[name]
+            if not in_ns:
+                del table[ns]
+        else:
+            if in_ns is None:
+                in_ns = table[ns] = {}
+            in_ns[name] = imported
+        pending.imports.add((ns, name))
+
+    def _put_import_slice(
+        self, ns: str, name: str, record: _ImportSlice | None, pending: _Pending
+    ) -> None:
+        table = self._import_slices
+        in_ns = table.get(ns)
+        old = None if in_ns is None else in_ns.get(name)
+        if old is record or old == record:
+            return
+        members = self._import_members
+        if old is not None and old.service is not None:
+            key = (ns, old.service)
+            rest = tuple(r for r in members.get(key, ()) if r is not old)
+            if rest:
+                members[key] = rest
+            else:
+                members.pop(key, None)
+            pending.imports.add(key)
+        if record is None:
+            assert in_ns is not None
+            del in_ns[name]
+            if not in_ns:
+                del table[ns]
+            return
+        if in_ns is None:
+            in_ns = table[ns] = {}
+        in_ns[name] = record
+        if record.service is not None:
+            key = (ns, record.service)
+            members[key] = tuple(sorted((*members.get(key, ()), record), key=lambda r: r.name))
+            pending.imports.add(key)
+
     def _put_namespace(self, name: str, ns: Namespace | None, pending: _Pending) -> None:
         old = self._namespaces.get(name)
         if old is ns or old == ns:
@@ -694,6 +797,30 @@ class ClusterModel:
     def services_in(self, namespace: str) -> Iterable[Service]:
         in_ns = self._services.get(namespace)
         return in_ns.values() if in_ns is not None else ()
+
+    def service_import(self, namespace: str, name: str) -> ServiceImport | None:
+        in_ns = self._imports.get(namespace)
+        return None if in_ns is None else in_ns.get(name)
+
+    def service_imports(self) -> Iterator[ServiceImport]:
+        for in_ns in self._imports.values():
+            yield from in_ns.values()
+
+    def import_endpoints(self, namespace: str, name: str) -> tuple[tuple[str, Endpoint], ...]:
+        """A ServiceImport's imported endpoints as (source cluster, endpoint): each
+        cluster's slices merged as a Service's are, clusters in the order of their slices."""
+        members = self._import_members.get((namespace, name))
+        if not members:
+            return ()
+        by_cluster: dict[str, list[_SliceRecord]] = {}
+        for record in members:
+            as_slice = _SliceRecord(record.name, record.service, record.ports, record.entries)
+            by_cluster.setdefault(record.cluster, []).append(as_slice)
+        return tuple(
+            (cluster, expand(entry, ports))
+            for cluster, records in by_cluster.items()
+            for entry, ports in _merge(tuple(records))
+        )
 
     def pods_by_ip(self, ip: str) -> tuple[Pod, ...]:
         return self._pods_by_ip.get(ip, ())

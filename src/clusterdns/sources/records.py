@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import msgspec
 
-__all__ = ["Endpoint", "IpOwner", "Namespace", "Pod", "Service", "ServicePort"]
+__all__ = [
+    "Endpoint", "IpOwner", "Namespace", "Pod", "Service", "ServiceImport", "ServicePort",
+]  # fmt: skip
 
 
 class ServicePort(msgspec.Struct, frozen=True, gc=False):
@@ -34,6 +36,17 @@ class Service(msgspec.Struct, frozen=True, gc=False):
     # CoreDNS's object.Service keeps them for k8s_external: IPs canonical, hostnames
     # lower-case without the trailing dot; () for nearly every Service (no memory).
     external: tuple[str, ...] = ()
+
+
+class ServiceImport(msgspec.Struct, frozen=True, gc=False):
+    """A Multi-Cluster Services ServiceImport (KEP-1645): a Service exported by clusters of
+    the clusterset, named under the ``multicluster`` zone."""
+
+    namespace: str
+    name: str
+    headless: bool  # spec.type "Headless"; else "ClusterSetIP"
+    ips: tuple[str, ...]  # the clusterset IPs (none when headless)
+    ports: tuple[ServicePort, ...]
 
 
 class Endpoint(msgspec.Struct, frozen=True, gc=False):

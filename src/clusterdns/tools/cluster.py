@@ -183,7 +183,7 @@ def _source_from_corefile(path: str | None) -> tuple[Any, str, KubernetesConfig 
     from clusterdns.cli import default_corefile
     from clusterdns.corefile import CorefileError, parse, parse_server_key
     from clusterdns.corefile import load as load_corefile
-    from clusterdns.plugins.kubernetes.setup import build_source, parse_config
+    from clusterdns.plugins.kubernetes.setup import build_source, model_kinds, parse_config
 
     if path is None:
         path = next((p for p in ("Corefile", POD_COREFILE) if os.path.exists(p)), None)
@@ -204,7 +204,8 @@ def _source_from_corefile(path: str | None) -> tuple[Any, str, KubernetesConfig 
                     continue
                 zones = [a.zone for key in block.keys for a in parse_server_key(key)]
                 config = parse_config(directive, zones)
-                source = build_source(directive, config, set(KINDS))
+                # The block's own kinds too (ServiceImports for its multicluster zones).
+                source = build_source(directive, config, set(KINDS) | model_kinds(config))
                 where = config.manifests and f"manifests {config.manifests}"
                 server = getattr(getattr(source, "connection", None), "server", None)
                 return source, where or server or "the kubernetes api", config
@@ -235,7 +236,7 @@ async def load_async(source: Any, where: str, *, cluster_domain: str | None = No
     """:func:`load` inside a running event loop."""
     from clusterdns.sources.manifests import ManifestsSource
 
-    model = _RecordingModel(kinds=set(KINDS))
+    model = _RecordingModel(kinds=set(KINDS) | set(getattr(source, "kinds", ())))
     if isinstance(source, ManifestsSource):
         source.poll_once(model)  # a broken file is logged and skipped, as the server does
     else:

@@ -167,7 +167,8 @@ async def test_manifests_edit_propagates(tmp_path: Path) -> None:
 MULTICLUSTER = [
     # The cluster's own zone is unchanged.
     ("svc1.testns.svc.cluster.local.", "A", "NOERROR", {"10.0.0.1"}),
-    # ServiceImports are not watched: no Service exists in the clusterset zone.
+    # The clusterset zone holds ServiceImports (test_multicluster.py), not Services: a
+    # cluster without any has no name below <ns>.svc there.
     ("svc1.testns.svc.clusterset.local.", "A", "NXDOMAIN", set()),
     ("svc1.testns.svc.clusterset.local.", "SRV", "NXDOMAIN", set()),
     ("ep1a.svc1.testns.svc.clusterset.local.", "A", "NXDOMAIN", set()),
@@ -178,7 +179,7 @@ MULTICLUSTER = [
 ]
 
 
-async def test_multicluster_zone_serves_no_services(tmp_path: Path) -> None:
+async def test_multicluster_zone_without_service_imports(tmp_path: Path) -> None:
     folder = write_manifests(tmp_path / "m")
     text = corefile(
         f"manifests {folder}",

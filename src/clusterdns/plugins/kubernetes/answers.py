@@ -32,7 +32,7 @@ from clusterdns.plugins.kubernetes.names import (
     is_reverse,
     pod_label_ip,
 )
-from clusterdns.sources.model import Change, ClusterModel, Service
+from clusterdns.sources.model import Change, ClusterModel, Endpoint, Service, ServiceImport
 from clusterdns.wire import Query, text_to_wire
 from clusterdns.wire.build import (
     SOA_TIMERS,
@@ -90,6 +90,12 @@ def namespace_token(namespace: str) -> ServiceKey:
     """The dependency token of "no such Service" answers in a namespace: changed with any
     of its Services (a Service's name is never empty)."""
     return (namespace, "")
+
+
+def import_token(namespace: str, name: str) -> tuple[str, str, str]:
+    """The dependency token of a multicluster zone's answers about ServiceImport ``name``
+    (``""``: any ServiceImport of the namespace, for "no such ServiceImport" answers)."""
+    return ("import", namespace, name)
 
 
 def ptr_key(ip: str) -> ServiceKey:
@@ -203,8 +209,7 @@ class _Zone:
         self.text = text
         self.wire = text_to_wire(text)
         self.reverse = is_reverse(text)
-        # A KEP-1645 zone (``multicluster``): its Services are ServiceImports, which the
-        # model does not hold, so no name below <ns>.svc exists in it.
+        # A KEP-1645 zone (``multicluster``): its Services are the ServiceImports.
         self.multicluster = multicluster
         self.may_fall_through = _may_fall_through(fallthrough, text)
         self.ns_wire = text_to_wire(join("ns.dns", text))
@@ -438,10 +443,12 @@ class AnswerTable:
                 if why is not None:
                     why.append(_namespace_why(namespace, visible))
                 return (EMPTY if visible else None), None
-            if index < 3 or zone.multicluster:
+            if index < 3:
                 if why is not None:
                     why.append(Why(PLUGIN, Rule.NO_SUCH_NAME, "no such name under svc"))
                 return None, None
+            if zone.multicluster:
+                return self._find_import(lower, offsets, index, why)
             key = (
                 lower[offsets[index - 2] + 1 : offsets[index - 1]].decode("latin-1"),
                 lower[offsets[index - 3] + 1 : offsets[index - 2]].decode("latin-1"),
@@ -498,6 +505,129 @@ class AnswerTable:
                 Why(PLUGIN, Rule.NO_SUCH_NAME, f"not a name the schema defines in {zone.text}")
             )
         return None, None
+
+    def _find_import(
+        self, lower: bytes, offsets: Sequence[int], index: int, why: list[Why] | None
+    ) -> tuple[NameData | None, Depends]:
+        """_find() below ``<ns>.svc`` of a multicluster zone: the ServiceImports."""
+        namespace = lower[offsets[index - 2] + 1 : offsets[index - 1]].decode("latin-1")
+        name = lower[offsets[index - 3] + 1 : offsets[index - 2]].decode("latin-1")
+        imported = self.model.service_import(namespace, name)
+        if imported is None or not self.namespace_visible(namespace):
+            if why is not None:
+                if self.namespace_visible(namespace):
+                    why.append(Why(
+                        PLUGIN, Rule.NO_SERVICE,
+                        f"namespace {namespace} has no ServiceImport {name}",
+                    ))  # fmt: skip
+                else:
+                    why.append(_namespace_why(namespace, False))
+            # Any ServiceImport created in the namespace drops it (as namespace_token).
+            return None, frozenset((import_token(namespace, ""),))
+        depends = frozenset((import_token(namespace, name),))
+        if index > 5:
+            if why is not None:
+                why.append(Why(PLUGIN, Rule.NO_SUCH_NAME, "too many labels below a Service"))
+            return None, depends
+        base_at = offsets[index - 3]
+        sub = tuple(
+            lower[offsets[i] + 1 : offsets[i + 1]].decode("latin-1") for i in range(index - 3)
+        )
+        data = self._import_name(imported, sub, lower[base_at:] if base_at else lower)
+        if why is not None:
+            why.append(_import_why(imported, sub, data))
+        return data, depends
+
+    def _import_name(
+        self, imported: ServiceImport, sub: tuple[str, ...], base: bytes
+    ) -> NameData | None:
+        """What ``<sub...>.<svc>.<ns>.svc.<multicluster zone>`` holds (``base``: the
+        ServiceImport's own name), or None. KEP-1645's names, as CoreDNS serves them: the
+        ServiceImport itself (its clusterset IPs, or every ready imported endpoint when
+        headless), ``<hostname>.<clusterid>`` for each ready endpoint, ``_<port>._<proto>``
+        for named ports; ``<clusterid>`` and ``_<proto>`` are empty non-terminals above
+        those. An endpoint's hostname label is the one the cluster zone would give it."""
+        config = self.config
+        first = sub[0] if sub else ""
+        served: list[tuple[str, Endpoint]] = []
+        if imported.headless or config.ignore_empty_service or (first and first[0] != "_"):
+            if not config.noendpoints:
+                served = [
+                    (cluster.lower(), ep)
+                    for cluster, ep in self.model.import_endpoints(imported.namespace, imported.name)
+                    if ep.ready
+                ]  # fmt: skip
+            if not served and config.ignore_empty_service and not imported.headless:
+                return None
+        if not (any(ep.addresses for _, ep in served) if imported.headless else imported.ips):
+            return None  # no name of its own: NXDOMAIN, as for a Service
+        pod_names = config.endpoint_pod_names
+        items: list[Item] = []
+        if not sub or (len(sub) == 2 and first.startswith("_") and sub[1].startswith("_")):
+            port_name = first[1:] if sub else None
+            protocol = sub[1][1:] if sub else None
+            if imported.headless:
+                for cluster, ep in served:
+                    for ip in ep.addresses:
+                        label = endpoint_label(ip, ep.hostname, ep.pod_name, pod_names=pod_names)
+                        target = _under(base, cluster, label)
+                        for port in ep.ports or (None,):
+                            if port_name is None:
+                                items.append((ip, -1 if port is None else port.port, target))
+                            elif (
+                                port is not None
+                                and port.name.lower() == port_name
+                                and port.protocol.lower() == protocol
+                            ):
+                                items.append((ip, port.port, target))
+            else:
+                for port in imported.ports or (None,):
+                    if port_name is None:
+                        number = -1 if port is None else port.port
+                        items += [(ip, number, base) for ip in imported.ips]
+                    elif (
+                        port is not None
+                        and port.name.lower() == port_name
+                        and port.protocol.lower() == protocol
+                    ):
+                        items += [(ip, port.port, base) for ip in imported.ips]
+            if not sub:
+                return NameData(items=tuple(items))
+            return NameData(items=tuple(items)) if items else None
+        if len(sub) == 1 and first.startswith("_"):  # _<proto>
+            protocol = first[1:]
+            ports = (
+                (p for _, ep in served for p in ep.ports) if imported.headless else imported.ports
+            )
+            return EMPTY if any(p.name and p.protocol.lower() == protocol for p in ports) else None
+        if len(sub) == 1:
+            # <clusterid>: above its endpoints' names; or the endpoint of a slice that
+            # names no cluster (CoreDNS matches an empty cluster id so).
+            for cluster, ep in served:
+                for ip in ep.addresses:
+                    if cluster == first:
+                        return EMPTY
+                    label = endpoint_label(ip, ep.hostname, ep.pod_name, pod_names=pod_names)
+                    if not cluster and label == first:
+                        name = _under(base, "", first)
+                        items += [
+                            (ip, -1 if p is None else p.port, name) for p in ep.ports or (None,)
+                        ]
+            return NameData(items=tuple(items)) if items else None
+        if len(sub) != 2 or first.startswith("_") or sub[1].startswith("_"):
+            return None
+        wanted_label, wanted_cluster = sub
+        name = _under(base, wanted_cluster, wanted_label)
+        for cluster, ep in served:
+            if cluster != wanted_cluster:
+                continue
+            for ip in ep.addresses:
+                if (
+                    endpoint_label(ip, ep.hostname, ep.pod_name, pod_names=pod_names)
+                    == wanted_label
+                ):
+                    items += [(ip, -1 if p is None else p.port, name) for p in ep.ports or (None,)]
+        return NameData(items=tuple(items)) if items else None
 
     def _pod_why(
         self, lower: bytes, offsets: Sequence[int], index: int, data: NameData | None
@@ -839,22 +969,26 @@ class AnswerTable:
         rdata = soa_rdata(mname, rname, self.serial, *SOA_TIMERS, self.ttl)
         return (zone.wire, TYPE_SOA, min(self.ttl, 300), rdata)
 
-    # --- dependency tokens for names the chain answered ------------------------------------
 
-    def service_key(self, name: str) -> ServiceKey | None:
-        """The Service a name at or below ``<svc>.<ns>.svc.<zone>`` belongs to (by shape)."""
-        wire = text_to_wire(name)
-        offsets = label_offsets(wire)
-        found = self.zone_of(wire, offsets)
-        if found is None or found[0].reverse:
-            return None
-        _, index = found
-        if index >= 3 and wire[offsets[index - 1] + 1 : offsets[index]] == b"svc":
-            return (
-                wire[offsets[index - 2] + 1 : offsets[index - 1]].decode("latin-1"),
-                wire[offsets[index - 3] + 1 : offsets[index - 2]].decode("latin-1"),
-            )
-        return None
+def _under(base: bytes, cluster: str, label: str) -> bytes:
+    """``<label>.<cluster>.<base>`` in wire form (no cluster label when ``cluster`` is "")."""
+    return prefixed(label, prefixed(cluster, base) if cluster else base)
+
+
+def _import_why(imported: ServiceImport, sub: tuple[str, ...], data: NameData | None) -> Why:
+    key = f"{imported.namespace}/{imported.name}"
+    if data is None:
+        return Why(PLUGIN, Rule.NO_SUCH_NAME, f"ServiceImport {key} defines no such name "
+                   "(a headless one without ready imported endpoints has no name)")  # fmt: skip
+    if sub:
+        return Why(PLUGIN, Rule.ENDPOINT if not sub[0].startswith("_") else Rule.SRV_PORT,
+                   f"a name below ServiceImport {key}")  # fmt: skip
+    if imported.headless:
+        return Why(PLUGIN, Rule.HEADLESS,
+                   f"headless ServiceImport {key}: its ready endpoints in every cluster")  # fmt: skip
+    return Why(
+        PLUGIN, Rule.CLUSTER_IP, f"ServiceImport {key}: clusterset IP {', '.join(imported.ips)}"
+    )
 
 
 def _namespace_why(namespace: str, visible: bool) -> Why:

@@ -19,7 +19,12 @@ from clusterdns.core.fast import INFINITE, SERIAL_SLACK, SLOW, FastReply, FastRe
 from clusterdns.core.metadata import Values
 from clusterdns.core.plugin import Plugin, ZoneRecords
 from clusterdns.core.request import Handler, Reply, Request
-from clusterdns.plugins.kubernetes.answers import AnswerTable, namespace_token, ptr_key
+from clusterdns.plugins.kubernetes.answers import (
+    AnswerTable,
+    import_token,
+    namespace_token,
+    ptr_key,
+)
 from clusterdns.plugins.kubernetes.config import KubernetesConfig
 from clusterdns.plugins.kubernetes.metadata import kubernetes_metadata
 from clusterdns.plugins.kubernetes.names import endpoint_label
@@ -171,10 +176,14 @@ class Kubernetes(Plugin):
         # Answers that were SERVFAIL before the sync are now NXDOMAIN: let caches know.
         self.table.apply(Change(frozenset(), frozenset(), frozenset(), full=False))
         self._memo_log.append((self.table.generation, frozenset()))
+        imports = ""
+        if self.config.multicluster_zones:
+            imports = f", {sum(1 for _ in self.model.service_imports())} service imports"
         log.info(
-            "kubernetes: synced with the cluster in %.3fs, %d services",
+            "kubernetes: synced with the cluster in %.3fs, %d services%s",
             loop.time() - started,
             self.model.service_count(),
+            imports,
         )
 
     def _build_deferred(self) -> None:
@@ -196,6 +205,8 @@ class Kubernetes(Plugin):
                 change.services
                 | {namespace_token(ns) for ns, _ in change.services}
                 | {ptr_key(ip) for ip in change.ips}
+                | {import_token(ns, name) for ns, name in change.imports}
+                | {import_token(ns, "") for ns, _ in change.imports}
             )
         self._memo_log.append((self.table.generation, tokens))
         self.last_change = time.monotonic()

@@ -74,7 +74,11 @@ def _candidates(table: AnswerTable) -> Iterator[str]:
     config = table.config
     services = sorted(model.services(), key=lambda s: (s.namespace, s.name))
     reverse_zones = [z for z in config.zones if is_reverse(z)]
+    multicluster = set(config.multicluster_zones)
     for zone in config.forward_zones:
+        if zone in multicluster:
+            yield from _import_names(table, zone)
+            continue
         for svc in services:
             if not table.service_visible(svc):
                 continue
@@ -98,6 +102,24 @@ def _candidates(table: AnswerTable) -> Iterator[str]:
                 name = reverse_name(ip)
                 if any(selects(name, zone) for zone in reverse_zones):
                     yield name
+
+
+def _import_names(table: AnswerTable, zone: str) -> Iterator[str]:
+    """A multicluster zone's ServiceImports, their endpoints' and named ports' names."""
+    model = table.model
+    pod_names = table.config.endpoint_pod_names
+    for imported in sorted(model.service_imports(), key=lambda i: (i.namespace, i.name)):
+        base = join(f"{imported.name}.{imported.namespace}.svc", zone).lower()
+        yield base
+        ports = list(imported.ports)
+        for cluster, ep in model.import_endpoints(imported.namespace, imported.name):
+            ports += ep.ports
+            for ip in ep.addresses:
+                label = endpoint_label(ip, ep.hostname, ep.pod_name, pod_names=pod_names)
+                yield f"{label}.{cluster.lower()}.{base}" if cluster else f"{label}.{base}"
+        for port in ports:
+            if port.name:
+                yield f"_{port.name.lower()}._{port.protocol.lower()}.{base}"
 
 
 def _service_subnames(table: AnswerTable, svc: Service, base: str) -> Iterator[str]:

@@ -51,12 +51,6 @@ def parse_config(directive: Directive, ctx_zones: Sequence[str]) -> KubernetesCo
         raise directive.error("manifests cannot be combined with endpoint, tls or kubeconfig")
     if config.endpoint is not None and config.kubeconfig is not None:
         log.warning("kubernetes: both endpoint and kubeconfig given; kubeconfig wins (as CoreDNS)")
-    if config.multicluster_zones:
-        log.warning(
-            "kubernetes: %s:%d: multicluster zones %s: ServiceImports (the MCS API) are not "
-            "watched, so no Service name exists there (NXDOMAIN)",
-            directive.file, directive.line, " ".join(config.multicluster_zones),
-        )  # fmt: skip
     return config
 
 
@@ -160,6 +154,10 @@ def model_kinds(config: KubernetesConfig) -> set[Kind]:
         kinds.add(Kind.ENDPOINTSLICES)
     if config.pods is PodMode.VERIFIED:
         kinds.add(Kind.PODS)
+    if config.multicluster_zones:
+        kinds.add(Kind.SERVICE_IMPORTS)
+        if not config.noendpoints:
+            kinds.add(Kind.MULTICLUSTER_SLICES)
     return kinds
 
 

@@ -34,6 +34,8 @@ __all__ = [
     "ObjectReference",
     "Pod",
     "Service",
+    "ServiceImport",
+    "ServiceImportSpec",
     "ServiceStatus",
     "Status",
     "WatchEvent",
@@ -226,6 +228,20 @@ class Pod(_Obj):
 
 class Namespace(_Obj):
     metadata: ObjectMeta = field(default_factory=ObjectMeta)
+
+
+# --- ServiceImport (multicluster.x-k8s.io/v1alpha1, KEP-1645) -----------------------------
+
+
+class ServiceImportSpec(_Obj):
+    type: str = "ClusterSetIP"  # or "Headless"
+    ips: list[str] | None = None
+    ports: list[ServicePortSpec] | None = None
+
+
+class ServiceImport(_Obj):
+    metadata: ObjectMeta = field(default_factory=ObjectMeta)
+    spec: ServiceImportSpec = field(default_factory=ServiceImportSpec)
 
 
 # --- Lists, watch events, errors ----------------------------------------------------------

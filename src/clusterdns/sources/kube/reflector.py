@@ -54,6 +54,13 @@ RESOURCE_PATHS: dict[Kind, str] = {
     Kind.PODS: "/api/v1/pods",
     Kind.NAMESPACES: "/api/v1/namespaces",
     Kind.POD_IPS: "/api/v1/pods",  # the same objects, kept as the slim IP index only
+    Kind.SERVICE_IMPORTS: "/apis/multicluster.x-k8s.io/v1alpha1/serviceimports",
+    # Imported slices: the same collection, selected by the MCS label (resource_for).
+    Kind.MULTICLUSTER_SLICES: "/apis/discovery.k8s.io/v1/endpointslices",
+}
+# Selected always, whatever the user's label selector adds.
+_KIND_SELECTORS: dict[Kind, str] = {
+    Kind.MULTICLUSTER_SLICES: "multicluster.kubernetes.io/service-name",
 }
 _TYPES: dict[Kind, type[Any]] = {
     Kind.SERVICES: api.Service,
@@ -62,6 +69,8 @@ _TYPES: dict[Kind, type[Any]] = {
     Kind.PODS: api.Pod,
     Kind.NAMESPACES: api.Namespace,
     Kind.POD_IPS: api.Pod,
+    Kind.SERVICE_IMPORTS: api.ServiceImport,
+    Kind.MULTICLUSTER_SLICES: api.EndpointSlice,
 }
 # Decoders are built once per type and reused.
 _DECODERS: dict[Kind, tuple[msgspec.json.Decoder[Any], msgspec.json.Decoder[Any]]] = {
@@ -86,6 +95,9 @@ class Resource(Generic[T]):
 
 def resource_for(kind: Kind, *, label_selector: str | None = None) -> Resource[Any]:
     list_decoder, decoder = _DECODERS[kind]
+    required = _KIND_SELECTORS.get(kind)
+    if required is not None:
+        label_selector = f"{required},{label_selector}" if label_selector else required
     return Resource(kind, RESOURCE_PATHS[kind], list_decoder, decoder, label_selector)
 
 

@@ -15,6 +15,14 @@ __all__ = ["ENDPOINTSLICE_GROUP_VERSION", "KubeAPISource"]
 log = logging.getLogger("clusterdns.sources.kube")
 
 ENDPOINTSLICE_GROUP_VERSION = "/apis/discovery.k8s.io/v1"
+MCS_GROUP_VERSION = "/apis/multicluster.x-k8s.io/v1alpha1"
+# Kinds from API groups a cluster may not serve: until it does, the model holds none of
+# them (and counts them synced, so readiness does not wait for a CRD nobody installed).
+OPTIONAL_GROUPS: dict[Kind, str] = {
+    Kind.SERVICE_IMPORTS: MCS_GROUP_VERSION,
+    Kind.MULTICLUSTER_SLICES: ENDPOINTSLICE_GROUP_VERSION,
+}
+OPTIONAL_RECHECK = 60.0  # seconds between discovery checks for a missing optional group
 
 
 class KubeAPISource(Counters):
@@ -55,6 +63,7 @@ class KubeAPISource(Counters):
         self.watch_timeout = watch_timeout
         self.inactivity_timeout = inactivity_timeout
         self.endpoints_kind: Kind | None = None  # decided by discovery
+        self.optional_recheck = OPTIONAL_RECHECK
 
     def _backoff(self) -> Backoff:
         return Backoff(base=self.backoff_base, cap=self.backoff_cap)
@@ -76,6 +85,8 @@ class KubeAPISource(Counters):
                     continue
                 elif kind is Kind.POD_IPS and Kind.PODS in kinds:
                     continue  # the full Pod watch maintains the index as well
+                elif kind in OPTIONAL_GROUPS:
+                    group.create_task(self._reflect_optional(client, model, kind))
                 else:
                     group.create_task(self._reflect(client, model, kind))
 
@@ -96,30 +107,61 @@ class KubeAPISource(Counters):
                 kinds.discard(Kind.POD_IPS)
             # Services first: slices and Endpoints look their Service up when converted.
             for kind in sorted(kinds, key=lambda k: (k is not Kind.SERVICES, k)):
-                if kind is Kind.NAMESPACES:
-                    selector = self.namespace_label_selector
-                elif kind in (Kind.PODS, Kind.POD_IPS):
-                    selector = None
-                else:
-                    selector = self.label_selector
-                await _list_into(client, resource_for(kind, label_selector=selector), model)
+                optional = OPTIONAL_GROUPS.get(kind)
+                if optional is not None and not await client.has_group_version(optional):
+                    model.replace_all(kind, ())
+                    continue
+                resource = resource_for(kind, label_selector=self._selector_for(kind))
+                await _list_into(client, resource, model)
+
+    def _selector_for(self, kind: Kind) -> str | None:
+        if kind is Kind.NAMESPACES:
+            return self.namespace_label_selector
+        if kind in (Kind.PODS, Kind.POD_IPS, Kind.SERVICE_IMPORTS):
+            return None  # ServiceImports carry no Service labels to select on
+        return self.label_selector
 
     async def _reflect(self, client: KubeClient, model: ClusterModel, kind: Kind) -> None:
-        if kind is Kind.NAMESPACES:
-            selector = self.namespace_label_selector
-        elif kind in (Kind.PODS, Kind.POD_IPS):
-            selector = None
-        else:
-            selector = self.label_selector
         await run_forever(
             client=client,
-            resource=resource_for(kind, label_selector=selector),
+            resource=resource_for(kind, label_selector=self._selector_for(kind)),
             model=model,
             counters=self,
             backoff=self._backoff(),
             timeout_seconds=self.watch_timeout,
             inactivity_timeout=self.inactivity_timeout,
         )
+
+    async def _reflect_optional(self, client: KubeClient, model: ClusterModel, kind: Kind) -> None:
+        """Watch ``kind`` once its API group is served (OPTIONAL_GROUPS); until then the
+        model holds none of it, and discovery is asked again every ``optional_recheck``."""
+        group_version = OPTIONAL_GROUPS[kind]
+        backoff = self._backoff()
+        announced = False
+        while True:
+            try:
+                found = await client.has_group_version(group_version)
+            except Exception as exc:
+                self.errors += 1
+                self.last_error = f"discovery: {type(exc).__name__}: {exc}"
+                delay = backoff.next_delay()
+                log.warning("kubernetes: api discovery failed (%s), retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            if found:
+                break
+            if not announced:
+                log.warning(
+                    "kubernetes: the API server does not serve %s, so there are no %s "
+                    "(install the Multi-Cluster Services CRDs); asking again every %gs",
+                    group_version.removeprefix("/apis/"), kind.value, self.optional_recheck,
+                )  # fmt: skip
+                model.replace_all(kind, ())
+                announced = True
+            await asyncio.sleep(self.optional_recheck)
+        if announced:
+            log.info("kubernetes: %s is served now, watching %s", group_version, kind.value)
+        await self._reflect(client, model, kind)
 
     async def _reflect_endpoints(self, client: KubeClient, model: ClusterModel) -> None:
         """EndpointSlices when the API has them, else legacy v1 Endpoints."""
