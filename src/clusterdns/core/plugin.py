@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -130,6 +131,19 @@ class SetupContext:
         """Another plugin of this server block (resolved after every setup ran)."""
         return self._plugins.get(name)
 
+    def resolve_path(self, path: str) -> str:
+        """A file a directive names (see :func:`resolve_path`)."""
+        return resolve_path(path, self.config_path)
+
+
+def resolve_path(path: str, config_path: str | None) -> str:
+    """A file a directive names: as CoreDNS without ``root``, relative to the working
+    directory; failing that, beside the Corefile (``config_path``) when it is found there."""
+    if os.path.isabs(path) or os.path.exists(path) or config_path is None:
+        return path
+    beside = os.path.join(os.path.dirname(os.path.abspath(config_path)), path)
+    return beside if os.path.exists(beside) else path
+
 
 class SetupFunction(Protocol):
     def __call__(self, directives: Sequence[Directive], ctx: SetupContext) -> Plugin: ...
@@ -143,16 +157,19 @@ def only_once(directives: Sequence[Directive]) -> Directive:
     return directives[0]
 
 
-def parse_zones(directive: Directive, block_zones: Sequence[str]) -> tuple[str, ...]:
-    """A record plugin's ZONES arguments as CoreDNS reads them (names or reverse CIDRs),
-    else the server block's zones.
+def parse_zones(
+    directive: Directive, block_zones: Sequence[str], tokens: Sequence[Token] | None = None
+) -> tuple[str, ...]:
+    """A record plugin's ZONES arguments (``tokens``, default all the directive's
+    arguments) as CoreDNS reads them (names or reverse CIDRs), else the block's zones.
 
     As CoreDNS's OriginsFromArgsOrServerBlock: an argument that is not a valid zone is
     dropped (we log a warning naming file:line where CoreDNS says nothing), and a scheme or
     port on a zone is ignored. Only when arguments were given and none is a zone is it an
     error: CoreDNS would then serve no zone at all (kubernetes refuses to start)."""
     zones: list[str] = []
-    for token in directive.args:
+    tokens = directive.args if tokens is None else tokens
+    for token in tokens:
         try:
             addresses = parse_server_key(Token(token.text, token.file, token.line))
         except CorefileError as err:
@@ -169,9 +186,9 @@ def parse_zones(directive: Directive, block_zones: Sequence[str]) -> tuple[str, 
                 )  # fmt: skip
             if address.zone not in zones:
                 zones.append(address.zone)
-    if directive.args and not zones:
+    if tokens and not zones:
         raise directive.error(
-            "no valid zone in " + " ".join(repr(t.text) for t in directive.args), directive.args[0]
+            "no valid zone in " + " ".join(repr(t.text) for t in tokens), tokens[0]
         )
     return tuple(zones) or tuple(block_zones)
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
-import dns.name
-
-from clusterdns.core.plugin import Plugin, SetupContext, only_once
+from clusterdns.core.plugin import Plugin, SetupContext, only_once, parse_zones, resolve_path
 from clusterdns.corefile import Directive
 from clusterdns.plugins.autopath.config import AutoPathConfig
 from clusterdns.plugins.autopath.handler import AutoPath
@@ -20,21 +17,6 @@ HOST_RESOLV_CONF = "/etc/resolv.conf"
 AUTOPATHERS = ("kubernetes",)
 
 
-def _zone(directive: Directive, text: str) -> str:
-    try:
-        return dns.name.from_text(text.lower()).to_text()
-    except Exception:
-        raise directive.error(f"invalid zone {text!r}") from None
-
-
-def _path(path: str, config_path: str | None) -> str:
-    """As CoreDNS without ``root``: relative to the working directory, else the Corefile's."""
-    if os.path.isabs(path) or os.path.exists(path) or config_path is None:
-        return path
-    beside = os.path.join(os.path.dirname(os.path.abspath(config_path)), path)
-    return beside if os.path.exists(beside) else path
-
-
 def parse_config(
     directive: Directive, ctx_zones: Sequence[str], config_path: str | None
 ) -> AutoPathConfig:
@@ -42,7 +24,7 @@ def parse_config(
     if not args:
         raise directive.error("no resolv-conf specified")
     resolv = args[-1]
-    zones = tuple(_zone(directive, z) for z in args[:-1]) or tuple(ctx_zones)
+    zones = parse_zones(directive, ctx_zones, directive.args[:-1])
     compatible = False
     for item in directive.block_items():
         item.no_block()
@@ -63,7 +45,7 @@ def parse_config(
         )
     if compatible:
         raise directive.error("coredns_compatible only applies to @kubernetes")
-    path = _path(resolv, config_path)
+    path = resolve_path(resolv, config_path)
     try:
         search = read_search(path)
     except OSError as err:

@@ -6,10 +6,15 @@ import logging
 import os
 from collections.abc import Sequence
 
-import dns.name
-
 from clusterdns.core.fallthrough import Fallthrough
-from clusterdns.core.plugin import Plugin, SetupContext, only_once, parse_duration, parse_int
+from clusterdns.core.plugin import (
+    Plugin,
+    SetupContext,
+    only_once,
+    parse_duration,
+    parse_int,
+    parse_zones,
+)
 from clusterdns.corefile import Directive
 from clusterdns.plugins.hosts.handler import Hosts, HostsOptions
 
@@ -19,27 +24,11 @@ DEFAULT_PATH = "/etc/hosts"
 OPTIONS = ("ttl", "no_reverse", "reload", "fallthrough")
 
 
-def resolve_path(path: str, config_path: str | None) -> str:
-    """Relative paths are taken from the working directory (CoreDNS without ``root``),
-    else from the Corefile's directory when the file is found there."""
-    if os.path.isabs(path) or os.path.exists(path) or config_path is None:
-        return path
-    beside = os.path.join(os.path.dirname(os.path.abspath(config_path)), path)
-    return beside if os.path.exists(beside) else path
-
-
-def normalise_zone(directive: Directive, text: str) -> str:
-    try:
-        return dns.name.from_text(text.lower()).to_text()
-    except Exception:
-        raise directive.error(f"invalid zone {text!r}") from None
-
-
 def setup(directives: Sequence[Directive], ctx: SetupContext) -> Plugin:
     directive = only_once(directives)
     args = directive.arg_texts()
-    path = resolve_path(args[0] if args else DEFAULT_PATH, ctx.config_path)
-    zones = tuple(normalise_zone(directive, zone) for zone in args[1:]) or ctx.zones
+    path = ctx.resolve_path(args[0] if args else DEFAULT_PATH)
+    zones = parse_zones(directive, ctx.zones, directive.args[1:])
     if os.path.isdir(path):
         log.warning("hosts: %s is a directory", path)
     elif not os.path.exists(path):
