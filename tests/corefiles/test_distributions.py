@@ -46,6 +46,10 @@ class Distribution:
     cluster_dns: bool = False
     # Other names to ask (name, expected address): zone forwarders of the Corefile.
     also: tuple[tuple[str, str], ...] = ()
+    # Names the Corefile answers NXDOMAIN itself (templates), without asking upstream.
+    denied: tuple[str, ...] = ()
+    # Files a user adds to the distribution's custom folder (AKS: coredns-custom).
+    custom: dict[str, str] = field(default_factory=dict)
     reverse: bool = True
 
 
@@ -60,6 +64,15 @@ DISTRIBUTIONS = [
         also=(("www.foo.com.", DEFAULT_ADDRESS), ("api.example.buzz.com.", DEFAULT_ADDRESS)),
     ),
     Distribution("openshift-ipv6filter.Corefile"),
+    Distribution(
+        "aks.Corefile",
+        # The search path of a node's resolv.conf leaking into cluster questions: four
+        # labels or more under internal.cloudapp.net, and anything under reddog.
+        also=(("vm1.internal.cloudapp.net.", DEFAULT_ADDRESS), ("db.corp.example.", "10.9.9.9")),
+        denied=("www.example.com.default.svc.internal.cloudapp.net.", "x.reddog.microsoft.com."),
+        # What AKS's documentation has users put in coredns-custom: a hosts override.
+        custom={"hosts.override": "hosts {\n  10.9.9.9 db.corp.example\n  fallthrough\n}\n"},
+    ),
     Distribution(
         "nodelocaldns.Corefile",
         {
@@ -110,7 +123,7 @@ def adapt(text: str, *, upstream: str, scratch: Path) -> str:
     text = _KUBERNETES.sub(kubernetes, text)
     text = _LAMEDUCK.sub(lambda m: f"{m[1]} 100ms", text)
     # Files a distribution mounts into the pod.
-    (scratch / "custom").mkdir(exist_ok=True)
+    (scratch / "custom").mkdir(exist_ok=True)  # k3s's and AKS's (relative) imports
     (scratch / "NodeHosts").write_text("127.0.0.1 node-1\n")
     text = text.replace("/etc/coredns/NodeHosts", str(scratch / "NodeHosts"))
     return text.replace("/etc/coredns/custom/", f"{scratch / 'custom'}/")
@@ -169,6 +182,8 @@ async def _boot_and_ask(
     corefile = adapt(
         fill(text, dist.placeholders, values), upstream=values["upstream"], scratch=scratch
     )
+    for name, content in dist.custom.items():
+        (scratch / "custom" / name).write_text(content)
     async with running_server(corefile, tmp_path=scratch) as server:
         await synced(server)
         reply = await query(server.port, SERVICE, "A")
@@ -184,6 +199,11 @@ async def _boot_and_ask(
         for name, address in dist.also:
             reply = await query(server.port, name, "A")
             assert [rd.to_text() for rrset in reply.answer for rd in rrset] == [address]
+        for name in dist.denied:
+            asked = upstream.count()
+            reply = await query(server.port, name, "A")
+            assert reply.rcode() == dns.rcode.NXDOMAIN, reply.to_text()
+            assert upstream.count() == asked, f"{name} was answered without the upstream"
 
 
 _SOURCE = re.compile(r"^# [^:]+: [\w.-]+/[\w.-]+ \S+")  # "# what: owner/repo path ..."
