@@ -263,6 +263,22 @@ def test_flush_hands_each_tally_its_new_hits_once() -> None:
     assert seen == [(3, pytest.approx(0.001))], "entries with one accounting share one tally"
 
 
+def test_first_sights_counted_through_tallies_share_the_time() -> None:
+    """A first sight admitted to the memo is counted through its entry's tally (not by the
+    observers): its time is shared out with the hits', one average per served query."""
+    seen: list[tuple[int, float]] = []
+    memo = ReplyMemo(10)
+    tally = memo.tally_of((("k", lambda n, s: seen.append((n, s))),))
+    memo.put_tallied(b"a", b"r", INFINITE, tally)
+    tally.count[0] += 1  # the first sight
+    memo.counted += 1
+    memo.entries[b"a"][2][0] += 3  # three hits
+    memo.hits, memo.hit_seconds = 3, 0.004
+    memo.flush()
+    assert seen == [(4, pytest.approx(0.001))]
+    assert memo.hits == 3, "the memo-hit metric counts hits only"
+
+
 # --- through the server ---------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Hashable
 from time import perf_counter
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -22,7 +22,7 @@ import dns.rdatatype
 from clusterdns.core.block import Block, FastStep, ZoneMux
 from clusterdns.core.explain import Explained, Rule, Why
 from clusterdns.core.fast import CHAIN, DROP, PASS, PRIVATE, SLOW, FastReply, Gate
-from clusterdns.core.memo import ReplyMemo
+from clusterdns.core.memo import ReplyMemo, Tally
 from clusterdns.core.plugin import PluginError
 from clusterdns.core.request import Reply, Request, Transport
 from clusterdns.wire import DropQuery, FormError, Query, parse_query
@@ -40,6 +40,7 @@ REFUSED: Final = dns.rcode.REFUSED
 BADVERS: Final = dns.rcode.BADVERS
 # Internal lookups (an ExternalName target) that lead to more lookups stop here.
 MAX_LOOKUP_DEPTH: Final = 4
+ROW_TALLIES: Final = 4096  # label rows of memoised answers kept with their tally
 
 
 class Dispatcher:
@@ -179,7 +180,19 @@ class Dispatcher:
                 and block.memoizable
                 and memo.admits(query.data[2:])
             ):
-                self._memoize(memo, query, block, zone, transport, client, step, reply, wire)
+                tally = self._memoize(
+                    memo, query, block, zone, transport, client, step, reply, wire
+                )
+                if not reply.sinks:
+                    # Counted as its memo hits will be, through the entry's tally (the
+                    # observers' and the gates' sinks of this label row): no per-query
+                    # recording on the first sight either. (A reply with sinks of its own
+                    # counted itself already: a cache hit.)
+                    tally.count[0] += 1
+                    memo.counted += 1
+                    if not memo.batch_timed:
+                        memo.hit_seconds += perf_counter() - started
+                    return wire
             for _, counted in step.pass_sinks:
                 counted(1, 0.0)  # the gates before this step let the query on
             self._observe_fast(block, zone, transport, client, query, wire, started, step.name)
@@ -221,24 +234,44 @@ class Dispatcher:
         step: FastStep,
         reply: FastReply,
         wire: bytes,
-    ) -> None:
+    ) -> Tally:
         """Keep a fast answer for identical queries (one memo per transport: UDP and TCP
-        replies to the same bytes differ in truncation)."""
+        replies to the same bytes differ in truncation); the entry's tally."""
         rcode = wire[3] & 0xF
         family = 2 if ":" in client[0] else 1
-        sinks = (
-            reply.sinks
-            + step.pass_sinks
-            + tuple(
-                [
-                    observer.memo_sink(
-                        block.server_label, zone, transport, family, query, rcode, wire, step.name
-                    )
-                    for observer in block.fast_observers
-                ]
+        # Everything the sinks depend on: one tally per row, found with one lookup.
+        row: Hashable = (
+            block, zone, transport, family, query.qtype, rcode, step, len(query.data), len(wire)
+        )  # fmt: skip
+        if reply.sinks:
+            row = (row, tuple([k for k, _ in reply.sinks]))
+        tallies = memo.row_tallies
+        tally = tallies.get(row)
+        if tally is None:
+            sinks = (
+                reply.sinks
+                + step.pass_sinks
+                + tuple(
+                    [
+                        observer.memo_sink(
+                            block.server_label,
+                            zone,
+                            transport,
+                            family,
+                            query,
+                            rcode,
+                            wire,
+                            step.name,
+                        )
+                        for observer in block.fast_observers
+                    ]
+                )
             )
-        )
-        memo.put(query.data[2:], wire[2:], reply.until, sinks, step.answerer, reply.depends)
+            if len(tallies) >= ROW_TALLIES:
+                tallies.clear()
+            tally = tallies[row] = memo.tally_of(sinks)
+        memo.put_tallied(query.data[2:], wire[2:], reply.until, tally, step.answerer, reply.depends)
+        return tally
 
     async def lookup(self, origin: Request, name: str, qtype: int) -> Reply | None:
         """An internal query for ``name`` through the blocks of this listener."""

@@ -69,6 +69,9 @@ class ReplyMemo:
         # walks over the holes earlier removals left: quadratic as a queue).
         self.entries: OrderedDict[bytes, Entry] = OrderedDict()
         self.tallies: dict[Hashable, Tally] = {}
+        # The tally of a first-sight answer by its label row (block, zone, transport,
+        # family, type, rcode, step, sizes): found with one lookup (core/dispatch.py).
+        self.row_tallies: dict[Hashable, Tally] = {}
         self.owner: object = None  # the configuration (mux) the entries belong to
         self._watched: list[tuple[VersionedRecords, int]] = []
         # Dependency group → [the group's own key, then the memo keys in it]. Lists, not
@@ -79,8 +82,14 @@ class ReplyMemo:
         # Time spent answering memo hits, and how many: metrics share it out per hit.
         self.hit_seconds = 0.0
         self.hits = 0
+        # First sights admitted here and counted through their entry's tally (not by the
+        # observers one by one); their time is in hit_seconds too, shared the same way.
+        self.counted = 0
+        # The receive loop adds each batch's whole time to hit_seconds (first sights
+        # included): then first sights add none of their own.
+        self.batch_timed = False
         self._flushed_seconds = 0.0
-        self._flushed_hits = 0
+        self._flushed_served = 0
         # Hashes of questions answered once, used once the memo is full (see admits()).
         self._seen = array("q")
         if stats is not None:
@@ -148,6 +157,7 @@ class ReplyMemo:
     def clear(self) -> None:
         self.entries.clear()
         self._groups.clear()
+        self.row_tallies.clear()  # its keys hold the configuration's blocks
 
     def _drop_group(self, group: Hashable) -> None:
         members = self._groups.pop(group, None)
@@ -171,28 +181,55 @@ class ReplyMemo:
     ) -> None:
         """Keep a reply. It stays until ``owner``'s ``changes_since`` names one of the
         ``depends`` tokens; with None, until any watched plugin changes."""
-        if self.limit <= 0:
-            return
-        entries = self.entries
-        previous = entries.get(key)
-        if previous is None and len(entries) >= self.limit:
-            # The oldest entry makes room, one per new one: no bulk pause, and a scan of
-            # many names cycles through the memo instead of emptying it.
-            old, entry = entries.popitem(last=False)
-            self._ungroup(old, entry[3])
-        if previous is not None:
-            self._ungroup(key, previous[3])
+        if self.limit > 0:
+            self.put_tallied(key, tail, until, self.tally_of(sinks), owner, depends)
+
+    def tally_of(self, sinks: Sinks) -> Tally:
+        """The tally shared by every entry whose sinks have these accounting keys."""
         accounting = tuple([k for k, _ in sinks])
         tally = self.tallies.get(accounting)
         if tally is None:
             tally = self.tallies[accounting] = Tally(tuple([s for _, s in sinks]))
+        return tally
+
+    def put_tallied(
+        self,
+        key: bytes,
+        tail: bytes,
+        until: float,
+        tally: Tally,
+        owner: object = None,
+        depends: Depends = None,
+    ) -> None:
+        """put() with the entry's tally already found (the first-sight path keeps them by
+        label row, so admitting a reply builds no sinks)."""
+        entries = self.entries
+        previous = entries.get(key)
+        if previous is not None:
+            self._ungroup(key, previous[3])
+        elif len(entries) >= self.limit:
+            if self.limit <= 0:
+                return
+            # The oldest entry makes room, one per new one: no bulk pause, and a scan of
+            # many names cycles through the memo instead of emptying it.
+            old, entry = entries.popitem(last=False)
+            self._ungroup(old, entry[3])
         all_groups = self._groups
+        groups: tuple[list[Hashable], ...]
         if depends is None or owner is None:
             members = all_groups.get(None)
             if members is None:
                 members = all_groups[None] = [None]
             members.append(key)
-            groups: tuple[list[Hashable], ...] = (members,)
+            groups = (members,)
+        elif len(depends) == 1:  # nearly always: one Service, or one namespace's misses
+            (token,) = depends
+            group = (id(owner), token)
+            found = all_groups.get(group)
+            if found is None:
+                found = all_groups[group] = [group]
+            found.append(key)
+            groups = (found,)
         else:
             owner_id = id(owner)
             joined = []
@@ -246,11 +283,11 @@ class ReplyMemo:
 
     def flush(self) -> None:
         """Give every tally's new hits to its sinks (the scrape's thread, under MemoStats' lock)."""
-        hits = self.hits
+        served = self.hits + self.counted
         seconds = self.hit_seconds
-        new_hits = hits - self._flushed_hits
-        each = (seconds - self._flushed_seconds) / new_hits if new_hits > 0 else 0.0
-        self._flushed_hits = hits
+        new = served - self._flushed_served
+        each = (seconds - self._flushed_seconds) / new if new > 0 else 0.0
+        self._flushed_served = served
         self._flushed_seconds = seconds
         for tally in list(self.tallies.values()):
             count = tally.count[0]

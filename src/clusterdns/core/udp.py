@@ -188,6 +188,7 @@ class UdpThread:
 
     def _run_batched(self, memo: ReplyMemo) -> None:
         batch = mmsg.BatchSocket(self.sock)
+        memo.batch_timed = True  # serve_once() charges each batch's time to the memo
         dispatcher = self.dispatcher
         # serve_batch looks each query up in the memo itself (checked once per batch by
         # current_memo()), so a miss goes straight to the rest of Dispatcher.handle.
