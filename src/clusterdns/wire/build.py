@@ -242,6 +242,8 @@ _COUNTS: Final = struct.Struct("!HHHH")
 
 
 _OPTS: dict[tuple[int, int, bool], bytes] = {}
+# negative_with_soa()'s SOA records, by what makes them (see there).
+_SOAS: dict[tuple[int, int, bytes, bytes, bytes], bytes] = {}
 
 
 def _opt(payload: int, rcode: int, do: bool) -> bytes:
@@ -297,17 +299,24 @@ def negative_with_soa(
     zone_at = 12 + query.label_offsets[zone_label]
     if zone_at > _MAX_POINTER or query.qname_lower[zone_at - 12 :] == b"\x00":
         return None  # the root zone is never compressed: let build_reply() write it
-    pointer = _POINTER.pack(0xC000 | zone_at)
-    rdata = mname_head + pointer + rname_head + pointer + numbers
+    # The SOA record depends on the zone's offset in the question and the rest of the
+    # arguments only: a handful of each (name lengths, one serial at a time).
+    soa_key = (zone_at, ttl, mname_head, rname_head, numbers)
+    soa = _SOAS.get(soa_key)
+    if soa is None:
+        pointer = _POINTER.pack(0xC000 | zone_at)
+        rdata = mname_head + pointer + rname_head + pointer + numbers
+        soa = pointer + _RR_FIXED.pack(TYPE_SOA, CLASS_IN, ttl, len(rdata)) + rdata
+        if len(_SOAS) >= 1024:
+            _SOAS.clear()
+        _SOAS[soa_key] = soa
     edns = query.edns
     wire = b"".join(
         (
             _ID_FLAGS.pack(query.id, AUTHORITATIVE | (query.flags & (FLAG_RD | FLAG_CD)) | rcode),
             _COUNTS.pack(1, 0, 1, 0 if edns is None else 1),
             query.data[12 : query.question_end],
-            pointer,
-            _RR_FIXED.pack(TYPE_SOA, CLASS_IN, ttl, len(rdata)),
-            rdata,
+            soa,
             b"" if edns is None else _opt(payload, rcode, edns.do),
         )
     )

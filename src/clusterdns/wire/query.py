@@ -18,6 +18,8 @@ RR_FIXED: Final = struct.Struct("!HHIH")
 TYPE_CLASS: Final = struct.Struct("!HH")
 _OPT_FIXED: Final = struct.Struct("!xHHIH")  # root owner, type, class (payload), TTL, length
 _ROOT_OPT: Final = b"\x00\x00\x29"
+# Option-less OPT records by (payload, TTL field): immutable once made, so shared.
+_PLAIN_EDNS: dict[tuple[int, int], Edns] = {}
 
 FLAG_QR: Final = 0x8000
 FLAG_AA: Final = 0x0400
@@ -185,13 +187,23 @@ def parse_query(data: bytes) -> Query:
             err = FormError("record data runs past the end of the message")
             err.question_end = question_end
             raise err
-        edns = Edns(
-            payload,
-            ttl >> 24,
-            (ttl >> 16) & 0xFF,
-            bool(ttl & EDNS_DO),
-            data[question_end + 11 : question_end + 11 + rdlength] if rdlength else b"",
-        )
+        if rdlength:
+            edns = Edns(
+                payload,
+                ttl >> 24,
+                (ttl >> 16) & 0xFF,
+                bool(ttl & EDNS_DO),
+                data[question_end + 11 : question_end + 11 + rdlength],
+            )
+        else:
+            # Without options an OPT is one of a handful (payload, flags): shared.
+            edns = _PLAIN_EDNS.get((payload, ttl))
+            if edns is None:
+                if len(_PLAIN_EDNS) >= 256:
+                    _PLAIN_EDNS.clear()
+                edns = _PLAIN_EDNS[(payload, ttl)] = Edns(
+                    payload, ttl >> 24, (ttl >> 16) & 0xFF, bool(ttl & EDNS_DO), b""
+                )
         return Query(
             data, msg_id, flags, data[12:name_end], offsets, qtype, qclass, question_end,
             arcount, edns,

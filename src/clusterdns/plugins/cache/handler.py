@@ -111,6 +111,7 @@ class Cache(Plugin):
         self.denial: dict[Key, CachedAnswer] = {}
         self.payload = 4096
         self._zones = _zone_set(config.zones)
+        self._everywhere = b"\x00" in self._zones  # the root zone: every name is in
         self._zones_label = ",".join(config.zones)
         self._no_success = (
             None if config.disable_success is None else _zone_set(config.disable_success)
@@ -253,14 +254,25 @@ class Cache(Plugin):
         The hit may be replayed by the reply memo until its TTL would tick down (CoreDNS
         counts whole seconds), its hits counted here; not with prefetch, where popularity
         is counted per hit."""
-        if not _in(query, self._zones):
+        if not (self._everywhere or _in(query, self._zones)):
             return None
         if self._owners is None:
             return SLOW
-        key = self.key(query)
+        # self.key(query) and _tables(), written out: every first-sight question of a
+        # cluster name misses here before the kubernetes plugin answers it.
+        edns = query.edns
+        key = (
+            query.qname_lower,
+            query.qtype,
+            query.qclass,
+            edns is not None and edns.do,
+            bool(query.flags & FLAG_CD),
+        )
         # Read-only here (this may run on a UDP thread): dropping dead entries is the chain's job.
-        first, second = self._tables()
-        entry = first.get(key) or second.get(key)
+        if self.config.prefer_positive:
+            entry = self.success.get(key) or self.denial.get(key)
+        else:
+            entry = self.denial.get(key) or self.success.get(key)
         if entry is None or entry.stale():
             return None
         now = self.clock()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -252,6 +252,8 @@ class AnswerTable:
         self.serial = int(time.time())
         self.ttl = config.ttl
         self._soa_cache: tuple[int, bytes] = (-1, b"")
+        # quick()'s NXDOMAIN dependency, one frozenset per namespace asked about.
+        self._namespace_depends: dict[str, frozenset[Hashable]] = {}
         # Zones quick() may answer in: forward zones where nothing falls through, and only
         # when no filter decides visibility but a namespace's existence.
         self._quick_zones: frozenset[bytes] = frozenset()
@@ -802,7 +804,14 @@ class AnswerTable:
             )  # fmt: skip
             if wire is None:
                 return None
-            return wire, frozenset((namespace_token(namespace),)), True
+            depends = self._namespace_depends.get(namespace)
+            if depends is None:
+                if len(self._namespace_depends) >= 4096:
+                    self._namespace_depends.clear()
+                depends = self._namespace_depends[namespace] = frozenset(
+                    (namespace_token(namespace),)
+                )
+            return wire, depends, True
         qtype = query.qtype
         if index != 3 or svc.headless or svc.type == "ExternalName":
             return None
