@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 import dns.rcode
 
 from clusterdns.core.fast import (
+    ExpressAnswerer,
+    ExpressPassable,
     FastAnswerer,
     FastEdit,
     FastFilter,
@@ -95,6 +97,30 @@ def fast_steps(plugins: Sequence[Plugin]) -> tuple[FastStep, ...]:
     return tuple(steps)
 
 
+# A block's express route: the step whose plugin answers from the datagram, and the
+# steps before it, each able to say it would answer nothing (core/dispatch.py).
+ExpressRoute = tuple[FastStep, tuple[ExpressPassable, ...]]
+
+
+def express_route(steps: Sequence[FastStep]) -> ExpressRoute | None:
+    """Where the express tier may answer for a block: the first step whose plugin is an
+    ExpressAnswerer, when no gate stands before it, it has no edits of its own, and every
+    step before it is ExpressPassable (a cache). Filters stay: the tier leaves replies
+    they would change (more than one answer) to the general path."""
+    passables: list[ExpressPassable] = []
+    for step in steps:
+        if step.gates:
+            return None
+        if isinstance(step.answerer, ExpressAnswerer):
+            if step.edits or step.pass_sinks:
+                return None
+            return step, tuple(passables)
+        if not isinstance(step.answerer, ExpressPassable):
+            return None
+        passables.append(step.answerer)
+    return None
+
+
 def chain_edits(plugins: Sequence[Plugin]) -> tuple[tuple[int, FastEdit], ...]:
     """The edits of the chain with their place in it, innermost (last) first: a reply
     written by the plugin at place p passes through those before p."""
@@ -140,6 +166,8 @@ class Block:
         self.fast_steps = fast_steps(plugins)
         # The reply memo (core/memo.py) needs every observer to count hits in bulk.
         self.memoizable = not self.request_observers
+        # The express tier (core/dispatch.py) counts through the memo's tallies.
+        self.express = express_route(self.fast_steps) if self.memoizable else None
         # Record plugins that count changes to their data: a move drops the memo entries
         # that depend on it (a cached answer for their names is stale too).
         self.versioned: list[VersionedRecords] = [
@@ -157,6 +185,8 @@ class Block:
         # view: the block only takes the queries its filters admit (core/view.py).
         self.filters: list[BlockFilter] = [p for p in plugins if isinstance(p, BlockFilter)]
         self.view_name = self.filters[0].view_name if self.filters else ""
+        if self.filters:
+            self.express = None
 
     def admits(
         self, query: Query, transport: Transport, client: tuple[str, int], zone: str
@@ -237,6 +267,13 @@ class ZoneMux:
             for block, zone in candidates:
                 if block.admits(query, transport, client, zone):
                     return block, zone, True
+        return None
+
+    def only_root_block(self) -> tuple[Block, str] | None:
+        """The block and zone of a listener with one block, for the root zone (`.:53`):
+        it takes every name, so nothing about the name is needed to choose it."""
+        if len(self._by_zone) == 1 and not self._views:
+            return self._by_zone.get(b"\x00")
         return None
 
     def match(self, query: Query) -> tuple[Block, str] | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Hashable
+from collections.abc import AsyncGenerator, Callable, Hashable
 from time import perf_counter
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -21,7 +21,18 @@ import dns.rdatatype
 
 from clusterdns.core.block import Block, FastStep, ZoneMux
 from clusterdns.core.explain import Explained, Rule, Why
-from clusterdns.core.fast import CHAIN, DROP, PASS, PRIVATE, SLOW, FastReply, Gate
+from clusterdns.core.fast import (
+    CHAIN,
+    DROP,
+    PASS,
+    PRIVATE,
+    SLOW,
+    ExpressAnswerer,
+    ExpressPassable,
+    ExpressReply,
+    FastReply,
+    Gate,
+)
 from clusterdns.core.memo import ReplyMemo, Tally
 from clusterdns.core.plugin import PluginError
 from clusterdns.core.request import Reply, Request, Transport
@@ -49,6 +60,9 @@ class Dispatcher:
     def __init__(self, server: DnsServer, mux: ZoneMux) -> None:
         self.server = server
         self.mux = mux
+        # (the mux it was found for, the express tier's route for it): one attribute, so
+        # a receive thread never pairs a new mux with an old route.
+        self._express: tuple[ZoneMux | None, _Express | None] = (None, None)
 
     def handle(
         self,
@@ -78,6 +92,15 @@ class Dispatcher:
     ) -> bytes | Request | None:
         """Everything decided without the chain: drops, FORMERR, NOTIMP, BADVERS, REFUSED,
         and fast-path answers (kept in ``memo`` when their plugin allows it)."""
+        if memo is not None:
+            mux = self.mux
+            found = self._express
+            if found[0] is not mux:
+                found = self._express = (mux, _express_of(mux))
+            if found[1] is not None:
+                wire = self._answer_express(found[1], data, transport, client, memo)
+                if wire is not None:
+                    return wire
         try:
             query = parse_query(data)
         except DropQuery:
@@ -198,6 +221,48 @@ class Dispatcher:
             self._observe_fast(block, zone, transport, client, query, wire, started, step.name)
             return wire
         return None
+
+    @staticmethod
+    def _answer_express(
+        express: _Express,
+        data: bytes,
+        transport: Transport,
+        client: tuple[str, int],
+        memo: ReplyMemo,
+    ) -> bytes | None:
+        """The express tier: a first sight answered from the datagram by the block's
+        ExpressAnswerer, kept in ``memo`` and counted through its label row's tally, as
+        the general path would answer, keep and count it; None leaves the query to the
+        general path (anything unusual, a full memo, the first question of its label row,
+        whose sinks only the general path makes)."""
+        started = perf_counter()
+        block, zone, step, passables, answer, max_udp = express
+        if len(memo.entries) >= memo.limit:
+            return None  # admission by second sight: the general path's
+        got = answer(data, transport == "tcp", max_udp)
+        if got is None:
+            return None
+        wire, until, depends, lower, qtype, do = got
+        if passables:
+            flags = data[2] << 8 | data[3]
+            for passable in passables:
+                if not passable.passes_express(lower, qtype, flags, do):
+                    return None
+        if step.filters and (wire[6] or wire[7] > 1):
+            return None  # a filter may reorder it: the general path runs them
+        row = (
+            block, zone, transport, 2 if ":" in client[0] else 1, qtype, wire[3] & 0xF, step,
+            len(data), len(wire),
+        )  # fmt: skip
+        tally = memo.row_tallies.get(row)
+        if tally is None:
+            return None
+        memo.put_tallied(data[2:], wire[2:], until, tally, step.answerer, depends)
+        tally.count[0] += 1
+        memo.counted += 1
+        if not memo.batch_timed:
+            memo.hit_seconds += perf_counter() - started
+        return wire
 
     @staticmethod
     def _observe_fast(
@@ -381,6 +446,31 @@ class Dispatcher:
             for observer in block.observers:
                 observer(req, rcode, wire, duration, reply.plugin)
         return wire, reply.more
+
+
+# The express tier's route for a listener: its block and zone, the block's express step
+# and the steps before it, the step's answer_express, the block's UDP size limit.
+_Express = tuple[
+    Block, str, FastStep, tuple[ExpressPassable, ...],
+    Callable[[bytes, bool, int], ExpressReply | None], int,
+]  # fmt: skip
+
+
+def _express_of(mux: ZoneMux) -> _Express | None:
+    """The express route of a listener with one root-zone block that has one (the
+    usual `.:53`): choosing the block then needs nothing from the question."""
+    only = mux.only_root_block()
+    if only is None:
+        return None
+    block, zone = only
+    if block.express is None:
+        return None
+    step, passables = block.express
+    answerer = step.answerer
+    assert isinstance(answerer, ExpressAnswerer)
+    return (
+        block, zone, step, passables, answerer.answer_express, block.settings.max_udp_size
+    )  # fmt: skip
 
 
 def reply_limit_of(req: Request) -> int:

@@ -29,6 +29,12 @@ Each capability is a small Protocol, found once when the block is built
 - :class:`FastObserver`: an observer (prometheus) that can count fast answers without
   a Request, and memo hits in bulk; a block with an observer that is not one (log)
   never memoises and builds a Request per fast answer for it.
+- :class:`ExpressAnswerer`: a record plugin that answers its commonest first-sight
+  questions from the datagram itself (``answer_express``), before any Query is built;
+  :class:`ExpressPassable`: a step that may stand before one (a cache that can say it
+  holds nothing for the question). The server uses them only where the answer is the
+  one the steps above would give (core/dispatch.py: the express tier); anything else,
+  or None, goes the general way.
 """
 
 from __future__ import annotations
@@ -57,6 +63,9 @@ Sinks = tuple[tuple[Hashable, Sink], ...]
 # What a reply depends on: tokens its plugin's changes_since() names when they change;
 # None: any change of the plugin's data.
 Depends = frozenset[Hashable] | None
+# An express answer: (reply, valid until (as FastReply.until), what it depends on, the
+# question name in lower-case wire form, qtype, the query's DO bit).
+ExpressReply = tuple[bytes, float, Depends, bytes, int, bool]
 
 
 class SlowType(enum.Enum):
@@ -228,6 +237,29 @@ class FastObserver(Protocol):
         wire: bytes,
         plugin: str,
     ) -> tuple[Hashable, Sink]: ...
+
+
+@runtime_checkable
+class ExpressAnswerer(Protocol):
+    """Answers its commonest first-sight questions from the datagram, before parsing."""
+
+    name: str
+
+    def answer_express(self, data: bytes, tcp: bool, max_udp: int) -> ExpressReply | None:
+        """The reply to the query ``data`` as answer_fast() would give it (limit and
+        payload from the query's EDNS, ``tcp`` and ``max_udp`` as reply_limit() computes
+        them), or None: the general path will answer (it may be anything)."""
+        ...
+
+
+@runtime_checkable
+class ExpressPassable(Protocol):
+    """A fast answerer that can tell cheaply that it would answer nothing (a cache miss)."""
+
+    def passes_express(self, lower: bytes, qtype: int, flags: int, do: bool) -> bool:
+        """True only when answer_fast() of a class-IN query with this name (lower-case
+        wire form), type, header flags and DO bit would return None."""
+        ...
 
 
 def changes_of(plugin: object) -> VersionedRecords | None:

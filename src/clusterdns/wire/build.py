@@ -258,30 +258,41 @@ def _opt(payload: int, rcode: int, do: bool) -> bytes:
 
 
 def owned_by_question(
-    query: Query, rtype: int, ttl: int, rdatas: Sequence[bytes], limit: int, payload: int
+    msg_id: int,
+    flags: int,
+    question: bytes,
+    edns_do: bool | None,
+    rtype: int,
+    ttl: int,
+    rdatas: Sequence[bytes],
+    limit: int,
+    payload: int,
 ) -> bytes | None:
     """NOERROR with one record per plain RDATA (no names in it: A, AAAA), each owned by the
-    question name (a pointer to offset 12); None if it would need truncation. The same
-    bytes as build_reply() gives those records."""
+    question name (a pointer to offset 12); None if it would need truncation. The query is
+    given by its ID, flags, question section and DO bit (None: no OPT). The same bytes as
+    build_reply() gives those records."""
     fixed = _QUESTION_POINTER + _RR_FIXED.pack(rtype, CLASS_IN, ttl, len(rdatas[0]))
-    edns = query.edns
     count = len(rdatas)
     wire = b"".join(
         (
-            _ID_FLAGS.pack(query.id, AUTHORITATIVE | (query.flags & (FLAG_RD | FLAG_CD))),
-            _COUNTS.pack(1, count, 0, 0 if edns is None else 1),
-            query.data[12 : query.question_end],
+            _ID_FLAGS.pack(msg_id, AUTHORITATIVE | (flags & (FLAG_RD | FLAG_CD))),
+            _COUNTS.pack(1, count, 0, 0 if edns_do is None else 1),
+            question,
             fixed + rdatas[0] if count == 1 else b"".join([fixed + r for r in rdatas]),
-            b"" if edns is None else _opt(payload, 0, edns.do),
+            b"" if edns_do is None else _opt(payload, 0, edns_do),
         )
     )
     return wire if len(wire) <= limit else None
 
 
 def negative_with_soa(
-    query: Query,
+    msg_id: int,
+    flags: int,
+    question: bytes,
+    edns_do: bool | None,
     rcode: int,
-    zone_label: int,
+    zone_at: int,
     ttl: int,
     mname_head: bytes,
     rname_head: bytes,
@@ -289,16 +300,16 @@ def negative_with_soa(
     limit: int,
     payload: int,
 ) -> bytes | None:
-    """NXDOMAIN (or NODATA) carrying the SOA of the zone that starts at label
-    ``zone_label`` of the question: its owner, and the zone at the end of its mname and
-    rname, are pointers into the question. ``mname_head``/``rname_head`` are the labels
-    before the zone (``ns.dns``, ``hostmaster``) in wire form, ``numbers`` the packed
-    serial..minimum. Only right when no other suffix of those names is in the question
-    (a question under ``svc.<zone>``), which is what the caller checks; the same bytes
-    as build_reply() then."""
-    zone_at = 12 + query.label_offsets[zone_label]
-    if zone_at > _MAX_POINTER or query.qname_lower[zone_at - 12 :] == b"\x00":
-        return None  # the root zone is never compressed: let build_reply() write it
+    """NXDOMAIN (or NODATA) carrying the SOA of the zone that starts at offset ``zone_at``
+    of the message (in the question name): its owner, and the zone at the end of its mname
+    and rname, are pointers into the question. The query is given by its ID, flags,
+    question section and DO bit (None: no OPT). ``mname_head``/``rname_head`` are the
+    labels before the zone (``ns.dns``, ``hostmaster``) in wire form, ``numbers`` the
+    packed serial..minimum. Only right when no other suffix of those names is in the
+    question (a question under ``svc.<zone>``) and the zone is not the root (never
+    compressed), which is what the caller checks; the same bytes as build_reply() then."""
+    if zone_at > _MAX_POINTER:
+        return None
     # The SOA record depends on the zone's offset in the question and the rest of the
     # arguments only: a handful of each (name lengths, one serial at a time).
     soa_key = (zone_at, ttl, mname_head, rname_head, numbers)
@@ -310,14 +321,13 @@ def negative_with_soa(
         if len(_SOAS) >= 1024:
             _SOAS.clear()
         _SOAS[soa_key] = soa
-    edns = query.edns
     wire = b"".join(
         (
-            _ID_FLAGS.pack(query.id, AUTHORITATIVE | (query.flags & (FLAG_RD | FLAG_CD)) | rcode),
-            _COUNTS.pack(1, 0, 1, 0 if edns is None else 1),
-            query.data[12 : query.question_end],
+            _ID_FLAGS.pack(msg_id, AUTHORITATIVE | (flags & (FLAG_RD | FLAG_CD)) | rcode),
+            _COUNTS.pack(1, 0, 1, 0 if edns_do is None else 1),
+            question,
             soa,
-            b"" if edns is None else _opt(payload, rcode, edns.do),
+            b"" if edns_do is None else _opt(payload, rcode, edns_do),
         )
     )
     return wire if len(wire) <= limit else None

@@ -249,3 +249,56 @@ def parse_query(data: bytes) -> Query:
         arcount,
         edns,
     )
+
+
+# read_plain()'s result: (ID, flags, end of the question name, label offsets, qtype,
+# end of the question, the OPT's payload or None without one, its DO bit).
+Plain = tuple[int, int, int, tuple[int, ...], int, int, "int | None", bool]
+
+
+def read_plain(data: bytes) -> Plain | None:
+    """The commonest query, read without building a :class:`Query`: opcode QUERY, one
+    class-IN question with an uncompressed name, no answer or authority records, and
+    nothing after the question but an option-less version-0 OPT owned by the root.
+
+    None for anything else, which :func:`parse_query` then reads (and refuses where it
+    must): where this returns a result, parse_query() gives the same values (tested).
+    """
+    size = len(data)
+    if size < 17:
+        return None
+    msg_id, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+    if flags & 0xF800 or qdcount != 1 or ancount or nscount or arcount > 1:
+        return None  # a response, another opcode, or more than the usual records
+    offsets: list[int] = []
+    pos = 12
+    length = data[pos]
+    while length:
+        if length & 0xC0 or pos > 255:
+            return None
+        offsets.append(pos - 12)
+        pos += 1 + length
+        if pos >= size:
+            return None
+        length = data[pos]
+    offsets.append(pos - 12)
+    name_end = pos + 1
+    if name_end - 12 > 255:
+        return None
+    question_end = name_end + 4
+    if arcount == 0:
+        if size != question_end:
+            return None
+        payload: int | None = None
+        do = False
+    else:
+        if size != question_end + 11 or data[question_end : question_end + 3] != _ROOT_OPT:
+            return None
+        _, payload, ttl, rdlength = _OPT_FIXED.unpack_from(data, question_end)
+        if rdlength or ttl & 0x00FF0000:
+            return None  # options, or an EDNS version other than 0 (BADVERS)
+        do = bool(ttl & EDNS_DO)
+    qtype, qclass = TYPE_CLASS.unpack_from(data, name_end)
+    if qclass != 1:
+        return None
+    return (msg_id, flags, name_end, tuple(offsets), qtype, question_end, payload, do)

@@ -20,6 +20,9 @@ class Any(Plugin):
     def answer_fast(self, query: Query, limit: int, payload: int) -> SlowType | None:
         return SLOW if query.qtype == dns.rdatatype.ANY else None
 
+    def passes_express(self, lower: bytes, qtype: int, flags: int, do: bool) -> bool:
+        return qtype != dns.rdatatype.ANY  # as answer_fast() (core/fast.py ExpressPassable)
+
     async def serve(self, req: Request, next_handler: Handler) -> Reply:
         if req.qtype != dns.rdatatype.ANY:
             return await next_handler(req)

@@ -242,6 +242,14 @@ class Cache(Plugin):
         self._children.requests.inc()
         return self._fresh_hit(query, self.key(query), self.clock() if now is None else now)
 
+    def passes_express(self, lower: bytes, qtype: int, flags: int, do: bool) -> bool:
+        """Would answer_fast() of this class-IN question return None? (core/fast.py
+        ExpressPassable.) Only said for a cache of the root zone holding no entry for it."""
+        if not self._everywhere or self._owners is None:
+            return False
+        key = (lower, qtype, 1, do, bool(flags & FLAG_CD))
+        return key not in self.denial and key not in self.success
+
     def answer_fast(self, query: Query, limit: int, payload: int) -> FastResult:
         """The core's synchronous hook (may run on a UDP receive thread): a fresh hit; None
         for names outside the cached zones and for misses; SLOW for stale entries,

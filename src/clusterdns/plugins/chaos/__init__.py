@@ -38,6 +38,9 @@ class Chaos(Plugin):
     def answer_fast(self, query: Query, limit: int, payload: int) -> SlowType | None:
         return SLOW if query.qclass == dns.rdataclass.CH else None
 
+    def passes_express(self, lower: bytes, qtype: int, flags: int, do: bool) -> bool:
+        return True  # express questions are class IN (core/fast.py ExpressPassable)
+
     async def serve(self, req: Request, next_handler: Handler) -> Reply:
         if req.qclass != dns.rdataclass.CH or req.qtype != dns.rdatatype.TXT:
             return await next_handler(req)

@@ -63,6 +63,7 @@ from clusterdns.wire.names import (
     prefixed,
     with_suffix_case,
 )
+from clusterdns.wire.query import read_plain
 
 NOERROR: Final = 0
 SERVFAIL: Final = 2
@@ -781,11 +782,64 @@ class AnswerTable:
         them equal); it only skips the general path's calls and objects, which are most of a
         first-sight question's cost here. Anything unusual (filters on visibility, other
         Service types, fallthrough in the zone, before the sync) goes to decide()."""
-        zone, index = found
-        if index < 3 or zone.wire not in self._quick_zones or query.qclass != CLASS_IN:
+        if query.qclass != CLASS_IN:
             return None
-        lower = query.qname_lower
-        offsets = query.label_offsets
+        zone, index = found
+        edns = query.edns
+        return self._quick(
+            query.qname_lower, query.label_offsets, index, zone, query.qtype, query.id,
+            query.flags, query.data[12 : query.question_end],
+            None if edns is None else edns.do, limit, payload,
+        )  # fmt: skip
+
+    def express(
+        self, data: bytes, tcp: bool, max_udp: int
+    ) -> tuple[bytes, Depends, bool, bytes, int, bool] | None:
+        """quick() straight from a datagram of the commonest shape (wire.query.read_plain),
+        without a Query: (reply, dependency, carries an SOA, the name in lower case, qtype,
+        DO bit), or None for anything else. The server's express tier (core/dispatch.py)."""
+        plain = read_plain(data)
+        if plain is None:
+            return None
+        msg_id, flags, name_end, offsets, qtype, question_end, payload, do = plain
+        lower = data[12:name_end].lower()
+        found = self.zone_of(lower, offsets)
+        if found is None:
+            return None
+        if tcp:
+            limit = 65535
+        elif payload is None:
+            limit = 512
+        else:
+            limit = max(512, min(payload, max_udp))
+        zone, index = found
+        quick = self._quick(
+            lower, offsets, index, zone, qtype, msg_id, flags, data[12:question_end],
+            None if payload is None else do, limit, max_udp,
+        )  # fmt: skip
+        if quick is None:
+            return None
+        return quick[0], quick[1], quick[2], lower, qtype, do
+
+    def _quick(
+        self,
+        lower: bytes,
+        offsets: Sequence[int],
+        index: int,
+        zone: _Zone,
+        qtype: int,
+        msg_id: int,
+        flags: int,
+        question: bytes,
+        edns_do: bool | None,
+        limit: int,
+        payload: int,
+    ) -> tuple[bytes, Depends, bool] | None:
+        """quick() from the question's parts (class IN): the name in lower case with its
+        label offsets and the zone's first label, the ID, flags, question section and DO
+        bit (None: no OPT) to answer with."""
+        if index < 3 or zone.wire not in self._quick_zones:
+            return None
         svc_at = offsets[index - 1]
         if lower[svc_at : svc_at + 4] != b"\x03svc":
             return None
@@ -799,8 +853,8 @@ class AnswerTable:
             if not model.synced:
                 return None
             wire = negative_with_soa(
-                query, NXDOMAIN, index, min(self.ttl, 300), _MNAME_HEAD, _RNAME_HEAD,
-                self._soa_numbers(), limit, payload,
+                msg_id, flags, question, edns_do, NXDOMAIN, 12 + offsets[index],
+                min(self.ttl, 300), _MNAME_HEAD, _RNAME_HEAD, self._soa_numbers(), limit, payload,
             )  # fmt: skip
             if wire is None:
                 return None
@@ -812,7 +866,6 @@ class AnswerTable:
                     (namespace_token(namespace),)
                 )
             return wire, depends, True
-        qtype = query.qtype
         if index != 3 or svc.headless or svc.type == "ExternalName":
             return None
         if qtype == TYPE_A:
@@ -833,7 +886,9 @@ class AnswerTable:
                 return None
         if not model.namespace_exists(namespace):
             return None
-        wire = owned_by_question(query, qtype, self.ttl, rdatas, limit, payload)
+        wire = owned_by_question(
+            msg_id, flags, question, edns_do, qtype, self.ttl, rdatas, limit, payload
+        )
         return None if wire is None else (wire, frozenset(((namespace, name),)), False)
 
     def _soa_numbers(self) -> bytes:

@@ -15,7 +15,14 @@ import dns.rcode
 import dns.rdatatype
 
 from clusterdns.core.explain import ListedName, Rule, Why
-from clusterdns.core.fast import INFINITE, SERIAL_SLACK, SLOW, FastReply, FastResult
+from clusterdns.core.fast import (
+    INFINITE,
+    SERIAL_SLACK,
+    SLOW,
+    ExpressReply,
+    FastReply,
+    FastResult,
+)
 from clusterdns.core.metadata import Values
 from clusterdns.core.plugin import Plugin, ZoneRecords
 from clusterdns.core.request import Handler, Reply, Request
@@ -251,6 +258,18 @@ class Kubernetes(Plugin):
             return SLOW
         until = monotonic() + SERIAL_SLACK if answer.carries_soa else INFINITE
         return FastReply(answer.to_wire(query, limit, payload), until, answer.depends)
+
+    def answer_express(self, data: bytes, tcp: bool, max_udp: int) -> ExpressReply | None:
+        """answer_fast() of the commonest questions, from the datagram (core/fast.py)."""
+        table = self.table
+        if table.deferring:
+            return None
+        got = table.express(data, tcp, max_udp)
+        if got is None:
+            return None
+        wire, depends, carries_soa, lower, qtype, do = got
+        until = monotonic() + SERIAL_SLACK if carries_soa else INFINITE
+        return wire, until, depends, lower, qtype, do
 
     def list_records(self, select: str | None) -> list[ListedName]:
         """Every name this plugin answers, with its records (core/explain.py RecordLister)."""

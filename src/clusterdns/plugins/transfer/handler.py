@@ -79,6 +79,9 @@ class Transfer(Plugin):
         on to the next plugin's fast path."""
         return SLOW if query.qtype in (AXFR, IXFR) else None
 
+    def passes_express(self, lower: bytes, qtype: int, flags: int, do: bool) -> bool:
+        return qtype not in (AXFR, IXFR)  # as answer_fast() (core/fast.py ExpressPassable)
+
     def rule_for(self, name: str) -> TransferRule | None:
         """The rule whose zone is the longest match for ``name`` (the first of equals)."""
         best: tuple[int, TransferRule] | None = None
