@@ -21,10 +21,11 @@ import socket
 import time
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from time import monotonic
 from typing import Final
 
 from clusterdns.core.explain import Rule, Why
-from clusterdns.core.fast import Depends
+from clusterdns.core.fast import INFINITE, SERIAL_SLACK, Depends, ExpressReply
 from clusterdns.plugins.kubernetes.config import KubernetesConfig, PodMode
 from clusterdns.plugins.kubernetes.names import (
     endpoint_label,
@@ -246,6 +247,9 @@ class AnswerTable:
         # The few names of each zone's apex (the zone, dns, ns.dns, svc, pod, dns-version),
         # by wire name.
         self.names: dict[bytes, NameData] = {}
+        # How long express() lets a negative answer be replayed (the handler's
+        # SERIAL_SLACK, core/fast.py).
+        self.serial_slack = SERIAL_SLACK
         # True until the plugin has the initial lists (or gave up waiting): changes are
         # not applied one by one, the plugin calls rebuild() once instead.
         self.deferring = True
@@ -792,12 +796,12 @@ class AnswerTable:
             None if edns is None else edns.do, limit, payload,
         )  # fmt: skip
 
-    def express(
-        self, data: bytes, tcp: bool, max_udp: int
-    ) -> tuple[bytes, Depends, bool, bytes, int, bool] | None:
+    def express(self, data: bytes, tcp: bool, max_udp: int) -> ExpressReply | None:
         """quick() straight from a datagram of the commonest shape (wire.query.read_plain),
-        without a Query: (reply, dependency, carries an SOA, the name in lower case, qtype,
-        DO bit), or None for anything else. The server's express tier (core/dispatch.py)."""
+        without a Query, or None for anything else: the plugin's answer_express()
+        (core/fast.py). A negative answer is kept for ``serial_slack`` seconds."""
+        if self.deferring:
+            return None
         plain = read_plain(data)
         if plain is None:
             return None
@@ -819,7 +823,9 @@ class AnswerTable:
         )  # fmt: skip
         if quick is None:
             return None
-        return quick[0], quick[1], quick[2], lower, qtype, do
+        wire, depends, carries_soa = quick
+        until = monotonic() + self.serial_slack if carries_soa else INFINITE
+        return wire, until, depends, lower, qtype, do
 
     def _quick(
         self,

@@ -75,6 +75,7 @@ class Kubernetes(Plugin):
         self.source = source
         self.own_addresses = own_addresses
         self.table = AnswerTable(config, model, own_addresses=own_addresses)
+        self.table.serial_slack = SERIAL_SLACK
         self._tasks: list[asyncio.Task[None]] = []
         self._deadline = 0.0
         self.last_change: float | None = None
@@ -124,6 +125,7 @@ class Kubernetes(Plugin):
                 self.model, self.source = model, previous.source
                 model.subscribe(self._on_change)
                 self.table = AnswerTable(self.config, model, own_addresses=self.own_addresses)
+                self.table.serial_slack = SERIAL_SLACK
                 self.table.deferring = False
                 self.table.rebuild()
                 self._tasks = tasks
@@ -261,15 +263,7 @@ class Kubernetes(Plugin):
 
     def answer_express(self, data: bytes, tcp: bool, max_udp: int) -> ExpressReply | None:
         """answer_fast() of the commonest questions, from the datagram (core/fast.py)."""
-        table = self.table
-        if table.deferring:
-            return None
-        got = table.express(data, tcp, max_udp)
-        if got is None:
-            return None
-        wire, depends, carries_soa, lower, qtype, do = got
-        until = monotonic() + SERIAL_SLACK if carries_soa else INFINITE
-        return wire, until, depends, lower, qtype, do
+        return self.table.express(data, tcp, max_udp)
 
     def list_records(self, select: str | None) -> list[ListedName]:
         """Every name this plugin answers, with its records (core/explain.py RecordLister)."""
