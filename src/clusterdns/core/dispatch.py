@@ -30,8 +30,8 @@ from clusterdns.core.fast import (
     ExpressAnswerer,
     ExpressPassable,
     ExpressReply,
-    FastReply,
     Gate,
+    Sinks,
 )
 from clusterdns.core.memo import ReplyMemo, Tally
 from clusterdns.core.plugin import PluginError
@@ -195,27 +195,38 @@ class Dispatcher:
                         return None
                     reordered = reordered or filtered is not wire
                     wire = filtered
-            if (
-                memo is not None
-                and not reordered
-                and not private
-                and reply.until > 0
-                and block.memoizable
-                and memo.admits(query.data[2:])
-            ):
-                tally = self._memoize(
-                    memo, query, block, zone, transport, client, step, reply, wire
+            if memo is not None and block.memoizable:
+                key = query.data[2:]
+                # Kept for identical questions when right for every client; a full memo
+                # keeps a question on its second sight (ReplyMemo.admits).
+                keep = (
+                    not reordered
+                    and not private
+                    and reply.until > 0
+                    and (len(memo.entries) < memo.limit or memo.admits(key))
                 )
                 if not reply.sinks:
-                    # Counted as its memo hits will be, through the entry's tally (the
-                    # observers' and the gates' sinks of this label row): no per-query
-                    # recording on the first sight either. (A reply with sinks of its own
-                    # counted itself already: a cache hit.)
+                    # Counted through its label row's tally, as its memo hits will be (the
+                    # observers' and the gates' sinks of the row), kept or not: no
+                    # per-query recording. (A reply with sinks of its own counted itself
+                    # already: a cache hit.)
+                    tally = self._tally(memo, query, block, zone, transport, client, step, wire)
+                    if keep:
+                        memo.put_tallied(
+                            key, wire[2:], reply.until, tally, step.answerer, reply.depends
+                        )
                     tally.count[0] += 1
                     memo.counted += 1
                     if not memo.batch_timed:
                         memo.hit_seconds += perf_counter() - started
                     return wire
+                if keep:
+                    tally = self._tally(
+                        memo, query, block, zone, transport, client, step, wire, reply.sinks
+                    )
+                    memo.put_tallied(
+                        key, wire[2:], reply.until, tally, step.answerer, reply.depends
+                    )
             for _, counted in step.pass_sinks:
                 counted(1, 0.0)  # the gates before this step let the query on
             self._observe_fast(block, zone, transport, client, query, wire, started, step.name)
@@ -233,12 +244,11 @@ class Dispatcher:
         """The express tier: a first sight answered from the datagram by the block's
         ExpressAnswerer, kept in ``memo`` and counted through its label row's tally, as
         the general path would answer, keep and count it; None leaves the query to the
-        general path (anything unusual, a full memo, the first question of its label row,
-        whose sinks only the general path makes)."""
+        general path (anything unusual, the first question of its label row,
+        whose sinks only the general path makes). A full memo keeps it on its second
+        sight, as the general path does; it is counted either way."""
         started = perf_counter()
         block, zone, step, passables, answer, max_udp = express
-        if len(memo.entries) >= memo.limit:
-            return None  # admission by second sight: the general path's
         got = answer(data, transport == "tcp", max_udp)
         if got is None:
             return None
@@ -257,7 +267,9 @@ class Dispatcher:
         tally = memo.row_tallies.get(row)
         if tally is None:
             return None
-        memo.put_tallied(data[2:], wire[2:], until, tally, step.answerer, depends)
+        key = data[2:]
+        if len(memo.entries) < memo.limit or memo.admits(key):
+            memo.put_tallied(key, wire[2:], until, tally, step.answerer, depends)
         tally.count[0] += 1
         memo.counted += 1
         if not memo.batch_timed:
@@ -289,7 +301,7 @@ class Dispatcher:
                 request_observer(req, rcode, wire, duration, plugin)
 
     @staticmethod
-    def _memoize(
+    def _tally(
         memo: ReplyMemo,
         query: Query,
         block: Block,
@@ -297,24 +309,24 @@ class Dispatcher:
         transport: Transport,
         client: tuple[str, int],
         step: FastStep,
-        reply: FastReply,
         wire: bytes,
+        sinks: Sinks = (),
     ) -> Tally:
-        """Keep a fast answer for identical queries (one memo per transport: UDP and TCP
-        replies to the same bytes differ in truncation); the entry's tally."""
+        """The tally that counts answers of this label row (and the memo hits of their
+        entries): the observers' and the gates' sinks, and ``sinks`` of the reply's own
+        (a cache hit's), made on the row's first answer, then found with one lookup."""
         rcode = wire[3] & 0xF
         family = 2 if ":" in client[0] else 1
-        # Everything the sinks depend on: one tally per row, found with one lookup.
         row: Hashable = (
             block, zone, transport, family, query.qtype, rcode, step, len(query.data), len(wire)
         )  # fmt: skip
-        if reply.sinks:
-            row = (row, tuple([k for k, _ in reply.sinks]))
+        if sinks:
+            row = (row, tuple([k for k, _ in sinks]))
         tallies = memo.row_tallies
         tally = tallies.get(row)
         if tally is None:
-            sinks = (
-                reply.sinks
+            every = (
+                sinks
                 + step.pass_sinks
                 + tuple(
                     [
@@ -334,8 +346,7 @@ class Dispatcher:
             )
             if len(tallies) >= ROW_TALLIES:
                 tallies.clear()
-            tally = tallies[row] = memo.tally_of(sinks)
-        memo.put_tallied(query.data[2:], wire[2:], reply.until, tally, step.answerer, reply.depends)
+            tally = tallies[row] = memo.tally_of(every)
         return tally
 
     async def lookup(self, origin: Request, name: str, qtype: int) -> Reply | None:
