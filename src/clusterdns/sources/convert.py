@@ -96,12 +96,7 @@ def to_service(obj: api.Service) -> Service:
             headless = True
         else:
             cluster_ips = _ips(raw)
-    ports = _shared(
-        tuple(
-            ServicePort(name=_intern(p.name), port=p.port, protocol=_protocol(p.protocol))
-            for p in spec.ports or ()
-        )
-    )
+    ports = _service_ports(spec.ports)
     return Service(
         namespace=_intern(obj.metadata.namespace),
         name=obj.metadata.name,  # unique: interning would only add a table entry
@@ -113,6 +108,16 @@ def to_service(obj: api.Service) -> Service:
         publish_not_ready=spec.publish_not_ready_addresses,
         labels=_pairs(obj.metadata.labels),
         external=_external(obj),
+    )
+
+
+def _service_ports(specs: list[api.ServicePortSpec] | None) -> tuple[ServicePort, ...]:
+    """A Service's (or ServiceImport's) ports, as the shared tuple of equal lists."""
+    return _shared(
+        tuple(
+            ServicePort(name=_intern(p.name), port=p.port, protocol=_protocol(p.protocol))
+            for p in specs or ()
+        )
     )
 
 
@@ -239,18 +244,12 @@ def to_import_slice_entries(
 def to_service_import(obj: api.ServiceImport) -> ServiceImport:
     spec = obj.spec
     headless = spec.type == "Headless"
-    ports = _shared(
-        tuple(
-            ServicePort(name=_intern(p.name), port=p.port, protocol=_protocol(p.protocol))
-            for p in spec.ports or ()
-        )
-    )
     return ServiceImport(
         namespace=_intern(obj.metadata.namespace),
         name=obj.metadata.name,
         headless=headless,
         ips=() if headless else _ips(spec.ips or ()),
-        ports=ports,
+        ports=_service_ports(spec.ports),
     )
 
 

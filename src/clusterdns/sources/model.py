@@ -195,6 +195,21 @@ def _owned(svc: Service | None, members: _Members) -> tuple[str, ...]:
     return tuple(owned)
 
 
+def _set_in(table: dict[str, dict[str, Any]], ns: str, name: str, record: object) -> None:
+    """Store ``record`` under namespace and name, or (None) remove what is there; a
+    namespace left empty goes (the caller knows the name was there when removing)."""
+    in_ns = table.get(ns)
+    if record is None:
+        assert in_ns is not None
+        del in_ns[name]
+        if not in_ns:
+            del table[ns]
+        return
+    if in_ns is None:
+        in_ns = table[ns] = {}
+    in_ns[name] = record
+
+
 def _key_of(svc: Service) -> ServiceKey:
     return (svc.namespace, svc.name)
 
@@ -584,16 +599,8 @@ class ClusterModel:
             self._touch((ns, old.service), pending)
             rest = tuple(r for r in self._members_of(ns, old.service) if r is not old)
             self._set_members(ns, old.service, rest)
-        if record is None:
-            assert in_ns is not None
-            del in_ns[name]
-            if not in_ns:
-                del table[ns]
-            return
-        if in_ns is None:
-            in_ns = table[ns] = {}
-        in_ns[name] = record
-        if record.service is not None:
+        _set_in(table, ns, name, record)
+        if record is not None and record.service is not None:
             self._touch((ns, record.service), pending)
             members = self._members_of(ns, record.service)
             members = tuple(sorted((*members, record), key=_slice_order)) if members else (record,)
@@ -709,15 +716,7 @@ class ClusterModel:
         old = None if in_ns is None else in_ns.get(name)
         if old is imported or old == imported:
             return
-        if imported is None:
-            assert in_ns is not None
-            del in_ns[name]
-            if not in_ns:
-                del table[ns]
-        else:
-            if in_ns is None:
-                in_ns = table[ns] = {}
-            in_ns[name] = imported
+        _set_in(table, ns, name, imported)
         pending.imports.add((ns, name))
 
     def _put_import_slice(
@@ -737,16 +736,8 @@ class ClusterModel:
             else:
                 members.pop(key, None)
             pending.imports.add(key)
-        if record is None:
-            assert in_ns is not None
-            del in_ns[name]
-            if not in_ns:
-                del table[ns]
-            return
-        if in_ns is None:
-            in_ns = table[ns] = {}
-        in_ns[name] = record
-        if record.service is not None:
+        _set_in(table, ns, name, record)
+        if record is not None and record.service is not None:
             key = (ns, record.service)
             members[key] = tuple(sorted((*members.get(key, ()), record), key=lambda r: r.name))
             pending.imports.add(key)

@@ -136,20 +136,8 @@ class KubeAPISource(Counters):
         """Watch ``kind`` once its API group is served (OPTIONAL_GROUPS); until then the
         model holds none of it, and discovery is asked again every ``optional_recheck``."""
         group_version = OPTIONAL_GROUPS[kind]
-        backoff = self._backoff()
         announced = False
-        while True:
-            try:
-                found = await client.has_group_version(group_version)
-            except Exception as exc:
-                self.errors += 1
-                self.last_error = f"discovery: {type(exc).__name__}: {exc}"
-                delay = backoff.next_delay()
-                log.warning("kubernetes: api discovery failed (%s), retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                continue
-            if found:
-                break
+        while not await self._discover(client, group_version):
             if not announced:
                 log.warning(
                     "kubernetes: the API server does not serve %s, so there are no %s "
@@ -163,19 +151,24 @@ class KubeAPISource(Counters):
             log.info("kubernetes: %s is served now, watching %s", group_version, kind.value)
         await self._reflect(client, model, kind)
 
-    async def _reflect_endpoints(self, client: KubeClient, model: ClusterModel) -> None:
-        """EndpointSlices when the API has them, else legacy v1 Endpoints."""
+    async def _discover(self, client: KubeClient, group_version: str) -> bool:
+        """Does the API server serve ``group_version``? Errors are counted and retried
+        with backoff until it answers."""
         backoff = self._backoff()
-        while self.endpoints_kind is None:
+        while True:
             try:
-                found = await client.has_group_version(ENDPOINTSLICE_GROUP_VERSION)
+                return await client.has_group_version(group_version)
             except Exception as exc:
                 self.errors += 1
                 self.last_error = f"discovery: {type(exc).__name__}: {exc}"
                 delay = backoff.next_delay()
                 log.warning("kubernetes: api discovery failed (%s), retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
-                continue
+
+    async def _reflect_endpoints(self, client: KubeClient, model: ClusterModel) -> None:
+        """EndpointSlices when the API has them, else legacy v1 Endpoints."""
+        while self.endpoints_kind is None:
+            found = await self._discover(client, ENDPOINTSLICE_GROUP_VERSION)
             if found:
                 self.endpoints_kind = Kind.ENDPOINTSLICES
             else:
