@@ -147,6 +147,7 @@ class KubeAPIServer:
         self.watch_requests: collections.Counter[str] = collections.Counter()
         self.list_requests: collections.Counter[str] = collections.Counter()
         self.auth_headers: list[str | None] = []
+        self.failed_requests = 0  # answered with the fail_requests status
         self._objects: dict[str, dict[tuple[str, str], Obj]] = {p: {} for p in RESOURCES}
         self._rv = 100
         self._history: collections.deque[tuple[int, str, str, Obj]] = collections.deque()
@@ -313,6 +314,7 @@ class KubeAPIServer:
             await asyncio.sleep(self._slow_delay)
         if time.monotonic() < self._fail_until:
             code = self._fail_status
+            self.failed_requests += 1
             return web.json_response(status(code, "InternalError", "injected failure"), status=code)
         if (
             self.token is not None

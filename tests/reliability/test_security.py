@@ -25,9 +25,10 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -493,14 +494,51 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-async def put_through_faults(api: KubeAPIServer) -> None:
-    """500s, then the API answering, then unreachable, then back."""
-    api.fail_requests(500, 1.5)
-    await asyncio.sleep(3.0)
+async def until(
+    what: str,
+    condition: Callable[[], bool],
+    process: subprocess.Popen[bytes],
+    log: Path,
+    timeout: float = 20.0,
+) -> None:
+    """Poll ``condition`` (in a thread: it may run etcdctl) until it holds; fail naming
+    ``what`` after ``timeout`` seconds, or at once when the process has exited."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(condition):
+        assert process.poll() is None, f"exited with {process.returncode}:\n{logged(log)}"
+        assert time.monotonic() < deadline, f"not within {timeout:.0f} s: {what}\n{logged(log)}"
+        await asyncio.sleep(0.05)
+
+
+def logged(log: Path) -> str:
+    return log.read_text(errors="replace")
+
+
+async def put_through_faults(
+    api: KubeAPIServer, process: subprocess.Popen[bytes], log: Path
+) -> None:
+    """500s, then the API answering, then unreachable, then back: each phase lasts until
+    the process has met it (the API counts its requests; a refusal shows in the log),
+    rather than for a fixed time it may or may not have been up for."""
+    failed = api.failed_requests  # the API may have served an earlier process
+    api.fail_requests(500, 60.0)
+    await until("requests answered 500", lambda: api.failed_requests >= failed + 3, process, log)
+    api.fail_requests(500, 0.0)
+    seen = len(api.auth_headers)
+    await until("requests after the 500s", lambda: len(api.auth_headers) >= seen + 3, process, log)
     await api.stop()
-    await asyncio.sleep(1.5)
+    offset = len(logged(log))
+    await until(
+        "a refused connection logged",
+        lambda: "Cannot connect" in logged(log)[offset:],
+        process,
+        log,
+    )
     await api.start()
-    await asyncio.sleep(2.0)
+    seen = len(api.auth_headers)
+    await until(
+        "a request once the API is back", lambda: len(api.auth_headers) > seen, process, log
+    )
 
 
 @pytest.mark.parametrize("who", ["token", "wrong-token", "basic-auth", "client-key"])
@@ -519,7 +557,7 @@ async def test_serve_never_logs_kubeconfig_secrets(
         log = tmp_path / "serve.log"
         process = spawn(["serve", "--conf", str(corefile), "--log-level", "debug"], log)
         try:
-            await put_through_faults(api)
+            await put_through_faults(api, process, log)
         finally:
             await asyncio.to_thread(stop, process)
         sent = [h for h in api.auth_headers if h]
@@ -548,6 +586,11 @@ async def test_sync_never_logs_secrets(
         async with KubeAPIServer(token=TOKEN, bookmark_interval=0.2) as api:
             api.create(service("mysql", cluster_ip="10.96.0.7"))
             texts: list[str] = []
+
+            def records_written() -> bool:
+                listed = etcd.etcdctl("--user", "root:rootpw", "get", "/skydns", "--prefix")
+                return "mysql" in listed
+
             for who, password in [("basic-auth", "not-" + ETCD_PASSWORD), ("token", ETCD_PASSWORD)]:
                 config = kubeconfig(tmp_path / f"kc-{who}", api.url, users(cert, key)[who])
                 log = tmp_path / f"sync-{who}.log"
@@ -560,7 +603,10 @@ async def test_sync_never_logs_secrets(
                     log,
                 )  # fmt: skip
                 try:
-                    await put_through_faults(api)
+                    await put_through_faults(api, process, log)
+                    if password == ETCD_PASSWORD:
+                        # the good run writes the records before it is stopped
+                        await until("the records in etcd", records_written, process, log)
                 finally:
                     await asyncio.to_thread(stop, process)
                 texts.append(log.read_text(errors="replace"))
@@ -571,39 +617,61 @@ async def test_sync_never_logs_secrets(
 
 
 async def test_etcd_plugin_never_logs_its_password(tmp_path: Path) -> None:
+    """A server with the wrong password and one with the right one (the user has no role,
+    so etcd denies it the read) side by side: etcd turns each down, then goes away and
+    comes back; queries meanwhile. Two at once because each waits out the plugin's 5 s
+    for a first list before its queries are answered."""
     require_etcd()
     with EtcdCluster(size=1) as etcd:
         etcd.etcdctl("user", "add", "root:rootpw")
         etcd.etcdctl("user", "add", f"reader:{ETCD_PASSWORD}")
         etcd.etcdctl("auth", "enable")
-        for password in ("not-" + ETCD_PASSWORD, ETCD_PASSWORD):
-            port = free_port()
-            corefile = tmp_path / "Corefile"
-            corefile.write_text(
-                f".:{port} {{\n    errors\n    log\n    etcd skydns.local {{\n"
-                f"        endpoint {' '.join(etcd.endpoints)}\n"
-                f"        credentials reader {password}\n    }}\n}}\n"
-            )
-            log = tmp_path / "serve.log"
-            process = spawn(["serve", "--conf", str(corefile), "--log-level", "debug"], log)
-            try:
-                await asyncio.sleep(2.5)
-                for _ in range(3):
+        runs: list[tuple[int, Path, subprocess.Popen[bytes]]] = []
+        try:
+            for n, password in enumerate(("not-" + ETCD_PASSWORD, ETCD_PASSWORD)):
+                port = free_port()
+                corefile = tmp_path / f"Corefile-{n}"
+                corefile.write_text(
+                    f".:{port} {{\n    errors\n    log\n    etcd skydns.local {{\n"
+                    f"        endpoint {' '.join(etcd.endpoints)}\n"
+                    f"        credentials reader {password}\n    }}\n}}\n"
+                )
+                log = tmp_path / f"serve-{n}.log"
+                runs.append((port, log, spawn(["serve", "--conf", str(corefile), *DEBUG], log)))
+            # etcd checked the credentials it was given
+            for (_, log, process), refusal in zip(
+                runs, ["authentication failed", "permission denied"], strict=True
+            ):
+                await until(f"etcd's {refusal!r} logged", shows(log, refusal), process, log)
+            offsets = [len(logged(log)) for _, log, _ in runs]
+            etcd.stop(0)
+            for (_, log, process), offset in zip(runs, offsets, strict=True):
+                await until(
+                    "a refused connection to etcd logged",
+                    shows(log, "Cannot connect", offset),
+                    process,
+                    log,
+                )
+            for port, _, _ in runs:
+                for name in ("a.skydns.local", "a.skydns.local", "b.skydns.local"):
                     with contextlib.suppress(Exception):
-                        await asyncio.to_thread(
-                            ask_raw, port, dns.message.make_query("a.skydns.local", "A")
-                        )
-                etcd.stop(0)
-                await asyncio.sleep(1.5)
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(
-                        ask_raw, port, dns.message.make_query("b.skydns.local", "A")
-                    )
-                etcd.restart(0)
-            finally:
+                        query = dns.message.make_query(name, "A")
+                        await asyncio.to_thread(ask_raw, port, query)
+            etcd.restart(0)
+        finally:
+            for _, _, process in runs:
                 await asyncio.to_thread(stop, process)
-            text = log.read_text(errors="replace")
+        for _, log, _ in runs:
+            text = logged(log)
             assert not secrets_in(text, []), text[-3000:]
+
+
+DEBUG = ["--log-level", "debug"]
+
+
+def shows(log: Path, text: str, offset: int = 0) -> Callable[[], bool]:
+    """A condition for until(): ``text`` logged past ``offset``."""
+    return lambda: text in logged(log)[offset:]
 
 
 async def test_pprof_and_introspect_pages_hold_no_token(tmp_path: Path) -> None:

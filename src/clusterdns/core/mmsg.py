@@ -135,9 +135,7 @@ class BatchSocket:
             self._stamped = False
         self.fd = sock.fileno()
         sock.setblocking(True)
-        seconds = int(timeout)
-        timeval = struct.pack("ll", seconds, int((timeout - seconds) * 1e6))
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        self.set_timeout(timeout)
         self._namelen = 16 if sock.family == socket.AF_INET else _SOCKADDR_SIZE
         # Where the client's address (without the port) lies in a sockaddr.
         self._host_at = (4, 8) if sock.family == socket.AF_INET else (8, 24)
@@ -191,6 +189,14 @@ class BatchSocket:
         self._offsets = [i * SLOT for i in range(BATCH)]
         # Source addresses seen lately → (host, port): clients send many queries each.
         self._clients: dict[bytes, tuple[str, int]] = {}
+
+    def set_timeout(self, timeout: float) -> None:
+        """How long a receive waits for its first datagram (SO_RCVTIMEO; not 0, which
+        would mean for ever)."""
+        assert timeout > 0
+        seconds = int(timeout)
+        timeval = struct.pack("ll", seconds, int((timeout - seconds) * 1e6))
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
 
     def serve_batch(
         self,
