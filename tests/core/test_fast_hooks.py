@@ -89,3 +89,13 @@ def test_chain_replies_pass_the_edits_in_front_of_their_writer() -> None:
     assert block.edit(query, b"", "cache", 512) == b"headernsid"  # a cache hit
     assert block.edit(query, b"", "nsid", 512) == b""
     assert block.edit(query, b"", "", 512) == b""  # written by the server itself
+
+
+class Transparent(Plugin):
+    name = "errors-like"
+    fast_transparent: Literal[True] = True
+
+
+def test_a_transparent_plugin_is_neither_a_step_nor_the_end() -> None:
+    steps = fast_steps([Transparent(), Answerer("a1"), Transparent(), Answerer("a2")])
+    assert [step.name for step in steps] == ["a1", "a2"]

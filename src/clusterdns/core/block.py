@@ -15,6 +15,7 @@ from clusterdns.core.fast import (
     FastFilter,
     FastGate,
     FastObserver,
+    FastTransparent,
     ReplaysReplies,
     Sinks,
     VersionedRecords,
@@ -78,7 +79,7 @@ def fast_steps(plugins: Sequence[Plugin]) -> tuple[FastStep, ...]:
     pass_sinks: Sinks = ()
     every_edit = tuple(edit for _, edit in chain_edits(plugins))
     for plugin in plugins:
-        if not plugin.in_chain:
+        if not plugin.in_chain or isinstance(plugin, FastTransparent):
             continue
         if isinstance(plugin, FastAnswerer):
             # A replayed reply (a cache hit) was made behind every edit of the chain.

@@ -26,6 +26,8 @@ Each capability is a small Protocol, found once when the block is built
   (core/dispatch.py), since the encoder writes the OPT record itself.
 - :class:`ReplaysReplies`: a plugin whose answers were made behind it (cache): the
   edits after it apply to them as well.
+- :class:`FastTransparent`: a plugin with nothing to do on the fast path (errors): the
+  fast path goes on past it as if it were not in the chain.
 - :class:`FastObserver`: an observer (prometheus) that can count fast answers without
   a Request, and memo hits in bulk; a block with an observer that is not one (log)
   never memoises and builds a Request per fast answer for it.
@@ -186,6 +188,14 @@ class ReplaysReplies(Protocol):
     answers get those edits too (CoreDNS's cache stores what its writer saw)."""
 
     replays_later_replies: Literal[True]
+
+
+@runtime_checkable
+class FastTransparent(Protocol):
+    """Has nothing to do with a fast answer (errors: an answer made without a coroutine
+    cannot fail), so the fast path neither stops nor stops by at it."""
+
+    fast_transparent: Literal[True]
 
 
 @runtime_checkable
