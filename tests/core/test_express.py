@@ -314,6 +314,17 @@ async def test_the_tier_keeps_and_counts_what_the_general_path_would(
 
 
 @module_loop
+async def test_zone_transfers_are_left_to_the_chain(server: RunningServer) -> None:
+    """AXFR and IXFR are refused by the chain (or served by transfer), never answered here."""
+    plugin = server.plugin("kubernetes")
+    assert isinstance(plugin, Kubernetes)
+    for qtype in ("AXFR", "IXFR"):
+        for name in ("cluster.local.", "nosuch.testns.svc.cluster.local."):
+            wire = dns.message.make_query(name, qtype).to_wire()
+            assert plugin.answer_express(wire, True, 1232) is None
+
+
+@module_loop
 async def test_a_cached_name_is_left_to_the_cache(server: RunningServer) -> None:
     cache = server.plugin("cache")
     assert isinstance(cache, Cache)

@@ -322,6 +322,18 @@ async def test_memo_hits_are_the_fast_path_bytes_for_every_spec_case(
         assert metric(with_memo, "coredns_dns_request_duration_seconds_count") == sent
 
 
+@pytest.mark.parametrize("mode", ["batch", "thread"])
+async def test_first_sights_keep_their_time(tmp_path: Path, cluster_dir: Path, mode: str) -> None:
+    """Never-seen questions only (no memo hit in any batch): they are counted through their
+    tallies, and their time still reaches coredns_dns_request_duration_seconds."""
+    async with served(tmp_path, standard(f"manifests {cluster_dir}"), mode=mode) as (app, port):
+        for n in range(40):
+            await query(port, f"x{n}.testns.svc.cluster.local.", "A")
+        assert metric(app, "coredns_dns_request_duration_seconds_count") == 40
+        assert metric(app, "coredns_dns_request_duration_seconds_sum") > 0
+        assert metric(app, "clusterdns_reply_memo_hits_total") == 0
+
+
 async def test_letter_case_and_edns_are_part_of_the_key(tmp_path: Path, cluster_dir: Path) -> None:
     async with served(tmp_path, standard(f"manifests {cluster_dir}")) as (app, port):
         name = "svc1.testns.svc.cluster.local."

@@ -220,6 +220,7 @@ class UdpThread:
             return memo.entries
 
         def serve_once() -> int:
+            counted = memo.counted
             try:
                 received, hits, seconds = batch.serve_batch(handle, current_memo)
             except OSError:
@@ -228,9 +229,11 @@ class UdpThread:
                 # A bug must not take the socket's only reader down with it.
                 log.exception("core: udp receive loop failed; going on")
                 return -1
-            if hits:
+            if hits or memo.counted != counted:
+                # The batch's time, shared by its memo hits and the first sights counted
+                # through tallies (core/memo.py flush()).
                 memo.hits += hits
-                memo.hit_seconds += seconds  # the batch's time, charged to its hits
+                memo.hit_seconds += seconds
             if batch.late:
                 late_datagrams.inc(batch.late)
                 batch.late = 0

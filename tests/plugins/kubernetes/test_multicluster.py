@@ -47,6 +47,7 @@ def mcs_objects() -> list[dict[str, Any]]:
         service_import("cart", "shop", ips=["10.42.0.7", "fd00::7"]),
         service_import("db", "shop", headless=True, ports=PG),
         service_import("empty", "shop", headless=True, ports=PG),
+        service_import("pending", "shop", ips=[]),  # its clusterset IP not allocated yet
         imported_slice(
             "db-east",
             "db",
@@ -99,6 +100,7 @@ ROWS = [
     mrow("north.db" + M, "A", "NXDOMAIN"),
     mrow("a.db-0.east.db" + M, "A", "NXDOMAIN"),
     mrow("empty" + M, "A", "NXDOMAIN"),  # headless without ready endpoints: no name
+    mrow("pending" + M, "A", "NOERROR"),  # exists (ports), no address yet: NODATA
     mrow("nope" + M, "A", "NXDOMAIN"),
     mrow("shop.svc.clusterset.local.", "A", "NOERROR"),
     mrow("other.svc.clusterset.local.", "A", "NXDOMAIN"),

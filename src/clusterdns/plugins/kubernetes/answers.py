@@ -84,6 +84,7 @@ DNS_SERVICE: Final = ("kube-system", "kube-dns")  # whose ClusterIP ns.dns.<zone
 CNAME_DEPTH: Final = 8
 PLUGIN: Final = "kubernetes"
 _APEX_LABELS: Final = frozenset({b"dns", b"svc", b"pod", b"dns-version"})
+_XFR_TYPES: Final = frozenset({251, 252})  # IXFR, AXFR
 
 ServiceKey = tuple[str, str]
 
@@ -566,8 +567,15 @@ class AnswerTable:
                 ]  # fmt: skip
             if not served and config.ignore_empty_service and not imported.headless:
                 return None
-        if not (any(ep.addresses for _, ep in served) if imported.headless else imported.ips):
-            return None  # no name of its own: NXDOMAIN, as for a Service
+        # No name of its own: NXDOMAIN, as for a Service. A ClusterSetIP ServiceImport
+        # with ports but no IP yet (its controller allocates one) exists: NODATA, as in
+        # CoreDNS.
+        if not (
+            any(ep.addresses for _, ep in served)
+            if imported.headless
+            else imported.ips or imported.ports
+        ):
+            return None
         pod_names = config.endpoint_pod_names
         items: list[Item] = []
         if not sub or (len(sub) == 2 and first.startswith("_") and sub[1].startswith("_")):
@@ -806,6 +814,8 @@ class AnswerTable:
         if plain is None:
             return None
         msg_id, flags, name_end, offsets, qtype, question_end, payload, do = plain
+        if qtype in _XFR_TYPES:
+            return None  # refused by the chain (handler.py), never answered here
         lower = data[12:name_end].lower()
         found = self.zone_of(lower, offsets)
         if found is None:
