@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 
 import dns.exception
 import dns.message
@@ -40,6 +41,15 @@ def _txt_requests(metrics_port: int) -> float:
     return sum(float(v) for v in re.findall(pattern, body, re.M))
 
 
+def _status(url: str) -> int:
+    """The HTTP status of ``url``; 0 while nothing listens there yet (the workers' UDP
+    sockets may answer before their HTTP listeners are up)."""
+    try:
+        return http_get(url)[0]
+    except urllib.error.URLError:
+        return 0
+
+
 def test_workers_share_the_port_sum_metrics_and_survive_a_worker_death(
     tmp_path: pathlib.Path,
 ) -> None:
@@ -54,7 +64,7 @@ def test_workers_share_the_port_sum_metrics_and_survive_a_worker_death(
     try:
         _wait_udp(port)
         deadline = time.monotonic() + 10
-        while http_get(f"http://127.0.0.1:{ready}/ready")[0] != 200 and time.monotonic() < deadline:
+        while _status(f"http://127.0.0.1:{ready}/ready") != 200 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert http_get(f"http://127.0.0.1:{ready}/ready") == (200, "OK")
         query = dns.message.make_query("version.bind.", "TXT", "CH")
