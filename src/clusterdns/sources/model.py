@@ -120,14 +120,11 @@ class _EndpointsRecord(_SliceRecord, frozen=True, gc=False):
     for every slice)."""
 
 
-class _ImportSlice(msgspec.Struct, frozen=True, gc=False):
-    """Stored form of one imported EndpointSlice: its ServiceImport and source cluster."""
+class _ImportSlice(_SliceRecord, frozen=True, gc=False):
+    """Stored form of one imported EndpointSlice (``service``: its ServiceImport) with its
+    source cluster; merged per cluster as a Service's slices are."""
 
-    name: str
-    service: str | None
     cluster: str
-    ports: tuple[ServicePort, ...]
-    entries: tuple[EndpointEntry, ...]
 
 
 def _slice_order(record: _SliceRecord) -> tuple[bool, str]:
@@ -496,7 +493,7 @@ class ClusterModel:
             return (
                 _intern(meta.namespace),
                 meta.name,
-                _ImportSlice(meta.name, service, cluster, ports, entries),
+                _ImportSlice(meta.name, service, ports, entries, cluster),
             )
         raise ValueError(f"unknown kind {kind!r}")
 
@@ -805,8 +802,7 @@ class ClusterModel:
             return ()
         by_cluster: dict[str, list[_SliceRecord]] = {}
         for record in members:
-            as_slice = _SliceRecord(record.name, record.service, record.ports, record.entries)
-            by_cluster.setdefault(record.cluster, []).append(as_slice)
+            by_cluster.setdefault(record.cluster, []).append(record)
         return tuple(
             (cluster, expand(entry, ports))
             for cluster, records in by_cluster.items()

@@ -46,11 +46,16 @@ def opt_record(payload: int, rcode: int, do: bool) -> bytes:
 
 def reply_limit(query: Query, *, tcp: bool, max_udp: int) -> int:
     """How many bytes the reply to ``query`` may take on this transport."""
+    return limit_for(tcp, None if query.edns is None else query.edns.payload, max_udp)
+
+
+def limit_for(tcp: bool, payload: int | None, max_udp: int) -> int:
+    """reply_limit() from the query's EDNS payload (None: no OPT record)."""
     if tcp:
         return 65535
-    if query.edns is None:
+    if payload is None:
         return 512
-    return max(512, min(query.edns.payload, max_udp))
+    return max(512, min(payload, max_udp))
 
 
 def error_reply(
@@ -209,6 +214,7 @@ __all__ = [
     "FLAG_AA",
     "AnswerTemplate",
     "error_reply",
+    "limit_for",
     "opt_record",
     "render_message",
     "render_template",

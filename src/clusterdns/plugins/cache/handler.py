@@ -70,6 +70,11 @@ def _zone_set(zones: Iterable[str]) -> frozenset[bytes]:
     return frozenset(text_to_wire(zone.lower()) for zone in zones)
 
 
+def _key(lower: bytes, qtype: int, qclass: int, do: bool, flags: int) -> Key:
+    """What an answer is cached under: the name, type, class, DO and CD bits."""
+    return (lower, qtype, qclass, do, bool(flags & FLAG_CD))
+
+
 def _in(query: Query, zones: frozenset[bytes]) -> bool:
     if b"\x00" in zones:  # the root zone (`cache` in a `.` block): everything
         return True
@@ -167,12 +172,8 @@ class Cache(Plugin):
     @staticmethod
     def key(query: Query) -> Key:
         edns = query.edns
-        return (
-            query.qname_lower,
-            query.qtype,
-            query.qclass,
-            edns is not None and edns.do,
-            bool(query.flags & FLAG_CD),
+        return _key(
+            query.qname_lower, query.qtype, query.qclass, edns is not None and edns.do, query.flags
         )
 
     def _tables(self) -> tuple[dict[Key, CachedAnswer], dict[Key, CachedAnswer]]:
@@ -247,7 +248,7 @@ class Cache(Plugin):
         ExpressPassable.) Only said for a cache of the root zone holding no entry for it."""
         if not self._everywhere or self._owners is None:
             return False
-        key = (lower, qtype, 1, do, bool(flags & FLAG_CD))
+        key = _key(lower, qtype, 1, do, flags)
         return key not in self.denial and key not in self.success
 
     def answer_fast(self, query: Query, limit: int, payload: int) -> FastResult:
@@ -262,25 +263,14 @@ class Cache(Plugin):
         The hit may be replayed by the reply memo until its TTL would tick down (CoreDNS
         counts whole seconds), its hits counted here; not with prefetch, where popularity
         is counted per hit."""
-        if not (self._everywhere or _in(query, self._zones)):
+        if not _in(query, self._zones):
             return None
         if self._owners is None:
             return SLOW
-        # self.key(query) and _tables(), written out: every first-sight question of a
-        # cluster name misses here before the kubernetes plugin answers it.
-        edns = query.edns
-        key = (
-            query.qname_lower,
-            query.qtype,
-            query.qclass,
-            edns is not None and edns.do,
-            bool(query.flags & FLAG_CD),
-        )
+        key = self.key(query)
         # Read-only here (this may run on a UDP thread): dropping dead entries is the chain's job.
-        if self.config.prefer_positive:
-            entry = self.success.get(key) or self.denial.get(key)
-        else:
-            entry = self.denial.get(key) or self.success.get(key)
+        first, second = self._tables()
+        entry = first.get(key) or second.get(key)
         if entry is None or entry.stale():
             return None
         now = self.clock()

@@ -65,6 +65,7 @@ from clusterdns.wire.names import (
     with_suffix_case,
 )
 from clusterdns.wire.query import read_plain
+from clusterdns.wire.render import limit_for
 
 NOERROR: Final = 0
 SERVFAIL: Final = 2
@@ -820,12 +821,7 @@ class AnswerTable:
         found = self.zone_of(lower, offsets)
         if found is None:
             return None
-        if tcp:
-            limit = 65535
-        elif payload is None:
-            limit = 512
-        else:
-            limit = max(512, min(payload, max_udp))
+        limit = limit_for(tcp, payload, max_udp)
         zone, index = found
         quick = self._quick(
             lower, offsets, index, zone, qtype, msg_id, flags, data[12:question_end],

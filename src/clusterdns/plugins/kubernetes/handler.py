@@ -74,8 +74,7 @@ class Kubernetes(Plugin):
         self.model = model
         self.source = source
         self.own_addresses = own_addresses
-        self.table = AnswerTable(config, model, own_addresses=own_addresses)
-        self.table.serial_slack = SERIAL_SLACK
+        self.table = self._table_for(model)
         self._tasks: list[asyncio.Task[None]] = []
         self._deadline = 0.0
         self.last_change: float | None = None
@@ -88,6 +87,11 @@ class Kubernetes(Plugin):
         # Set by adopt(): the predecessor's running model and tasks, and the kinds it watched.
         self._adopted: Kubernetes | None = None
         self._adopted_tasks: list[asyncio.Task[None]] = []
+
+    def _table_for(self, model: ClusterModel) -> AnswerTable:
+        table = AnswerTable(self.config, model, own_addresses=self.own_addresses)
+        table.serial_slack = SERIAL_SLACK  # read here: tests shorten it
+        return table
 
     @property
     def zones(self) -> tuple[str, ...]:
@@ -124,8 +128,7 @@ class Kubernetes(Plugin):
                 model.unsubscribe(previous._on_change)
                 self.model, self.source = model, previous.source
                 model.subscribe(self._on_change)
-                self.table = AnswerTable(self.config, model, own_addresses=self.own_addresses)
-                self.table.serial_slack = SERIAL_SLACK
+                self.table = self._table_for(model)
                 self.table.deferring = False
                 self.table.rebuild()
                 self._tasks = tasks
