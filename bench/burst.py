@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+from itertools import zip_longest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,22 +28,26 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import dns.message  # noqa: E402
+from bench.first_sight import questions  # noqa: E402
 from bench.fixture import Cluster  # noqa: E402
 from bench.run import Context  # noqa: E402
 
 
 def burst_questions(cluster: Cluster, count: int, rng: random.Random) -> list[bytes]:
-    out = []
-    for n in range(count):
-        i = rng.randrange(cluster.services)
-        name = "".join(c.upper() if rng.random() < 0.5 else c for c in cluster.fqdn(i))
-        qtype = "A" if n % 2 else "SRV"
-        if qtype == "SRV":
-            name = "_http._tcp." + name
-        query = dns.message.make_query(name, qtype)
-        query.id = n & 0xFFFF
-        out.append(query.to_wire())
-    return out
+    """Never-seen SRV and A questions in turn (bench/first_sight.py's, random letter case)."""
+    srv = questions(cluster, "SRV", (count + 1) // 2, rng)
+    a = questions(cluster, "A", count // 2, rng)
+    return [wire for pair in zip_longest(srv, a) for wire in pair if wire is not None]
+
+
+def collect(probe: socket.socket, got_at: dict[int, float], until: float, idle: float) -> None:
+    """Note when each probe's reply (by ID) first came, until ``until``."""
+    while time.monotonic() < until:
+        try:
+            reply = probe.recv(4096)
+            got_at.setdefault(int.from_bytes(reply[:2], "big"), time.monotonic())
+        except BlockingIOError:
+            time.sleep(idle)
 
 
 def main() -> int:
@@ -98,20 +103,8 @@ def main() -> int:
             query.id = n
             sent_at[n] = time.monotonic()
             probe.sendto(query.to_wire(), target)
-            pause_until = sent_at[n] + 0.05
-            while time.monotonic() < pause_until:
-                try:
-                    reply = probe.recv(4096)
-                    got_at.setdefault(int.from_bytes(reply[:2], "big"), time.monotonic())
-                except BlockingIOError:
-                    time.sleep(0.002)
-        settle = time.monotonic() + 3
-        while time.monotonic() < settle:
-            try:
-                reply = probe.recv(4096)
-                got_at.setdefault(int.from_bytes(reply[:2], "big"), time.monotonic())
-            except BlockingIOError:
-                time.sleep(0.005)
+            collect(probe, got_at, sent_at[n] + 0.05, 0.002)
+        collect(probe, got_at, time.monotonic() + 3, 0.005)
         fast = [n for n in sent_at if n in got_at and got_at[n] - sent_at[n] < 0.1]
         first_answer = min((got_at[n] - ended for n in got_at), default=None)
         first_fast = min((sent_at[n] - ended for n in fast), default=None)
