@@ -199,12 +199,7 @@ class Dispatcher:
                 key = query.data[2:]
                 # Kept for identical questions when right for every client; a full memo
                 # keeps a question on its second sight (ReplyMemo.admits).
-                keep = (
-                    not reordered
-                    and not private
-                    and reply.until > 0
-                    and (len(memo.entries) < memo.limit or memo.admits(key))
-                )
+                keep = not reordered and not private and reply.until > 0 and memo.admits(key)
                 if not reply.sinks:
                     # Counted through its label row's tally, as its memo hits will be (the
                     # observers' and the gates' sinks of the row), kept or not: no
@@ -215,10 +210,7 @@ class Dispatcher:
                         memo.put_tallied(
                             key, wire[2:], reply.until, tally, step.answerer, reply.depends
                         )
-                    tally.count[0] += 1
-                    memo.counted += 1
-                    if not memo.batch_timed:
-                        memo.hit_seconds += perf_counter() - started
+                    memo.count_first(tally, started)
                     return wire
                 if keep:
                     tally = self._tally(
@@ -260,20 +252,13 @@ class Dispatcher:
                     return None
         if step.filters and (wire[6] or wire[7] > 1):
             return None  # a filter may reorder it: the general path runs them
-        row = (
-            block, zone, transport, 2 if ":" in client[0] else 1, qtype, wire[3] & 0xF, step,
-            len(data), len(wire),
-        )  # fmt: skip
-        tally = memo.row_tallies.get(row)
+        tally = memo.row_tallies.get(_row(block, zone, transport, client, qtype, step, data, wire))
         if tally is None:
             return None
         key = data[2:]
-        if len(memo.entries) < memo.limit or memo.admits(key):
+        if memo.admits(key):
             memo.put_tallied(key, wire[2:], until, tally, step.answerer, depends)
-        tally.count[0] += 1
-        memo.counted += 1
-        if not memo.batch_timed:
-            memo.hit_seconds += perf_counter() - started
+        memo.count_first(tally, started)
         return wire
 
     @staticmethod
@@ -317,9 +302,7 @@ class Dispatcher:
         (a cache hit's), made on the row's first answer, then found with one lookup."""
         rcode = wire[3] & 0xF
         family = 2 if ":" in client[0] else 1
-        row: Hashable = (
-            block, zone, transport, family, query.qtype, rcode, step, len(query.data), len(wire)
-        )  # fmt: skip
+        row: Hashable = _row(block, zone, transport, client, query.qtype, step, query.data, wire)
         if sinks:
             row = (row, tuple([k for k, _ in sinks]))
         tallies = memo.row_tallies
@@ -457,6 +440,22 @@ class Dispatcher:
             for observer in block.observers:
                 observer(req, rcode, wire, duration, reply.plugin)
         return wire, reply.more
+
+
+def _row(
+    block: Block,
+    zone: str,
+    transport: Transport,
+    client: tuple[str, int],
+    qtype: int,
+    step: FastStep,
+    data: bytes,
+    wire: bytes,
+) -> tuple[object, ...]:
+    """The label row an answer is counted under (its tally's key): everything the
+    observers' memo sinks read (core/fast.py FastObserver.memo_sink)."""
+    family = 2 if ":" in client[0] else 1
+    return (block, zone, transport, family, qtype, wire[3] & 0xF, step, len(data), len(wire))
 
 
 # The express tier's route for a listener: its block and zone, the block's express step

@@ -184,6 +184,15 @@ class ReplyMemo:
         if self.limit > 0:
             self.put_tallied(key, tail, until, self.tally_of(sinks), owner, depends)
 
+    def count_first(self, tally: Tally, started: float) -> None:
+        """Count a first sight (answered at ``started``, perf_counter) through ``tally``,
+        kept or not: its time joins the hits' (the batch loop charges a batch's time
+        itself), shared out by flush()."""
+        tally.count[0] += 1
+        self.counted += 1
+        if not self.batch_timed:
+            self.hit_seconds += time.perf_counter() - started
+
     def tally_of(self, sinks: Sinks) -> Tally:
         """The tally shared by every entry whose sinks have these accounting keys."""
         accounting = tuple([k for k, _ in sinks])
