@@ -236,7 +236,7 @@ async def load_async(source: Any, where: str, *, cluster_domain: str | None = No
     """:func:`load` inside a running event loop."""
     from clusterdns.sources.manifests import ManifestsSource
 
-    model = _RecordingModel(kinds=set(KINDS) | set(getattr(source, "kinds", ())))
+    model = _RecordingModel(kinds=set(KINDS) | set(source.kinds))
     if isinstance(source, ManifestsSource):
         source.poll_once(model)  # a broken file is logged and skipped, as the server does
     else:
