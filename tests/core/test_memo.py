@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import pytest_asyncio
 from prometheus_client import generate_latest
 
 from clusterdns.core import memo as memo_module
-from clusterdns.core.fast import INFINITE
+from clusterdns.core.fast import INFINITE, ChangeLog
 from clusterdns.core.lifecycle import App
 from clusterdns.core.memo import ReplyMemo
 from clusterdns.core.process import Process
@@ -160,20 +160,49 @@ class Tracker(Owner):
 
     def __init__(self) -> None:
         super().__init__()
-        self.log: dict[int, set[str] | None] = {}
+        self.log = ChangeLog(16)
 
     def change(self, tokens: set[str] | None) -> None:
+        self.log.record(self.generation + 1, tokens)
         self.generation += 1
-        self.log[self.generation] = tokens
 
-    def changes_since(self, since: int) -> frozenset[str] | None:
-        touched: set[str] = set()
-        for generation in range(since + 1, self.generation + 1):
-            tokens = self.log.get(generation)
-            if tokens is None:
-                return None
-            touched |= tokens
-        return frozenset(touched)
+    def changes_since(self, since: int) -> frozenset[Hashable] | None:
+        return self.log.since(since, self.generation)
+
+
+# (generations recorded with their tokens, the published generation, since, expected)
+CHANGE_LOG_ROWS = [
+    ([(2, {"a"}), (3, {"b"})], 3, 1, {"a", "b"}),
+    ([(2, {"a"}), (3, {"b"})], 3, 2, {"b"}),
+    ([(2, {"a"}), (3, {"b"})], 3, 3, set()),
+    # Recorded, not yet published: the reader must not take the record for a gap.
+    ([(2, {"a"}), (3, {"b"})], 2, 1, {"a"}),
+    ([(2, {"a"})], 1, 1, set()),
+    ([(2, {"a"}), (3, None)], 3, 1, None),  # a change of anything
+    ([(3, {"b"})], 3, 1, None),  # generation 2 is not in the log (a rebuild, or evicted)
+    ([(2, {"a"})], 3, 1, None),  # published without a record
+]
+
+
+@pytest.mark.parametrize(("recorded", "published", "since", "expected"), CHANGE_LOG_ROWS)
+def test_a_change_log_names_what_a_run_of_generations_touched(
+    recorded: list[tuple[int, set[str] | None]],
+    published: int,
+    since: int,
+    expected: set[str] | None,
+) -> None:
+    log = ChangeLog(16)
+    for generation, tokens in recorded:
+        log.record(generation, tokens)
+    assert log.since(since, published) == (None if expected is None else frozenset(expected))
+
+
+def test_a_change_log_forgets_the_oldest() -> None:
+    log = ChangeLog(2)
+    for generation in (2, 3, 4):
+        log.record(generation, {str(generation)})
+    assert log.since(2, 4) == frozenset({"3", "4"})
+    assert log.since(1, 4) is None, "generation 2 fell out: the reader starts over"
 
 
 def test_a_change_drops_only_what_depends_on_it() -> None:

@@ -41,9 +41,10 @@ Each capability is a small Protocol, found once when the block is built
 
 from __future__ import annotations
 
+import collections
 import enum
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import TYPE_CHECKING, Final, Literal, Protocol, runtime_checkable
 
 from clusterdns.wire import Query
@@ -217,6 +218,45 @@ class VersionedRecords(Protocol):
     def changes_since(self, generation: int) -> frozenset[Hashable] | None:
         """The dependency tokens touched after ``generation``; None: can't tell (drop all)."""
         ...
+
+
+class ChangeLog:
+    """What each recent generation of a record plugin touched: its ``changes_since``.
+
+    The plugin's thread writes it, UDP receive threads read it without a lock. The order
+    makes that safe: the writer records a change (:meth:`record`) before it publishes
+    the generation that names it, and a reader reads the published generation first and
+    ignores entries past it. The other order let a reader see a generation the log could
+    not yet explain, and empty its whole memo for one Service's change.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._entries: collections.deque[tuple[int, frozenset[Hashable] | None]] = (
+            collections.deque(maxlen=size)
+        )
+
+    def record(self, generation: int, tokens: Iterable[Hashable] | None) -> None:
+        """``generation`` (about to be published) touched ``tokens`` (None: anything)."""
+        self._entries.append((generation, None if tokens is None else frozenset(tokens)))
+
+    def since(self, seen: int, current: int) -> frozenset[Hashable] | None:
+        """The tokens touched by generations ``seen``+1 to ``current`` (read before this
+        call); None when the log cannot tell (a gap, a change of anything)."""
+        touched: set[Hashable] = set()
+        expected = seen + 1
+        # A copy taken in one step: the writer may append meanwhile.
+        for number, tokens in tuple(self._entries):
+            if number <= seen:
+                continue
+            if number > current:
+                break  # recorded, not yet published
+            if number != expected or tokens is None:
+                return None
+            touched.update(tokens)
+            expected += 1
+        if expected != current + 1:
+            return None
+        return frozenset(touched)
 
 
 @runtime_checkable

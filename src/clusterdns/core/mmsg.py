@@ -202,6 +202,7 @@ class BatchSocket:
         self,
         handle: Callable[[bytes, tuple[str, int]], bytes | None],
         current_memo: Callable[[], dict[bytes, Entry]],
+        account: Callable[[int, float], None] | None = None,
     ) -> tuple[int, int, float]:
         """Receive up to BATCH datagrams, answer each, send the replies.
 
@@ -209,7 +210,8 @@ class BatchSocket:
         while the receive blocks). A query whose bytes after the ID are in the memo it
         returns (and not expired) is answered from there; the rest go to ``handle``, which returns reply bytes to send now, or
         None (dropped, or answered later by someone else). Returns (received, memo hits,
-        seconds spent answering); (0, 0, 0.0) on timeout.
+        seconds spent answering); (0, 0, 0.0) on timeout. ``account(hits, seconds)`` is
+        called before the replies leave: a client that has its answer finds it counted.
         """
         assert _LIBC is not None
         if self._stamped:
@@ -285,6 +287,8 @@ class BatchSocket:
             view[offset : offset + len(reply)] = reply
             out_lens[i] = len(reply)
         elapsed = time.perf_counter() - started
+        if account is not None:
+            account(hits, elapsed)
         if not skipped:
             self._send(0, received)
         else:

@@ -219,21 +219,26 @@ class UdpThread:
             memo.check(mux, mux.versioned)
             return memo.entries
 
+        counted = 0  # memo.counted when the batch started
+
+        def account(hits: int, seconds: float) -> None:
+            if hits or memo.counted != counted:
+                # The batch's time, shared by its memo hits and the first sights counted
+                # through tallies (core/memo.py flush()).
+                memo.hits += hits
+                memo.hit_seconds += seconds
+
         def serve_once() -> int:
+            nonlocal counted
             counted = memo.counted
             try:
-                received, hits, seconds = batch.serve_batch(handle, current_memo)
+                received, _, _ = batch.serve_batch(handle, current_memo, account)
             except OSError:
                 return -1
             except Exception:
                 # A bug must not take the socket's only reader down with it.
                 log.exception("core: udp receive loop failed; going on")
                 return -1
-            if hits or memo.counted != counted:
-                # The batch's time, shared by its memo hits and the first sights counted
-                # through tallies (core/memo.py flush()).
-                memo.hits += hits
-                memo.hit_seconds += seconds
             if batch.late:
                 late_datagrams.inc(batch.late)
                 batch.late = 0

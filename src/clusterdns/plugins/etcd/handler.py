@@ -16,7 +16,6 @@ Who reads, who writes, and why that is safe:
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import math
@@ -30,7 +29,7 @@ import dns.message
 import dns.rcode
 
 from clusterdns.core.explain import Rule, Why
-from clusterdns.core.fast import SERIAL_SLACK, SLOW, FastReply, FastResult
+from clusterdns.core.fast import SERIAL_SLACK, SLOW, ChangeLog, FastReply, FastResult
 from clusterdns.core.plugin import Plugin
 from clusterdns.core.request import Handler, Reply, Request
 from clusterdns.plugins.etcd.answers import (
@@ -128,9 +127,7 @@ class Etcd(Plugin):
         self._outcomes: OrderedDict[tuple[bytes, int], Outcome] = OrderedDict()
         self._index: dict[str, set[tuple[bytes, int]]] = {}
         self._generation = 0
-        self._changes: collections.deque[tuple[int, frozenset[Hashable] | None]] = (
-            collections.deque(maxlen=CHANGE_LOG)
-        )
+        self._changes = ChangeLog(CHANGE_LOG)
         self.serial = int(time.time())
         self._soa: dict[str, tuple[int, Record]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -160,19 +157,7 @@ class Etcd(Plugin):
 
     def changes_since(self, generation: int) -> frozenset[Hashable] | None:
         """The paths (and SERIAL_TOKEN) touched after ``generation``; None if unknown."""
-        touched: set[Hashable] = set()
-        expected = generation + 1
-        # One-step copy: the loop appends while UDP threads read.
-        for number, tokens in tuple(self._changes):
-            if number <= generation:
-                continue
-            if number != expected or tokens is None:
-                return None
-            touched.update(tokens)
-            expected += 1
-        if expected != self._generation + 1:
-            return None
-        return frozenset(touched)
+        return self._changes.since(generation, self._generation)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -239,8 +224,8 @@ class Etcd(Plugin):
                         outcomes.pop(question, None)
                 if moved:
                     tokens.add(SERIAL_TOKEN)
+            self._changes.record(self._generation + 1, tokens)  # before it is published
             self._generation += 1
-            self._changes.append((self._generation, None if tokens is None else frozenset(tokens)))
         self.last_change = time.monotonic()
 
     # --- answering -------------------------------------------------------------------------

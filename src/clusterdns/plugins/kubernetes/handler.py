@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 from collections.abc import Hashable
@@ -19,6 +18,7 @@ from clusterdns.core.fast import (
     INFINITE,
     SERIAL_SLACK,
     SLOW,
+    ChangeLog,
     ExpressReply,
     FastReply,
     FastResult,
@@ -79,11 +79,9 @@ class Kubernetes(Plugin):
         self._deadline = 0.0
         self.last_change: float | None = None
         model.subscribe(self._on_change)
-        # (generation, the Services a change touched, or None for "anything"), for the
-        # reply memo: endpoint churn in one Service leaves the others' replies memoised.
-        self._memo_log: collections.deque[tuple[int, frozenset[Hashable] | None]] = (
-            collections.deque(maxlen=MEMO_LOG)
-        )
+        # The Services each change touched, for the reply memo: endpoint churn in one
+        # Service leaves the others' replies memoised.
+        self._memo_log = ChangeLog(MEMO_LOG)
         # Set by adopt(): the predecessor's running model and tasks, and the kinds it watched.
         self._adopted: Kubernetes | None = None
         self._adopted_tasks: list[asyncio.Task[None]] = []
@@ -186,8 +184,8 @@ class Kubernetes(Plugin):
             )
             await self.model.wait_synced()
         # Answers that were SERVFAIL before the sync are now NXDOMAIN: let caches know.
+        self._memo_log.record(self.table.generation + 1, ())
         self.table.apply(Change(frozenset(), frozenset(), frozenset(), full=False))
-        self._memo_log.append((self.table.generation, frozenset()))
         imports = ""
         if self.config.multicluster_zones:
             imports = f", {sum(1 for _ in self.model.service_imports())} service imports"
@@ -210,7 +208,6 @@ class Kubernetes(Plugin):
             if self.model.synced:
                 self._build_deferred()  # synchronously, so no query sees a synced empty table
             return
-        self.table.apply(change)
         tokens: frozenset[Hashable] | None = None
         if not change.full and not change.namespaces:
             tokens = (
@@ -220,7 +217,8 @@ class Kubernetes(Plugin):
                 | {import_token(ns, name) for ns, name in change.imports}
                 | {import_token(ns, "") for ns, _ in change.imports}
             )
-        self._memo_log.append((self.table.generation, tokens))
+        self._memo_log.record(self.table.generation + 1, tokens)  # before it is published
+        self.table.apply(change)
         self.last_change = time.monotonic()
         log.debug(
             "kubernetes: applied change (%d services, %d namespaces, %d pod ips), generation %d",
@@ -277,20 +275,7 @@ class Kubernetes(Plugin):
     def changes_since(self, generation: int) -> frozenset[Hashable] | None:
         """The dependency tokens (Service keys, PTR IPs) touched after
         ``generation``; None if unknown (a full rebuild, a namespace change, a gap)."""
-        current = self.table.generation
-        touched: set[Hashable] = set()
-        expected = generation + 1
-        # A copy taken in one step: the loop thread may append while a UDP thread reads.
-        for moved_to, tokens in tuple(self._memo_log):
-            if moved_to <= generation:
-                continue
-            if moved_to != expected or tokens is None:
-                return None
-            touched.update(tokens)
-            expected += 1
-        if expected != current + 1:
-            return None
-        return frozenset(touched)
+        return self._memo_log.since(generation, self.table.generation)
 
     async def serve(self, req: Request, next_handler: Handler) -> Reply:
         query = req.query
