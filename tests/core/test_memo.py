@@ -572,6 +572,46 @@ async def test_a_memoised_nxdomain_goes_when_its_service_appears(tmp_path: Path)
             assert (await query(port, name, "A")).answer[0][0].address == "10.0.0.77"
 
 
+async def test_endpoint_churn_keeps_the_namespaces_nxdomains_memoised(tmp_path: Path) -> None:
+    """The search path's misses in a namespace (one group for all of them) go when a
+    Service is created or deleted there, not when a Service's endpoints change: a busy
+    namespace would otherwise recompute all of them with every readiness flip."""
+    async with on_api(tmp_path) as (api, app, port):
+        search = "svc2.other.svc.cluster.local.testns.svc.cluster.local."
+        for _ in range(3):
+            assert (await query(port, search, "A")).rcode() == dns.rcode.NXDOMAIN
+        (hdls1,) = [
+            o for o in objects()
+            if o["kind"] == "EndpointSlice" and o["metadata"]["name"] == "hdls1-v4"
+        ]  # fmt: skip
+        name = "hdls1.testns.svc.cluster.local."
+        ready = len((await query(port, name, "A")).answer[0])
+        hdls1["endpoints"][0]["conditions"]["ready"] = False
+        api.update(hdls1)
+        for _ in range(200):
+            if len((await query(port, name, "A")).answer[0]) == ready - 1:
+                break
+            await asyncio.sleep(0.01)
+        assert len((await query(port, name, "A")).answer[0]) == ready - 1
+        before = metric(app, "clusterdns_reply_memo_hits_total")
+        assert (await query(port, search, "A")).rcode() == dns.rcode.NXDOMAIN
+        assert metric(app, "clusterdns_reply_memo_hits_total") == before + 1
+        # A Service deleted in the namespace: the misses there are built again.
+        (svc1,) = [
+            o for o in objects()
+            if o["kind"] == "Service" and o["metadata"]["name"] == "svc1"
+        ]  # fmt: skip
+        api.delete(svc1)
+        one = "svc1.testns.svc.cluster.local."
+        for _ in range(200):
+            if (await query(port, one, "A")).rcode() == dns.rcode.NXDOMAIN:
+                break
+            await asyncio.sleep(0.01)
+        before = metric(app, "clusterdns_reply_memo_hits_total")
+        assert (await query(port, search, "A")).rcode() == dns.rcode.NXDOMAIN
+        assert metric(app, "clusterdns_reply_memo_hits_total") == before
+
+
 @pytest.mark.parametrize("mode", ["batch", "thread"])
 async def test_a_failing_memo_check_does_not_stop_the_receive_thread(
     tmp_path: Path, cluster_dir: Path, mode: str, monkeypatch: pytest.MonkeyPatch

@@ -193,7 +193,10 @@ def test_change_contents(model: ClusterModel) -> None:
         Kind.SERVICES, "ADDED", obj(Kind.SERVICES, service("web", "shop", cluster_ip="None"))
     )
     assert rec.changes[-1] == Change(
-        services=frozenset({("shop", "web")}), namespaces=frozenset({"shop"}), pod_ips=frozenset()
+        services=frozenset({("shop", "web")}),
+        namespaces=frozenset({"shop"}),
+        pod_ips=frozenset(),
+        named=frozenset({("shop", "web")}),
     )
     model.apply(
         Kind.ENDPOINTSLICES,
@@ -201,6 +204,7 @@ def test_change_contents(model: ClusterModel) -> None:
         obj(Kind.ENDPOINTSLICES, endpoint_slice("web-a", "web", "shop", addresses=["10.0.0.1"])),
     )
     assert rec.changes[-1].services == {("shop", "web")} and not rec.changes[-1].namespaces
+    assert not rec.changes[-1].named, "endpoints changed, not the namespace's names"
     # A slice whose merged result does not change (a duplicate address) changes nothing.
     generation = model.generation
     model.apply(
@@ -217,9 +221,18 @@ def test_change_contents(model: ClusterModel) -> None:
             obj(Kind.SERVICES, service("new", "shop", cluster_ip="10.96.0.9")),
         ],
     )
-    assert rec.changes[-1].services == {("shop", "new")}
+    assert rec.changes[-1].services == rec.changes[-1].named == {("shop", "new")}
+    model.replace_all(
+        Kind.SERVICES,
+        [
+            obj(Kind.SERVICES, service("web", "shop", cluster_ip="None")),
+            obj(Kind.SERVICES, service("new", "shop", cluster_ip="10.96.0.10")),
+        ],
+    )
+    assert rec.changes[-1].services == {("shop", "new")} and not rec.changes[-1].named
     model.replace_all(Kind.SERVICES, [])
     assert rec.changes[-1].services == {("shop", "new"), ("shop", "web")}
+    assert rec.changes[-1].named == {("shop", "new"), ("shop", "web")}
     assert rec.changes[-1].namespaces == {"shop"}
 
 

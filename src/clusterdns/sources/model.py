@@ -100,6 +100,9 @@ class Change:
     ips: frozenset[str] = frozenset()
     # ServiceImports whose record or imported endpoints changed (multicluster zones).
     imports: frozenset[ServiceKey] = frozenset()
+    # Services created or deleted (a subset of ``services``): the names a namespace has
+    # changed, so its "no such Service" answers may differ. Endpoint churn leaves it empty.
+    named: frozenset[ServiceKey] = frozenset()
 
 
 class _SliceRecord(msgspec.Struct, frozen=True, gc=False):
@@ -218,6 +221,7 @@ class _Pending:
     pod_ips: set[str] = field(default_factory=set)
     ips: set[str] = field(default_factory=set)  # reverse entries of changed Services
     imports: set[ServiceKey] = field(default_factory=set)  # ServiceImports (or their slices)
+    named: set[ServiceKey] = field(default_factory=set)  # Services created or deleted
     # Services whose record or slices this update touches, as they were before it: their
     # endpoints and reverse entries are compared and refreshed at commit. The record alone
     # (or None) when it had no slices: a LIST touches 100k of them at once.
@@ -375,6 +379,7 @@ class ClusterModel:
             pending.pod_ips.clear()
             pending.ips.clear()
             pending.imports.clear()
+            pending.named.clear()
 
     def _commit(self, pending: _Pending) -> None:
         self._settle(pending)
@@ -390,6 +395,7 @@ class ClusterModel:
                 pod_ips=frozenset(pending.pod_ips),
                 ips=frozenset(pending.ips),
                 imports=frozenset(pending.imports),
+                named=frozenset(pending.named),
             )
         for callback in self._subscribers:
             try:
@@ -563,6 +569,8 @@ class ClusterModel:
                 pending.namespaces.add(ns)
             in_ns[name] = svc
         pending.services.add(key)
+        if old is None or svc is None:
+            pending.named.add(key)
 
     def _members_of(self, ns: str, service: str) -> _Members:
         in_ns = self._members.get(ns)

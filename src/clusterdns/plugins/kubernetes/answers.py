@@ -91,8 +91,9 @@ ServiceKey = tuple[str, str]
 
 
 def namespace_token(namespace: str) -> ServiceKey:
-    """The dependency token of "no such Service" answers in a namespace: changed with any
-    of its Services (a Service's name is never empty)."""
+    """The dependency token of "no such Service" answers in a namespace: changed when a
+    Service is created or deleted there (Change.named), not by endpoint churn. A
+    Service's name is never empty."""
     return (namespace, "")
 
 

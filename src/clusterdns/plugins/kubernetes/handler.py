@@ -212,7 +212,7 @@ class Kubernetes(Plugin):
         if not change.full and not change.namespaces:
             tokens = (
                 change.services
-                | {namespace_token(ns) for ns, _ in change.services}
+                | {namespace_token(ns) for ns, _ in change.named}
                 | {ptr_key(ip) for ip in change.ips}
                 | {import_token(ns, name) for ns, name in change.imports}
                 | {import_token(ns, "") for ns, _ in change.imports}
