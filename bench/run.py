@@ -1431,6 +1431,30 @@ def section_churn(ctx: Context) -> str:
         for obj in objs:
             api.server.update(obj)
 
+    def churn(rate: int, stop: threading.Event, done: list[int]) -> None:
+        # Bounded: at most rate x (round length + 5 s) updates, each a readiness flip of one
+        # endpoint (the Service's A record stays, its memo entry is dropped). Paced by the
+        # clock: each tick (1/rate, at least 10 ms) applies the updates that are due in one
+        # call to the API server's loop, so the cross-thread call does not cap the rate.
+        started = time.monotonic()
+        deadline = started + ctx.seconds + 5
+        limit = int(rate * (ctx.seconds + 5))
+        tick = max(1 / rate, 0.01)
+        while not stop.is_set() and done[0] < limit and time.monotonic() < deadline:
+            due = min(limit, int((time.monotonic() - started) * rate) + 1) - done[0]
+            batch = []
+            for _ in range(max(due, 0)):
+                obj = json.loads(json.dumps(slices[flips[0] % len(slices)]))
+                ready = flips[0] // len(slices) % 2 == 1
+                obj["endpoints"][-1]["conditions"]["ready"] = ready
+                batch.append(obj)
+                flips[0] += 1
+            if batch:
+                api.call(apply, batch)
+                done[0] += len(batch)
+            stop.wait(tick)
+        done.append(time.monotonic() - started)  # type: ignore[arg-type]
+
     result = Rounds()
     hit_share: dict[str, list[float]] = {}
     applied: dict[str, list[float]] = {}
@@ -1444,39 +1468,15 @@ def section_churn(ctx: Context) -> str:
             label = "no changes" if rate == 0 else f"{rate} EndpointSlice updates/s"
             stop = threading.Event()
             done = [0]
-
-            def churn(
-                rate: int = rate, stop: threading.Event = stop, done: list[int] = done
-            ) -> None:
-                # Bounded: at most rate x (round length + 5 s) updates, each a readiness flip
-                # of one endpoint (the Service's A record stays, its memo entry is dropped).
-                # Paced by the clock: each tick (1/rate, at least 10 ms) applies the updates
-                # that are due in one call to the API server's loop, so the cross-thread call
-                # does not cap the rate.
-                started = time.monotonic()
-                deadline = started + ctx.seconds + 5
-                limit = int(rate * (ctx.seconds + 5))
-                tick = max(1 / rate, 0.01)
-                while not stop.is_set() and done[0] < limit and time.monotonic() < deadline:
-                    due = min(limit, int((time.monotonic() - started) * rate) + 1) - done[0]
-                    batch = []
-                    for _ in range(max(due, 0)):
-                        obj = json.loads(json.dumps(slices[flips[0] % len(slices)]))
-                        ready = flips[0] // len(slices) % 2 == 1
-                        obj["endpoints"][-1]["conditions"]["ready"] = ready
-                        batch.append(obj)
-                        flips[0] += 1
-                    if batch:
-                        api.call(apply, batch)
-                        done[0] += len(batch)
-                    stop.wait(tick)
-                done.append(time.monotonic() - started)  # type: ignore[arg-type]
-
             # Every measurement starts from a filled memo: one unmeasured pass of the file
             # (the previous round's churn dropped part of it, or all of it; see entries).
             entries_before = _metrics(cd, CHURN_METRICS)[CHURN_METRICS[4]]
             load.warm(cd.port, queries, out=OUT / "dnsperf" / "warm.txt", seconds=60)
-            worker = threading.Thread(target=churn, daemon=True) if rate else None
+            worker = (
+                threading.Thread(target=churn, args=(rate, stop, done), daemon=True)
+                if rate
+                else None
+            )
             if worker is not None:
                 worker.start()
             before_cpu, before = cpu_seconds(cd.pid), _metrics(cd, CHURN_METRICS)
@@ -1518,6 +1518,7 @@ def section_churn(ctx: Context) -> str:
                 + " → ".join(f"{v:,.0f}" for v in memo[label][-1]),
                 flush=True,
             )
+    profile = _churn_profile(ctx, cd, queries, churn)
     labels = list(result.by_label)
     rows = [
         [
@@ -1584,7 +1585,61 @@ def section_churn(ctx: Context) -> str:
         "- every round starts with one unmeasured pass of the query file (-n 1), so each "
         "rate is measured from a filled memo; *memo entries* (clusterdns_reply_memo_entries) "
         "before that pass, at the start of the measurement, and once the server is idle "
-        "after it show what the previous round's churn dropped.\n"
+        "after it show what the previous round's churn dropped.\n" + profile
+    )
+
+
+def _churn_profile(
+    ctx: Context,
+    server: Server,
+    queries: Path,
+    churn: Callable[[int, threading.Event, list[int]], None],
+) -> str:
+    """py-spy on clusterdns during one more (unmeasured) round at 100 updates/s."""
+    if shutil.which("py-spy") is None:
+        return "\n(py-spy is not installed: no profile. `scripts/install-bench-deps`.)\n"
+    seconds = int(min(ctx.seconds, 8))
+    raw = OUT / "profile-churn.txt"
+    raw.unlink(missing_ok=True)
+    load.warm(server.port, queries, out=OUT / "dnsperf" / "warm.txt", seconds=60)
+    stop, done = threading.Event(), [0]
+    worker = threading.Thread(target=churn, args=(100, stop, done), daemon=True)
+    results: dict[str, load.Result] = {}
+
+    def drive() -> None:
+        results["load"] = load.dnsperf(
+            server.port, queries, seconds=seconds + 2, out=OUT / "dnsperf" / "profile-churn.txt"
+        )
+
+    driver = threading.Thread(target=drive)
+    worker.start()
+    driver.start()
+    time.sleep(1.0)
+    cmd = [
+        "py-spy", "record", "--pid", str(server.pid), "--duration", str(seconds),
+        "--rate", "250", "--nonblocking", "--threads", "--format", "raw", "-o", str(raw),
+    ]  # fmt: skip
+    note = ""
+    try:
+        finished = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+        if finished.returncode != 0:
+            note = f"py-spy failed: {finished.stderr.strip()[:200]}\n"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        note = f"py-spy failed: {exc}\n"
+    driver.join(seconds + 90)
+    stop.set()
+    worker.join(10)
+    _until_idle(server.pid, limit=90.0)
+    driven = results.get("load")
+    qps = driven.qps if driven is not None else float("nan")
+    snapshot = server.workdir / "src-snapshot"
+    breakdown = profile_breakdown(raw, snapshot, top=25) if raw.exists() else "no samples\n"
+    return (
+        "\nWhere clusterdns's time goes under churn: one more round at 100 updates/s "
+        f"(~{qps:,.0f} qps under the profiler), `py-spy record --nonblocking --threads "
+        f"--rate 250` for {seconds} s (collapsed stacks in bench/out/profile-churn.txt):\n\n"
+        + breakdown
+        + note
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import struct
 from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager
@@ -632,3 +633,25 @@ async def test_a_failing_memo_check_does_not_stop_the_receive_thread(
                 await query(port, "svc1.testns.svc.cluster.local.", "A", timeout=0.3)
         reply = await query(port, "svc1.testns.svc.cluster.local.", "A")
         assert reply.answer[0][0].address == "10.0.0.1"
+
+
+def test_a_change_log_read_while_written_misses_nothing() -> None:
+    """A reader scans from the newest entry back while the writer may append: each
+    append shifts the entries under it, so it reads one twice rather than skipping one."""
+    log = ChangeLog(8)
+    for generation in range(2, 9):
+        log.record(generation, {str(generation)})
+    entries = log._entries
+    real_getitem = type(entries).__getitem__
+    appended = []
+
+    class Racing(collections.deque):  # type: ignore[type-arg]
+        def __getitem__(self, index: int) -> object:
+            if len(appended) < 3:  # the writer appends between the reader's steps
+                generation = 9 + len(appended)
+                appended.append(generation)
+                self.append((generation, frozenset({str(generation)})))
+            return real_getitem(self, index)
+
+    log._entries = Racing(entries, maxlen=8)
+    assert log.since(4, 8) == frozenset({"5", "6", "7", "8"})
