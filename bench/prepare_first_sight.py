@@ -9,6 +9,8 @@ manifests folder of N Services; best of three passes, each with a fresh reply me
     python bench/prepare_first_sight.py 20000 gc      # and what the cyclic GC costs
     python bench/prepare_first_sight.py 20000 prof    # cProfile, by own time
     python bench/prepare_first_sight.py 20000 parts   # us per question of each stage alone
+    python bench/prepare_first_sight.py 20000 kinds   # us per first sight of A, SRV, PTR and
+                                                      # search-path NXDOMAIN, each alone
 """
 
 import asyncio
@@ -67,6 +69,7 @@ async def main():
     assert await app.instance.wait_ready(30)
     listener = next(iter(app.server.listeners.values()))
     d = listener.dispatcher
+
     def unique_mix(seed: int) -> list[bytes]:
         """20,000 questions no earlier pass asked (random case, random labels, numbered
         search-path names): every timed pass meets first sights only."""
@@ -163,6 +166,38 @@ async def main():
                 prep(w, "udp", client, memo)
 
         print(f"prepare, memo filling  {best_of(prepare_with_memo):5.1f} us")
+    elif MODE == "kinds":
+        # Each kind of the cold mix alone, first sight, through prepare with a fresh memo.
+        def of_kind(kind: str, seed: int) -> list[bytes]:
+            rng = random.Random(seed)
+            out = []
+            for n in range(5000):
+                i = rng.randrange(N)
+                name = f"svc-{i}.ns-{i % 10}.svc.cluster.local"
+                qtype = "A"
+                if kind == "SRV":
+                    name, qtype = f"_http._tcp.{name}", "SRV"
+                elif kind == "PTR":
+                    octets = f"10.{96 + i // 65536}.{(i // 256) % 256}.{i % 256}".split(".")
+                    name, qtype = ".".join(reversed(octets)) + ".in-addr.arpa", "PTR"
+                elif kind == "search NXDOMAIN":
+                    name = f"{name}.default.svc.cluster.local"
+                name = "".join(c.upper() if rng.random() < 0.5 else c for c in name)
+                q = dns.message.make_query(name, qtype, use_edns=0, payload=1232)
+                q.id = n & 0xFFFF
+                out.append(q.to_wire())
+            return out
+
+        for kind in ("A", "SRV", "PTR", "search NXDOMAIN"):
+            sets = [of_kind(kind, seed) for seed in range(20, 25)]
+            best = 1e9
+            for questions in sets:
+                memo = ReplyMemo(100000, app.process.metrics.memo)
+                t = time.thread_time()
+                for w in questions:
+                    prep(w, "udp", client, memo)
+                best = min(best, time.thread_time() - t)
+            print(f"{kind:<16} {best / 5000 * 1e6:5.1f} us per first sight")
     elif MODE == "prof":
         cProfile.runctx("run()", globals(), locals(), str(tmp / "profile.out"))
         pstats.Stats(str(tmp / "profile.out")).sort_stats("tottime").print_stats(22)

@@ -206,8 +206,13 @@ async def test_express_answers_are_the_fast_answers_for_every_row(server: Runnin
         for data, tcp in _variants(case.qname, case.qtype, rng):
             if _same_as_fast(plugin, data, tcp):
                 answered.add((case.qname, case.qtype, case.rcode))
-    # The rows it is for: ClusterIP A/AAAA, NXDOMAIN below <ns>.svc.
+    # The rows it is for: ClusterIP A/AAAA, NXDOMAIN below <ns>.svc, one-owner PTR, SRV
+    # of a named port of a single-stack ClusterIP Service.
     assert ("svc1.testns.svc.cluster.local.", "A", "NOERROR") in answered
+    assert ("_http._tcp.svc1.testns.svc.cluster.local.", "SRV", "NOERROR") in answered
+    assert ("_http._tcp.svc6.testns.svc.cluster.local.", "SRV", "NOERROR") in answered
+    assert ("1.0.0.10.in-addr.arpa.", "PTR", "NOERROR") in answered
+    assert ("2.0.0.172.in-addr.arpa.", "PTR", "NOERROR") in answered
     assert ("svc6.testns.svc.cluster.local.", "AAAA", "NOERROR") in answered
     assert any(rcode == "NXDOMAIN" for _, _, rcode in answered)
 
@@ -219,7 +224,10 @@ async def test_express_answers_are_the_fast_answers_for_every_row(server: Runnin
         ["svc1", "svc6", "hdls1", "svc-dual-stack", "external", "nope", "x", "svcempty"]
     ),
     st.sampled_from(["testns", "other", "missing"]),
-    st.lists(label, max_size=3),
+    st.one_of(
+        st.lists(label, max_size=3),
+        st.sampled_from([["_http", "_tcp"], ["_HTTP", "_Tcp"], ["_http", "_udp"], ["_dns"]]),
+    ),
     st.sampled_from(["A", "AAAA", "SRV", "TXT", "MX"]),
     st.integers(0, 2**32),
 )

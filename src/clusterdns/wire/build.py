@@ -268,8 +268,10 @@ def owned_by_question(
     limit: int,
     payload: int,
 ) -> bytes | None:
-    """NOERROR with one record per plain RDATA (no names in it: A, AAAA), each owned by the
-    question name (a pointer to offset 12); None if it would need truncation. The query is
+    """NOERROR with one record per plain RDATA (no names in it: A, AAAA; or one name that
+    shares no suffix with the question's, so nothing in it would be compressed: a PTR
+    target under the cluster zone), each owned by the question name (a pointer to offset
+    12); None if it would need truncation. The query is
     given by its ID, flags, question section and DO bit (None: no OPT). The same bytes as
     build_reply() gives those records."""
     fixed = _QUESTION_POINTER + _RR_FIXED.pack(rtype, CLASS_IN, ttl, len(rdatas[0]))
@@ -280,6 +282,48 @@ def owned_by_question(
             _COUNTS.pack(1, count, 0, 0 if edns_do is None else 1),
             question,
             fixed + rdatas[0] if count == 1 else b"".join([fixed + r for r in rdatas]),
+            b"" if edns_do is None else _opt(payload, 0, edns_do),
+        )
+    )
+    return wire if len(wire) <= limit else None
+
+
+_SRV_FIXED: Final = struct.Struct("!HHIHHHH")  # type, class, TTL, length, priority...port
+
+
+def srv_with_address(
+    msg_id: int,
+    flags: int,
+    question: bytes,
+    edns_do: bool | None,
+    ttl: int,
+    port: int,
+    target: bytes,
+    target_at: int,
+    address_type: int,
+    address: bytes,
+    limit: int,
+    payload: int,
+) -> bytes | None:
+    """NOERROR with one SRV record (priority 0, weight 100, ``port``) owned by the question
+    name, whose ``target`` (wire form, never compressed: RFC 2782) is also the question's
+    suffix at offset ``target_at`` of the message, and the target's one address record in
+    the additional section, its owner a pointer there (an A/AAAA ``address``). The query
+    is given by its ID, flags, question section and DO bit (None: no OPT). The same bytes
+    as build_reply() gives those records; None if it would need truncation."""
+    if target_at > _MAX_POINTER:
+        return None
+    wire = b"".join(
+        (
+            _ID_FLAGS.pack(msg_id, AUTHORITATIVE | (flags & (FLAG_RD | FLAG_CD))),
+            _COUNTS.pack(1, 1, 0, 1 if edns_do is None else 2),
+            question,
+            _QUESTION_POINTER,
+            _SRV_FIXED.pack(TYPE_SRV, CLASS_IN, ttl, 6 + len(target), 0, 100, port),
+            target,
+            _POINTER.pack(0xC000 | target_at),
+            _RR_FIXED.pack(address_type, CLASS_IN, ttl, len(address)),
+            address,
             b"" if edns_do is None else _opt(payload, 0, edns_do),
         )
     )

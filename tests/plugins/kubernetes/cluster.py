@@ -131,6 +131,13 @@ ROWS = [
     row("svcempty" + S, "A", "NOERROR", f"svcempty{S} 5 IN A 10.0.0.9"),
     row("svc6" + S, "AAAA", "NOERROR", f"svc6{S} 5 IN AAAA 1234:abcd::1"),
     row("svc6" + S, "A", "NOERROR"),
+    row(
+        "_http._tcp.svc6" + S,
+        "SRV",
+        "NOERROR",
+        f"_http._tcp.svc6{S} 5 IN SRV 0 100 80 svc6{S}",
+        additional=(f"svc6{S} 5 IN AAAA 1234:abcd::1",),
+    ),
     row("svc-dual-stack" + S, "A", "NOERROR", f"svc-dual-stack{S} 5 IN A 10.0.0.3"),
     row("svc-dual-stack" + S, "AAAA", "NOERROR", f"svc-dual-stack{S} 5 IN AAAA 10::3"),
     row(

@@ -54,6 +54,7 @@ from clusterdns.wire.build import (
     soa_numbers,
     soa_rdata,
     srv_rdata,
+    srv_with_address,
     txt_rdata,
 )
 from clusterdns.wire.names import (
@@ -265,6 +266,7 @@ class AnswerTable:
         # Zones quick() may answer in: forward zones where nothing falls through, and only
         # when no filter decides visibility but a namespace's existence.
         self._quick_zones: frozenset[bytes] = frozenset()
+        self._quick_reverse: frozenset[bytes] = frozenset()
         # No filter decides visibility but a namespace's existence: quick() may answer.
         self._plain = (
             not config.namespaces and config.labels is None and config.namespace_labels is None
@@ -279,6 +281,15 @@ class AnswerTable:
                 and not zone.multicluster
                 and wire != b"\x00"
             )
+            # Reverse zones where a PTR with one target is written as plain bytes: the
+            # target (under the cluster zone) shares no suffix with an .arpa question, so
+            # nothing in it would be compressed.
+            if not self._svc_primary.endswith(b"\x04arpa\x00"):
+                self._quick_reverse = frozenset(
+                    wire
+                    for wire, zone in self._zones.items()
+                    if zone.reverse and not zone.multicluster and wire.endswith(b"\x04arpa\x00")
+                )
 
     # --- updates ---------------------------------------------------------------------------
 
@@ -851,7 +862,13 @@ class AnswerTable:
         """quick() from the question's parts (class IN): the name in lower case with its
         label offsets and the zone's first label, the ID, flags, question section and DO
         bit (None: no OPT) to answer with."""
-        if index < 3 or zone.wire not in self._quick_zones:
+        if zone.wire not in self._quick_zones:
+            if qtype == TYPE_PTR and zone.wire in self._quick_reverse:
+                return self._quick_ptr(
+                    lower, offsets, msg_id, flags, question, edns_do, limit, payload
+                )
+            return None
+        if index < 3:
             return None
         svc_at = offsets[index - 1]
         if lower[svc_at : svc_at + 4] != b"\x03svc":
@@ -879,7 +896,13 @@ class AnswerTable:
                     (namespace_token(namespace),)
                 )
             return wire, depends, True
-        if index != 3 or svc.headless or svc.type == "ExternalName":
+        if svc.headless or svc.type == "ExternalName":
+            return None
+        if index != 3:
+            if index == 5 and qtype == TYPE_SRV and model.namespace_exists(namespace):
+                return self._quick_srv(
+                    lower, offsets, index, svc, msg_id, flags, question, edns_do, limit, payload
+                )
             return None
         if qtype == TYPE_A:
             v6 = False
@@ -903,6 +926,70 @@ class AnswerTable:
             msg_id, flags, question, edns_do, qtype, self.ttl, rdatas, limit, payload
         )
         return None if wire is None else (wire, frozenset(((namespace, name),)), False)
+
+    def _quick_srv(
+        self,
+        lower: bytes,
+        offsets: Sequence[int],
+        index: int,
+        svc: Service,
+        msg_id: int,
+        flags: int,
+        question: bytes,
+        edns_do: bool | None,
+        limit: int,
+        payload: int,
+    ) -> tuple[bytes, Depends, bool] | None:
+        """_quick() of ``_<port>._<proto>.<svc>.<ns>.svc.<zone>`` SRV for a Service with
+        one ClusterIP and one port of that name: one SRV record and its target's address
+        (the general path's _srv(), with the question's letter case in the target's zone);
+        anything else goes to decide()."""
+        port_label = lower[offsets[0] + 1 : offsets[1]]
+        proto_label = lower[offsets[1] + 1 : offsets[2]]
+        if port_label[:1] != b"_" or proto_label[:1] != b"_" or len(svc.cluster_ips) != 1:
+            return None
+        port_name = port_label[1:].decode("latin-1")
+        protocol = proto_label[1:].decode("latin-1")
+        matching = [
+            p for p in svc.ports if p.name.lower() == port_name and p.protocol.lower() == protocol
+        ]
+        if len(matching) != 1:
+            return None  # NXDOMAIN, or several records: decide() writes them
+        ip = svc.cluster_ips[0]
+        v6 = ":" in ip
+        zone_at = offsets[index]
+        target = lower[offsets[2] : zone_at] + question[zone_at : offsets[-1] + 1]
+        wire = srv_with_address(
+            msg_id, flags, question, edns_do, self.ttl, matching[0].port, target,
+            12 + offsets[2], TYPE_AAAA if v6 else TYPE_A,
+            inet_pton(AF_INET6 if v6 else AF_INET, ip), limit, payload,
+        )  # fmt: skip
+        return None if wire is None else (wire, frozenset(((svc.namespace, svc.name),)), False)
+
+    def _quick_ptr(
+        self,
+        lower: bytes,
+        offsets: Sequence[int],
+        msg_id: int,
+        flags: int,
+        question: bytes,
+        edns_do: bool | None,
+        limit: int,
+        payload: int,
+    ) -> tuple[bytes, Depends, bool] | None:
+        """_quick() of a PTR question for an IPv4 address with one owner (a ClusterIP, or
+        one endpoint): one record; anything else (no owner: fallthrough or NXDOMAIN,
+        several, IPv6) goes to decide()."""
+        ip = ipv4_from_reverse(lower, offsets)
+        if ip is None:
+            return None
+        targets = self._ptr_targets(ip)
+        if len(targets) != 1:
+            return None
+        wire = owned_by_question(
+            msg_id, flags, question, edns_do, TYPE_PTR, self.ttl, targets, limit, payload
+        )
+        return None if wire is None else (wire, frozenset((ptr_key(ip),)), False)
 
     def _soa_numbers(self) -> bytes:
         """The SOA's serial, refresh, retry, expire and minimum, encoded (kept per serial)."""
