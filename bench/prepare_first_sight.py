@@ -9,6 +9,8 @@ manifests folder of N Services; best of three passes, each with a fresh reply me
     python bench/prepare_first_sight.py 20000 gc      # and what the cyclic GC costs
     python bench/prepare_first_sight.py 20000 prof    # cProfile, by own time
     python bench/prepare_first_sight.py 20000 parts   # us per question of each stage alone
+    python bench/prepare_first_sight.py 20000 layers  # the express tier layer by layer
+    python bench/prepare_first_sight.py 20000 long    # 100,000 into one memo, GC on and off
     python bench/prepare_first_sight.py 20000 kinds   # us per first sight of A, SRV, PTR and
                                                       # search-path NXDOMAIN, each alone
 """
@@ -198,6 +200,69 @@ async def main():
                     prep(w, "udp", client, memo)
                 best = min(best, time.thread_time() - t)
             print(f"{kind:<16} {best / 5000 * 1e6:5.1f} us per first sight")
+    elif MODE == "layers":
+        # The express tier layer by layer over the same never-asked questions: what each
+        # layer adds to the one inside it.
+        from clusterdns.core.dispatch import _express_of
+        from clusterdns.wire.query import read_plain
+
+        kubernetes = next(p for p in app.instance.plugins() if p.name == "kubernetes")
+        route = _express_of(d.mux)
+        assert route is not None
+        express = kubernetes.table.express
+        sets = [unique_mix(seed) for seed in range(30, 50)]
+        rows = unique_mix(29)  # label rows' tallies are made by the general path, once
+
+        def timed(fn):
+            best = 1e9
+            for _ in range(5):
+                questions = sets.pop()
+                memo = ReplyMemo(100000, app.process.metrics.memo)
+                for w in rows:
+                    prep(w, "udp", client, memo)
+                t = time.thread_time()
+                fn(questions, memo)
+                best = min(best, time.thread_time() - t)
+            return best / 20000 * 1e6
+
+        def plain(questions, memo):
+            for w in questions:
+                read_plain(w)
+
+        def table(questions, memo):
+            for w in questions:
+                express(w, False, 1232)
+
+        def tier(questions, memo):
+            answer = d._answer_express
+            for w in questions:
+                answer(route, w, "udp", client, memo)
+
+        def prepare(questions, memo):
+            for w in questions:
+                prep(w, "udp", client, memo)
+
+        for label, fn in (
+            ("read_plain", plain),
+            ("table.express", table),
+            ("express tier", tier),
+            ("prepare", prepare),
+        ):
+            print(f"{label:<14} {timed(fn):5.1f} us")
+    elif MODE == "long":
+        # 100,000 never-asked questions into one memo, as a server meets them: the cyclic
+        # GC's cost grows with what the memo holds. With and without the GC.
+        sets = [unique_mix(seed) for seed in range(60, 70)]
+        for enabled in (True, False):
+            memo = ReplyMemo(100000, app.process.metrics.memo)
+            (gc.enable if enabled else gc.disable)()
+            t = time.thread_time()
+            for _ in range(5):
+                for w in sets.pop():
+                    prep(w, "udp", client, memo)
+            per_question = (time.thread_time() - t) / 100000 * 1e6
+            print(f"gc {'on ' if enabled else 'off'}  {per_question:5.1f} us per first sight")
+        gc.enable()
     elif MODE == "prof":
         cProfile.runctx("run()", globals(), locals(), str(tmp / "profile.out"))
         pstats.Stats(str(tmp / "profile.out")).sort_stats("tottime").print_stats(22)

@@ -255,10 +255,7 @@ class Dispatcher:
         tally = memo.row_tallies.get(_row(block, zone, transport, client, qtype, step, data, wire))
         if tally is None:
             return None
-        key = data[2:]
-        if memo.admits(key):
-            memo.put_tallied(key, wire[2:], until, tally, step.answerer, depends)
-        memo.count_first(tally, started)
+        memo.first_sight(data[2:], wire[2:], until, tally, step.answerer, depends, started)
         return wire
 
     @staticmethod

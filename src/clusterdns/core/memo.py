@@ -193,6 +193,22 @@ class ReplyMemo:
         if not self.batch_timed:
             self.hit_seconds += time.perf_counter() - started
 
+    def first_sight(
+        self,
+        key: bytes,
+        tail: bytes,
+        until: float,
+        tally: Tally,
+        owner: object,
+        depends: Depends,
+        started: float,
+    ) -> None:
+        """admits(), put_tallied() and count_first() of a first sight (the express tier's:
+        a stream of questions never seen before pays this per query)."""
+        if len(self.entries) < self.limit or self.admits(key):
+            self.put_tallied(key, tail, until, tally, owner, depends)
+        self.count_first(tally, started)
+
     def tally_of(self, sinks: Sinks) -> Tally:
         """The tally shared by every entry whose sinks have these accounting keys."""
         accounting = tuple([k for k, _ in sinks])
