@@ -655,3 +655,36 @@ def test_a_change_log_read_while_written_misses_nothing() -> None:
 
     log._entries = Racing(entries, maxlen=8)
     assert log.since(4, 8) == frozenset({"5", "6", "7", "8"})
+
+
+@pytest.mark.parametrize(
+    ("first", "again", "dropped_with"),
+    [
+        (frozenset({"ns"}), frozenset({"ns"}), "ns"),  # a negative rebuilt after its slack
+        (frozenset({"ns"}), frozenset({"svc"}), "svc"),  # now tied to something else
+        (None, frozenset({"ns"}), "ns"),
+        (frozenset({"ns"}), None, "anything"),  # tied to nothing: any change drops it
+        (frozenset({"ns", "svc"}), frozenset({"ns", "svc"}), "svc"),
+    ],
+)
+def test_a_reply_kept_again_is_in_its_new_groups_once(
+    first: frozenset[str] | None, again: frozenset[str] | None, dropped_with: str
+) -> None:
+    memo = ReplyMemo(10_000)
+    plugin, config = Tracker(), object()
+    memo.check(config, [plugin])
+    for n in range(500):  # others in the same groups: a namespace's misses
+        memo.put(b"other-%d" % n, b"r", INFINITE, (), plugin, first)
+    for tail in (b"r1", b"r2", b"r3"):
+        memo.put(b"key", tail, INFINITE, (), plugin, again if tail != b"r1" else first)
+    assert memo.entries[b"key"][0] == b"r3"
+    assert sum(members.count(b"key") for members in memo._groups.values()) == len(
+        again if again is not None else (None,)
+    ), "in each of its groups exactly once"
+    if again is not None:
+        plugin.change({"ns"} if dropped_with != "ns" else {"svc"})
+        memo.check(config, [plugin])
+        assert (b"key" in memo.entries) == (dropped_with == "ns" or "ns" not in again)
+    plugin.change({dropped_with})
+    memo.check(config, [plugin])
+    assert b"key" not in memo.entries

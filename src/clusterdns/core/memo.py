@@ -231,7 +231,14 @@ class ReplyMemo:
         entries = self.entries
         previous = entries.get(key)
         if previous is not None:
-            self._ungroup(key, previous[3])
+            kept = previous[3]
+            if len(kept) == 1 and kept[0] is self._only_group(owner, depends):
+                # Kept again in the group it is in (a negative answer rebuilt after its
+                # slack): the group stays as it is. Taking the key out of the group's list
+                # and back in costs O(group), and one namespace's misses are one group.
+                entries[key] = (tail, until, tally.count, kept)
+                return
+            self._ungroup(key, kept)
         elif len(entries) >= self.limit:
             if self.limit <= 0:
                 return
@@ -267,6 +274,16 @@ class ReplyMemo:
                 joined.append(members)
             groups = tuple(joined)
         entries[key] = (tail, until, tally.count, groups)
+
+    def _only_group(self, owner: object, depends: Depends) -> list[Hashable] | None:
+        """The list of the one existing group an entry with these dependencies joins, or
+        None (several groups, or none yet)."""
+        if depends is None or owner is None:
+            return self._groups.get(None)
+        if len(depends) != 1:
+            return None
+        (token,) = depends
+        return self._groups.get((id(owner), token))
 
     def _ungroup(
         self,
