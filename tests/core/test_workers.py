@@ -74,9 +74,16 @@ def test_workers_share_the_port_sum_metrics_and_survive_a_worker_death(
         for _ in range(sent):
             # A new socket (source port) per query spreads them over the workers.
             assert dns.query.udp(query, "127.0.0.1", port=port, timeout=2).rcode() == 0
-        time.sleep(1.2)  # snapshots are published twice a second
-        for _ in range(4):  # whichever worker answers the scrape, the sum is the same
-            assert _txt_requests(metrics) - before == sent
+        # Snapshots are published twice a second; whichever worker answers the scrape,
+        # the sum is the same once both have published.
+        deadline = time.monotonic() + 5
+        counted: list[float] = []
+        while time.monotonic() < deadline:
+            counted = [_txt_requests(metrics) - before for _ in range(4)]
+            if counted == [sent] * 4:
+                break
+            time.sleep(0.1)
+        assert counted == [sent] * 4
         # Kill one worker: the other keeps answering and the supervisor restarts it.
         children = subprocess.run(
             ["pgrep", "-P", str(proc.pid)], capture_output=True, text=True
