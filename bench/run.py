@@ -824,17 +824,7 @@ def _profile_unique(
     thread = threading.Thread(target=drive)
     thread.start()
     time.sleep(0.5)
-    cmd = [
-        "py-spy", "record", "--pid", str(server.pid), "--duration", str(seconds),
-        "--rate", "250", "--nonblocking", "--threads", "--format", "raw", "-o", str(raw),
-    ]  # fmt: skip
-    note = ""
-    try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-        if done.returncode != 0:
-            note = f"py-spy failed: {done.stderr.strip()[:200]}\n"
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        note = f"py-spy failed: {exc}\n"
+    note = _record_raw(server.pid, seconds, raw)
     thread.join(seconds + 90)
     driven = results.get("load")
     qps = driven.qps if driven is not None else float("nan")
@@ -1589,6 +1579,22 @@ def section_churn(ctx: Context) -> str:
     )
 
 
+def _record_raw(pid: int, seconds: int, raw: Path) -> str:
+    """py-spy's collapsed stacks of ``pid`` for ``seconds`` into ``raw``; a note if it
+    failed (empty otherwise)."""
+    cmd = [
+        "py-spy", "record", "--pid", str(pid), "--duration", str(seconds),
+        "--rate", "250", "--nonblocking", "--threads", "--format", "raw", "-o", str(raw),
+    ]  # fmt: skip
+    try:
+        finished = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"py-spy failed: {exc}\n"
+    if finished.returncode != 0:
+        return f"py-spy failed: {finished.stderr.strip()[:200]}\n"
+    return ""
+
+
 def _churn_profile(
     ctx: Context,
     server: Server,
@@ -1615,17 +1621,7 @@ def _churn_profile(
     worker.start()
     driver.start()
     time.sleep(1.0)
-    cmd = [
-        "py-spy", "record", "--pid", str(server.pid), "--duration", str(seconds),
-        "--rate", "250", "--nonblocking", "--threads", "--format", "raw", "-o", str(raw),
-    ]  # fmt: skip
-    note = ""
-    try:
-        finished = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-        if finished.returncode != 0:
-            note = f"py-spy failed: {finished.stderr.strip()[:200]}\n"
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        note = f"py-spy failed: {exc}\n"
+    note = _record_raw(server.pid, seconds, raw)
     driver.join(seconds + 90)
     stop.set()
     worker.join(10)
