@@ -27,7 +27,7 @@ from clusterdns.core.server import ServerOptions
 from clusterdns.plugins.kubernetes import handler as k8s_handler
 from tests.core.test_server import _udp_raw
 from tests.helpers.dnsclient import make_query, query
-from tests.helpers.kubeapi import KubeAPIServer, service
+from tests.helpers.kubeapi import KubeAPIServer, pod, service
 from tests.helpers.responder import Responder
 from tests.plugins.kubernetes.cluster import ROWS, Case, objects, write_manifests
 
@@ -581,19 +581,7 @@ async def test_endpoint_churn_keeps_the_namespaces_nxdomains_memoised(tmp_path: 
         search = "svc2.other.svc.cluster.local.testns.svc.cluster.local."
         for _ in range(3):
             assert (await query(port, search, "A")).rcode() == dns.rcode.NXDOMAIN
-        (hdls1,) = [
-            o for o in objects()
-            if o["kind"] == "EndpointSlice" and o["metadata"]["name"] == "hdls1-v4"
-        ]  # fmt: skip
-        name = "hdls1.testns.svc.cluster.local."
-        ready = len((await query(port, name, "A")).answer[0])
-        hdls1["endpoints"][0]["conditions"]["ready"] = False
-        api.update(hdls1)
-        for _ in range(200):
-            if len((await query(port, name, "A")).answer[0]) == ready - 1:
-                break
-            await asyncio.sleep(0.01)
-        assert len((await query(port, name, "A")).answer[0]) == ready - 1
+        await _flip_an_endpoint(api, port)
         before = metric(app, "clusterdns_reply_memo_hits_total")
         assert (await query(port, search, "A")).rcode() == dns.rcode.NXDOMAIN
         assert metric(app, "clusterdns_reply_memo_hits_total") == before + 1
@@ -611,6 +599,60 @@ async def test_endpoint_churn_keeps_the_namespaces_nxdomains_memoised(tmp_path: 
         before = metric(app, "clusterdns_reply_memo_hits_total")
         assert (await query(port, search, "A")).rcode() == dns.rcode.NXDOMAIN
         assert metric(app, "clusterdns_reply_memo_hits_total") == before
+
+
+async def _flip_an_endpoint(api: KubeAPIServer, port: int) -> None:
+    """One EndpointSlice update (an endpoint of hdls1 not ready), waited for."""
+    (hdls1,) = [
+        o for o in objects()
+        if o["kind"] == "EndpointSlice" and o["metadata"]["name"] == "hdls1-v4"
+    ]  # fmt: skip
+    name = "hdls1.testns.svc.cluster.local."
+    ready = len((await query(port, name, "A")).answer[0])
+    hdls1["endpoints"][0]["conditions"]["ready"] = False
+    api.update(hdls1)
+    for _ in range(200):
+        if len((await query(port, name, "A")).answer[0]) == ready - 1:
+            break
+        await asyncio.sleep(0.01)
+    assert len((await query(port, name, "A")).answer[0]) == ready - 1
+
+
+async def test_pod_names_outlive_changes_elsewhere(tmp_path: Path) -> None:
+    """With ``pods insecure`` a pod name's answer is the name itself: only a namespace's
+    coming or going (which drops everything) changes it, not endpoint churn."""
+    async with on_api(tmp_path) as (api, app, port):
+        name = "10-244-0-9.testns.pod.cluster.local."
+        for _ in range(3):
+            assert (await query(port, name, "A")).answer[0][0].address == "10.244.0.9"
+        await _flip_an_endpoint(api, port)
+        before = metric(app, "clusterdns_reply_memo_hits_total")
+        assert (await query(port, name, "A")).answer[0][0].address == "10.244.0.9"
+        assert metric(app, "clusterdns_reply_memo_hits_total") == before + 1
+
+
+async def test_a_verified_pod_name_follows_its_pods(tmp_path: Path) -> None:
+    """With ``pods verified`` the answer rests on the Pods with the IP: endpoint churn
+    keeps it, a Pod taking the IP replaces the memoised NXDOMAIN."""
+    async with KubeAPIServer(bookmark_interval=0.2) as api:
+        for obj in objects():
+            api.create(obj)
+        text = standard(f"endpoint {api.url}").replace("pods insecure", "pods verified")
+        async with served(tmp_path, text) as (app, port):
+            name = "10-244-0-9.testns.pod.cluster.local."
+            for _ in range(3):
+                assert (await query(port, name, "A")).rcode() == dns.rcode.NXDOMAIN
+            await _flip_an_endpoint(api, port)
+            before = metric(app, "clusterdns_reply_memo_hits_total")
+            assert (await query(port, name, "A")).rcode() == dns.rcode.NXDOMAIN
+            assert metric(app, "clusterdns_reply_memo_hits_total") == before + 1
+            api.create(pod("web-9", "testns", ip="10.244.0.9"))
+            for _ in range(200):
+                reply = await query(port, name, "A")
+                if reply.rcode() == dns.rcode.NOERROR:
+                    break
+                await asyncio.sleep(0.01)
+            assert reply.answer[0][0].address == "10.244.0.9"
 
 
 @pytest.mark.parametrize("mode", ["batch", "thread"])

@@ -104,6 +104,17 @@ def import_token(namespace: str, name: str) -> tuple[str, str, str]:
     return ("import", namespace, name)
 
 
+def pod_token(ip: str) -> tuple[str, str, str]:
+    """The dependency token of a ``pods verified`` answer: dropped when the Pods with the
+    IP change (Change.pod_ips)."""
+    return ("pod", "", ip)
+
+
+# The dependencies of an answer that only a change of everything alters (a namespace's
+# existence, a full relist: changes_since says None for those).
+NO_TOKENS: Final[frozenset[Hashable]] = frozenset()
+
+
 def ptr_key(ip: str) -> ServiceKey:
     """The dependency token of a PTR answer: dropped when the model says the IP's owners
     changed (Change.ips). The empty namespace cannot be a real one."""
@@ -474,7 +485,7 @@ class AnswerTable:
                 lower[offsets[index - 2] + 1 : offsets[index - 1]].decode("latin-1"),
                 lower[offsets[index - 3] + 1 : offsets[index - 2]].decode("latin-1"),
             )
-            depends = frozenset((key,))
+            depends: Depends = frozenset((key,))
             if index > 5:
                 if why is not None:
                     why.append(Why(PLUGIN, Rule.NO_SUCH_NAME, "too many labels below a Service"))
@@ -517,10 +528,10 @@ class AnswerTable:
                 why.append(_service_why(svc, sub, data))
             return data, depends
         if last == b"pod" and self.config.pods is not PodMode.DISABLED:
-            data = self._pod_name(lower, offsets, index)
+            data, depends = self._pod_name(lower, offsets, index)
             if why is not None:
                 why.append(self._pod_why(lower, offsets, index, data))
-            return data, None
+            return data, depends
         if why is not None:
             why.append(
                 Why(PLUGIN, Rule.NO_SUCH_NAME, f"not a name the schema defines in {zone.text}")
@@ -670,23 +681,29 @@ class AnswerTable:
         mode = self.config.pods.value
         return Why(PLUGIN, Rule.POD, f"pods {mode}: the IP spelled by the first label")
 
-    def _pod_name(self, lower: bytes, offsets: Sequence[int], index: int) -> NameData | None:
+    def _pod_name(
+        self, lower: bytes, offsets: Sequence[int], index: int
+    ) -> tuple[NameData | None, Depends]:
+        """What ``<a-b-c-d>.<ns>.pod.<zone>`` (or ``<ns>.pod.<zone>``) holds, and what that
+        depends on: only the namespace's visibility (whose changes drop every answer,
+        NO_TOKENS) in ``pods insecure``, and the Pods with the IP in ``pods verified``."""
         if index == 2:
             namespace = lower[1 : offsets[1]].decode("latin-1")
-            return EMPTY if self.namespace_visible(namespace) else None
+            return (EMPTY if self.namespace_visible(namespace) else None), NO_TOKENS
         if index != 3:
-            return None
+            return None, NO_TOKENS
         namespace = lower[offsets[1] + 1 : offsets[2]].decode("latin-1")
         if not self.namespace_visible(namespace):
-            return None
+            return None, NO_TOKENS
         ip = pod_label_ip(lower[1 : offsets[1]].decode("latin-1"))
         if ip is None:
-            return None
-        if self.config.pods is PodMode.VERIFIED and not any(
-            pod.namespace == namespace for pod in self.model.pods_by_ip(ip)
-        ):
-            return None
-        return NameData(items=((ip, -1, lower),))
+            return None, NO_TOKENS
+        if self.config.pods is PodMode.VERIFIED:
+            depends = frozenset((pod_token(ip),))
+            if not any(pod.namespace == namespace for pod in self.model.pods_by_ip(ip)):
+                return None, depends
+            return NameData(items=((ip, -1, lower),)), depends
+        return NameData(items=((ip, -1, lower),)), NO_TOKENS
 
     def _service_name(self, svc: Service, sub: tuple[str, ...], base: bytes) -> NameData | None:
         """What the name ``<sub...>.<svc>.<ns>.svc.<zone>`` holds (``base`` is the

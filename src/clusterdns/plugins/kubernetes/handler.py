@@ -30,6 +30,7 @@ from clusterdns.plugins.kubernetes.answers import (
     AnswerTable,
     import_token,
     namespace_token,
+    pod_token,
     ptr_key,
 )
 from clusterdns.plugins.kubernetes.config import KubernetesConfig
@@ -214,6 +215,7 @@ class Kubernetes(Plugin):
                 change.services
                 | {namespace_token(ns) for ns, _ in change.named}
                 | {ptr_key(ip) for ip in change.ips}
+                | {pod_token(ip) for ip in change.pod_ips}
                 | {import_token(ns, name) for ns, name in change.imports}
                 | {import_token(ns, "") for ns, _ in change.imports}
             )
