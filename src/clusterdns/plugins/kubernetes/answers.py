@@ -536,7 +536,9 @@ class AnswerTable:
             why.append(
                 Why(PLUGIN, Rule.NO_SUCH_NAME, f"not a name the schema defines in {zone.text}")
             )
-        return None, None
+        # No cluster state makes such a name exist (the search path's last try for an
+        # external name, `example.com.cluster.local`): only a change of everything.
+        return None, NO_TOKENS
 
     def _find_import(
         self, lower: bytes, offsets: Sequence[int], index: int, why: list[Why] | None
