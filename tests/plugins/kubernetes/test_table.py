@@ -98,8 +98,11 @@ def test_answers_follow_the_model_at_once() -> None:
         ("default.svc.cluster.local.", "A", NOERROR, None, True),  # a namespace: any change
         ("svc.cluster.local.", "A", NOERROR, None, True),
         ("ns.dns.cluster.local.", "A", NOERROR, None, False),
-        ("x.dns.cluster.local.", "A", NXDOMAIN, None, True),
-        ("foo.cluster.local.", "A", NXDOMAIN, None, True),
+        # Names the schema does not define: only a change of everything (set()) alters them.
+        ("x.dns.cluster.local.", "A", NXDOMAIN, set(), True),
+        ("foo.cluster.local.", "A", NXDOMAIN, set(), True),
+        ("api.example.com.cluster.local.", "A", NXDOMAIN, set(), True),
+        ("10-0-0-9.default.pod.cluster.local.", "A", NXDOMAIN, set(), True),  # pods disabled
         ("1.0.0.10.in-addr.arpa.", "PTR", NOERROR, {("", "10.0.0.1")}, False),
         ("9.9.9.10.in-addr.arpa.", "PTR", NXDOMAIN, {("", "10.9.9.9")}, True),
     ],
@@ -108,7 +111,8 @@ def test_decisions_and_what_they_depend_on(
     name: str, qtype: str, rcode: int, depends: set[object] | None, carries_soa: bool
 ) -> None:
     """What each answer depends on, for the reply memo: a Service's names on that Service,
-    a PTR on its IP, the rest on any change; and which carry the SOA (replayed for a
+    a PTR on its IP, names no cluster state defines on nothing but a change of everything,
+    the rest on any change; and which carry the SOA (replayed for a
     bounded time only, since the SOA's serial moves with any change)."""
     answer = decide(web_and_api(), name, qtype)
     assert answer is not None and answer.rcode == rcode
