@@ -573,10 +573,13 @@ async def test_a_memoised_nxdomain_goes_when_its_service_appears(tmp_path: Path)
             assert (await query(port, name, "A")).answer[0][0].address == "10.0.0.77"
 
 
-async def test_endpoint_churn_keeps_the_namespaces_nxdomains_memoised(tmp_path: Path) -> None:
+async def test_endpoint_churn_keeps_the_namespaces_nxdomains_memoised(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The search path's misses in a namespace (one group for all of them) go when a
     Service is created or deleted there, not when a Service's endpoints change: a busy
     namespace would otherwise recompute all of them with every readiness flip."""
+    monkeypatch.setattr(k8s_handler, "SERIAL_SLACK", LONG_SLACK)
     async with on_api(tmp_path) as (api, app, port):
         search = "svc2.other.svc.cluster.local.testns.svc.cluster.local."
         for _ in range(3):
@@ -599,6 +602,11 @@ async def test_endpoint_churn_keeps_the_namespaces_nxdomains_memoised(tmp_path: 
         before = metric(app, "clusterdns_reply_memo_hits_total")
         assert (await query(port, search, "A")).rcode() == dns.rcode.NXDOMAIN
         assert metric(app, "clusterdns_reply_memo_hits_total") == before
+
+
+# A negative answer's replay slack long enough that a loaded machine cannot outlast it
+# between building an answer and asking again (these tests are about dependencies).
+LONG_SLACK = 60.0
 
 
 async def _flip_an_endpoint(api: KubeAPIServer, port: int) -> None:
@@ -628,10 +636,11 @@ async def _flip_an_endpoint(api: KubeAPIServer, port: int) -> None:
     ],
 )
 async def test_answers_only_a_namespace_changes_outlive_churn(
-    tmp_path: Path, name: str, rcode: dns.rcode.Rcode
+    tmp_path: Path, name: str, rcode: dns.rcode.Rcode, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Answers whose only dependency is what drops everything (a namespace's coming or
     going, a relist) stay memoised through endpoint churn."""
+    monkeypatch.setattr(k8s_handler, "SERIAL_SLACK", LONG_SLACK)
     async with on_api(tmp_path) as (api, app, port):
         for _ in range(3):
             assert (await query(port, name, "A")).rcode() == rcode
@@ -641,9 +650,13 @@ async def test_answers_only_a_namespace_changes_outlive_churn(
         assert metric(app, "clusterdns_reply_memo_hits_total") == before + 1
 
 
-async def test_a_verified_pod_name_follows_its_pods(tmp_path: Path) -> None:
+async def test_a_verified_pod_name_follows_its_pods(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With ``pods verified`` the answer rests on the Pods with the IP: endpoint churn
-    keeps it, a Pod taking the IP replaces the memoised NXDOMAIN."""
+    keeps it, a Pod taking the IP replaces the memoised NXDOMAIN (before its slack ends:
+    the change drops it)."""
+    monkeypatch.setattr(k8s_handler, "SERIAL_SLACK", LONG_SLACK)
     async with KubeAPIServer(bookmark_interval=0.2) as api:
         for obj in objects():
             api.create(obj)
