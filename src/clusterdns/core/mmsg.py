@@ -203,26 +203,26 @@ class BatchSocket:
         handle: Callable[[bytes, tuple[str, int]], bytes | None],
         current_memo: Callable[[], dict[bytes, Entry]],
         account: Callable[[int, float], None] | None = None,
-    ) -> tuple[int, int, float]:
+    ) -> int:
         """Receive up to BATCH datagrams, answer each, send the replies.
 
         ``current_memo()`` is called once the batch is in (not before: data may change
         while the receive blocks). A query whose bytes after the ID are in the memo it
         returns (and not expired) is answered from there; the rest go to ``handle``, which returns reply bytes to send now, or
-        None (dropped, or answered later by someone else). Returns (received, memo hits,
-        seconds spent answering); (0, 0, 0.0) on timeout. ``account(hits, seconds)`` is
+        None (dropped, or answered later by someone else). Returns how many datagrams
+        were received (0 on timeout). ``account(memo hits, seconds spent answering)`` is
         called before the replies leave: a client that has its answer finds it counted.
         """
         assert _LIBC is not None
         if self._stamped:
             self._control_lens[:] = self._full_control
-        received = _LIBC.recvmmsg(self.fd, self._in, BATCH, MSG_WAITFORONE, None)
+        received: int = _LIBC.recvmmsg(self.fd, self._in, BATCH, MSG_WAITFORONE, None)
         if received <= 0:
             if received < 0:
                 err = ctypes.get_errno()
                 if err not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR):
                     raise OSError(err, "recvmmsg failed")
-            return 0, 0, 0.0
+            return 0
         started = time.perf_counter()
         now = time.monotonic()
         lens = self._in_lens.tolist()
@@ -297,7 +297,7 @@ class BatchSocket:
                 if index > start:
                     self._send(start, index)
                 start = index + 1
-        return received, hits, elapsed
+        return received
 
     def _late_ones(self, received: int) -> tuple[int, bool]:
         """How many datagrams at the head of the batch (the oldest) waited too long, and

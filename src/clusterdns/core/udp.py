@@ -232,7 +232,7 @@ class UdpThread:
             nonlocal counted
             counted = memo.counted
             try:
-                received, _, _ = batch.serve_batch(handle, current_memo, account)
+                received = batch.serve_batch(handle, current_memo, account)
             except OSError:
                 return -1
             except Exception:
