@@ -199,20 +199,22 @@ class Dispatcher:
                 key = query.data[2:]
                 # Kept for identical questions when right for every client; a full memo
                 # keeps a question on its second sight (ReplyMemo.admits).
-                keep = not reordered and not private and reply.until > 0 and memo.admits(key)
+                keepable = not reordered and not private and reply.until > 0
                 if not reply.sinks:
                     # Counted through its label row's tally, as its memo hits will be (the
                     # observers' and the gates' sinks of the row), kept or not: no
                     # per-query recording. (A reply with sinks of its own counted itself
                     # already: a cache hit.)
                     tally = self._tally(memo, query, block, zone, transport, client, step, wire)
-                    if keep:
-                        memo.put_tallied(
-                            key, wire[2:], reply.until, tally, step.answerer, reply.depends
-                        )
-                    memo.count_first(tally, started)
+                    if keepable:
+                        memo.first_sight(
+                            key, wire[2:], reply.until, tally, step.answerer, reply.depends,
+                            started,
+                        )  # fmt: skip
+                    else:
+                        memo.count_first(tally, started)
                     return wire
-                if keep:
+                if keepable and memo.admits(key):
                     tally = self._tally(
                         memo, query, block, zone, transport, client, step, wire, reply.sinks
                     )

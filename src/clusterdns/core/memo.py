@@ -203,8 +203,8 @@ class ReplyMemo:
         depends: Depends,
         started: float,
     ) -> None:
-        """admits(), put_tallied() and count_first() of a first sight (the express tier's:
-        a stream of questions never seen before pays this per query)."""
+        """A first sight that may be kept: admits(), put_tallied() and count_first(), the
+        one sequence both the express tier and the general fast path follow."""
         if len(self.entries) < self.limit or self.admits(key):
             self.put_tallied(key, tail, until, tally, owner, depends)
         self.count_first(tally, started)
