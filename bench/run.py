@@ -811,30 +811,14 @@ def _profile_unique(
     )
     expected = len(lines) / rate if rate == rate and rate else 10.0
     seconds = max(2, min(10, int(expected - 1.5)))
-    raw = OUT / "profile-unique.txt"
-    raw.unlink(missing_ok=True)
-    results: dict[str, load.Result] = {}
-
-    def drive() -> None:
-        results["load"] = load.dnsperf(
-            server.port, mixed, seconds=seconds + 20, max_runs=1,
-            out=OUT / "dnsperf" / "profile-unique.txt",
-        )  # fmt: skip
-
-    thread = threading.Thread(target=drive)
-    thread.start()
-    time.sleep(0.5)
-    note = _record_raw(server.pid, seconds, raw)
-    thread.join(seconds + 90)
-    driven = results.get("load")
-    qps = driven.qps if driven is not None else float("nan")
-    snapshot = server.workdir / "src-snapshot"
-    breakdown = profile_breakdown(raw, snapshot, top=30) if raw.exists() else "no samples\n"
+    qps, breakdown = _profile_under_load(
+        server, mixed, "unique", seconds, load_seconds=seconds + 20, max_runs=1, top=30
+    )
     return (
         "Where clusterdns's first-sight time goes: one more round of never-seen questions "
         f"({len(lines):,}, the three kinds shuffled together; ~{qps:,.0f} qps under the "
         f"profiler) with `py-spy record --nonblocking --threads --rate 250` for {seconds} s "
-        "(collapsed stacks in bench/out/profile-unique.txt):\n\n" + breakdown + note
+        "(collapsed stacks in bench/out/profile-unique.txt):\n\n" + breakdown
     )
 
 
@@ -1579,6 +1563,42 @@ def section_churn(ctx: Context) -> str:
     )
 
 
+def _profile_under_load(
+    server: Server,
+    queries: Path,
+    name: str,
+    seconds: int,
+    *,
+    load_seconds: float,
+    max_runs: int | None = None,
+    lead: float = 0.5,
+    top: int,
+) -> tuple[float, str]:
+    """py-spy on ``server`` for ``seconds`` while dnsperf sends it ``queries`` (started
+    ``lead`` s before): dnsperf's QPS and the breakdown of the samples (with a note if
+    py-spy failed). Collapsed stacks in bench/out/profile-<name>.txt."""
+    raw = OUT / f"profile-{name}.txt"
+    raw.unlink(missing_ok=True)
+    results: dict[str, load.Result] = {}
+
+    def drive() -> None:
+        results["load"] = load.dnsperf(
+            server.port, queries, seconds=load_seconds, max_runs=max_runs,
+            out=OUT / "dnsperf" / f"profile-{name}.txt",
+        )  # fmt: skip
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    time.sleep(lead)
+    note = _record_raw(server.pid, seconds, raw)
+    driver.join(seconds + 90)
+    driven = results.get("load")
+    qps = driven.qps if driven is not None else float("nan")
+    snapshot = server.workdir / "src-snapshot"
+    breakdown = profile_breakdown(raw, snapshot, top=top) if raw.exists() else "no samples\n"
+    return qps, breakdown + note
+
+
 def _record_raw(pid: int, seconds: int, raw: Path) -> str:
     """py-spy's collapsed stacks of ``pid`` for ``seconds`` into ``raw``; a note if it
     failed (empty otherwise)."""
@@ -1605,37 +1625,21 @@ def _churn_profile(
     if shutil.which("py-spy") is None:
         return "\n(py-spy is not installed: no profile. `scripts/install-bench-deps`.)\n"
     seconds = int(min(ctx.seconds, 8))
-    raw = OUT / "profile-churn.txt"
-    raw.unlink(missing_ok=True)
     load.warm(server.port, queries, out=OUT / "dnsperf" / "warm.txt", seconds=60)
     stop, done = threading.Event(), [0]
     worker = threading.Thread(target=churn, args=(100, stop, done), daemon=True)
-    results: dict[str, load.Result] = {}
-
-    def drive() -> None:
-        results["load"] = load.dnsperf(
-            server.port, queries, seconds=seconds + 2, out=OUT / "dnsperf" / "profile-churn.txt"
-        )
-
-    driver = threading.Thread(target=drive)
     worker.start()
-    driver.start()
-    time.sleep(1.0)
-    note = _record_raw(server.pid, seconds, raw)
-    driver.join(seconds + 90)
+    qps, breakdown = _profile_under_load(
+        server, queries, "churn", seconds, load_seconds=seconds + 2, lead=1.0, top=25
+    )
     stop.set()
     worker.join(10)
     _until_idle(server.pid, limit=90.0)
-    driven = results.get("load")
-    qps = driven.qps if driven is not None else float("nan")
-    snapshot = server.workdir / "src-snapshot"
-    breakdown = profile_breakdown(raw, snapshot, top=25) if raw.exists() else "no samples\n"
     return (
         "\nWhere clusterdns's time goes under churn: one more round at 100 updates/s "
         f"(~{qps:,.0f} qps under the profiler), `py-spy record --nonblocking --threads "
         f"--rate 250` for {seconds} s (collapsed stacks in bench/out/profile-churn.txt):\n\n"
         + breakdown
-        + note
     )
 
 
