@@ -190,6 +190,23 @@ class Cluster:
                 out.append((f"{fqdn}.default.svc.{ZONE}", "A"))
         return out
 
+    def every_name(self) -> list[tuple[str, str]]:
+        """Every question the mix can ask of this cluster, once: each Service's A, SRV, PTR
+        and search-path miss, and each pod's A (``a-b-c-d.<ns>.pod``) when it has pods."""
+        out: list[tuple[str, str]] = []
+        for i in range(self.services):
+            fqdn = self.fqdn(i)
+            out += [
+                (fqdn, "A"),
+                (f"_http._tcp.{fqdn}", "SRV"),
+                (reverse_name(self.service(i)[2]), "PTR"),
+                (f"{fqdn}.default.svc.{ZONE}", "A"),
+            ]
+            if self.pods:
+                dashed = ip(POD_BASE + i).replace(".", "-")
+                out.append((f"{dashed}.{self.service(i)[1]}.pod.{ZONE}", "A"))
+        return out
+
     def write_queries(self, path: Path, count: int = 100_000, *, seed: int = 1) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w") as out:

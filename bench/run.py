@@ -1191,6 +1191,23 @@ def section_memory(ctx: Context) -> str:
         if not label.startswith("empty")
     ]
     empty = median(rss.get("empty cluster (1 service)", []))
+    loaded = ctx.servers.get(BIG_KEY)
+    if loaded is not None:
+        # Every name hot: each Service's A, SRV, PTR and search-path miss and each pod's
+        # A, asked twice (so the reply memo is as full as it gets), then RSS again.
+        names = Cluster(BIG, pods=True).every_name()
+        every = OUT / "fixtures" / "every-name.txt"
+        every.write_text("".join(f"{name} {qtype}\n" for name, qtype in names))
+        for _ in range(2):
+            load.warm(loaded.port, every, out=OUT / "dnsperf" / "every.txt", seconds=120)
+        rows.append(
+            row(
+                f"API, {BIG // 1000}k services + slices + pods, pods insecure, after every "
+                f"name ({len(names):,}: Service A, SRV, PTR, a search-path miss, pod A) "
+                "was asked twice",
+                loaded.rss_kib() / 1024,
+            )
+        )
     manifests = ctx.servers.get(f"cd-{BIG}")
     if manifests is not None:
         rows.append(

@@ -77,7 +77,10 @@ class ReplyMemo:
         # Dependency group → [the group's own key, then the memo keys in it]. Lists, not
         # sets: a group holds a handful of entries (a Service's A, AAAA, SRV... in a few
         # letter cases) and a one-key set costs 216 bytes against a list's 64. An entry
-        # refers to its groups' lists, so nothing about a group is stored twice.
+        # refers to its groups' lists, so nothing about a group is stored twice. A group
+        # is a dependency token, whichever plugin named it: tokens two plugins share
+        # (kubernetes and k8s_external both name Services) drop each other's entries too,
+        # which only ever drops more than needed.
         self._groups: dict[Hashable, list[Hashable]] = {}
         # Time spent answering memo hits, and how many: metrics share it out per hit.
         self.hit_seconds = 0.0
@@ -151,7 +154,7 @@ class ReplyMemo:
             # when their own dependency changed (one Service's endpoints, not all).
             self._drop_group(None)
             for token in touched:
-                self._drop_group((id(plugin), token))
+                self._drop_group(token)
             watched[index] = (plugin, current)
 
     def clear(self) -> None:
@@ -255,21 +258,18 @@ class ReplyMemo:
             members.append(key)
             groups = (members,)
         elif len(depends) == 1:  # nearly always: one Service, or one namespace's misses
-            (token,) = depends
-            group = (id(owner), token)
-            found = all_groups.get(group)
-            if found is None:
-                found = all_groups[group] = [group]
-            found.append(key)
-            groups = (found,)
+            for token in depends:
+                found = all_groups.get(token)
+                if found is None:
+                    found = all_groups[token] = [token]
+                found.append(key)
+                groups = (found,)
         else:
-            owner_id = id(owner)
             joined = []
             for token in depends:
-                group = (owner_id, token)
-                members = all_groups.get(group)
+                members = all_groups.get(token)
                 if members is None:
-                    members = all_groups[group] = [group]
+                    members = all_groups[token] = [token]
                 members.append(key)
                 joined.append(members)
             groups = tuple(joined)
@@ -282,8 +282,9 @@ class ReplyMemo:
             return self._groups.get(None)
         if len(depends) != 1:
             return None
-        (token,) = depends
-        return self._groups.get((id(owner), token))
+        for token in depends:
+            return self._groups.get(token)
+        return None
 
     def _ungroup(
         self,

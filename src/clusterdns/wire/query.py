@@ -254,6 +254,8 @@ def parse_query(data: bytes) -> Query:
 # read_plain()'s result: (ID, flags, end of the question name, label offsets, qtype,
 # end of the question, the OPT's payload or None without one, its DO bit).
 Plain = tuple[int, int, int, tuple[int, ...], int, int, "int | None", bool]
+# read_plain_at()'s result: read_plain()'s without the name's end and label offsets.
+PlainAt = tuple[int, int, int, int, "int | None", bool]
 
 
 def read_plain(data: bytes) -> Plain | None:
@@ -267,9 +269,6 @@ def read_plain(data: bytes) -> Plain | None:
     size = len(data)
     if size < 17:
         return None
-    msg_id, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
-    if flags & 0xF800 or qdcount != 1 or ancount or nscount or arcount > 1:
-        return None  # a response, another opcode, or more than the usual records
     offsets: list[int] = []
     pos = 12
     length = data[pos]
@@ -285,7 +284,24 @@ def read_plain(data: bytes) -> Plain | None:
     name_end = pos + 1
     if name_end - 12 > 255:
         return None
+    rest = read_plain_at(data, name_end)
+    if rest is None:
+        return None
+    msg_id, flags, qtype, question_end, payload, do = rest
+    return (msg_id, flags, name_end, tuple(offsets), qtype, question_end, payload, do)
+
+
+def read_plain_at(data: bytes, name_end: int) -> PlainAt | None:
+    """read_plain() of a datagram whose question name is known to be a valid name
+    ending at ``name_end`` (the offset after its root label; say, an exact match of a
+    name the caller knows, ending at the datagram's first zero byte): the header and
+    what follows the name, checked alike. (ID, flags, qtype, end of the question, the
+    OPT's payload or None, its DO bit), or None."""
+    msg_id, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+    if flags & 0xF800 or qdcount != 1 or ancount or nscount or arcount > 1:
+        return None  # a response, another opcode, or more than the usual records
     question_end = name_end + 4
+    size = len(data)
     if arcount == 0:
         if size != question_end:
             return None
@@ -301,4 +317,4 @@ def read_plain(data: bytes) -> Plain | None:
     qtype, qclass = TYPE_CLASS.unpack_from(data, name_end)
     if qclass != 1:
         return None
-    return (msg_id, flags, name_end, tuple(offsets), qtype, question_end, payload, do)
+    return (msg_id, flags, qtype, question_end, payload, do)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+import dns.message
 import msgspec
 import pytest
 
@@ -12,7 +13,7 @@ from clusterdns.plugins.kubernetes import answers
 from clusterdns.plugins.kubernetes.answers import AnswerTable
 from clusterdns.plugins.kubernetes.config import KubernetesConfig
 from clusterdns.sources.kube import objects as api
-from clusterdns.sources.model import ClusterModel, Kind
+from clusterdns.sources.model import ClusterModel, Kind, Service
 from clusterdns.wire import Query, name_to_text, parse_query
 from tests.helpers.dnsclient import make_query
 from tests.helpers.kubeapi import endpoint_slice, service
@@ -62,8 +63,81 @@ def test_nothing_is_stored_per_name() -> None:
     for name in ("web" + S, "10-0-0-1.web" + S, "api" + S, "nope" + S):
         assert decide(table, name) is not None
     # Only the apex names of each zone: replies are decided from the model every time.
+    # (The Service-name index points at the model's own Service objects: no replies.)
     assert all(not name_to_text(name).endswith(S) for name in table.names)
     assert not hasattr(table, "templates") and not hasattr(table, "memo")
+    assert all(isinstance(svc, Service) for svc in table._service_names.values())
+
+
+def express_answer(table: AnswerTable, name: str, qtype: str = "A") -> dns.message.Message | None:
+    """table.express() of a query for ``name``, decoded; None when it leaves it."""
+    got = table.express(make_query(name, qtype).to_wire(), False, 1232)
+    return None if got is None else dns.message.from_wire(got[0])
+
+
+def addresses(reply: dns.message.Message | None) -> list[str]:
+    assert reply is not None
+    return [rdata.address for rrset in reply.answer for rdata in rrset]
+
+
+def test_the_service_name_index_follows_the_model() -> None:
+    """A Service's A question is found by its name in one lookup (no label walk); what is
+    answered is still the model's: a new ClusterIP at once, a deleted Service NXDOMAIN, a
+    Service turned headless left to the general path; a recreated one found again."""
+    table = web_and_api()
+    key = b"\x03api\x07default\x03svc\x07cluster\x05local\x00"
+    assert table._service_names[key] is table.model.service("default", "api")
+    assert not any(k.startswith(b"\x03web") for k in table._service_names)  # headless
+    assert addresses(express_answer(table, "API" + S)) == ["10.96.0.5"]
+
+    def put(event: str, cluster_ip: str) -> None:
+        obj = msgspec.convert(service("api", cluster_ip=cluster_ip), api.Service)
+        table.model.apply(Kind.SERVICES, event, obj)
+
+    put("MODIFIED", "10.96.0.6")
+    assert addresses(express_answer(table, "api" + S)) == ["10.96.0.6"]
+    put("DELETED", "10.96.0.6")
+    assert key not in table._service_names
+    gone = express_answer(table, "api" + S)
+    assert gone is not None and gone.rcode() == NXDOMAIN
+    put("ADDED", "None")
+    assert key not in table._service_names
+    assert express_answer(table, "api" + S) is None  # headless: decide() answers it
+    put("MODIFIED", "10.96.0.7")
+    assert addresses(express_answer(table, "api" + S)) == ["10.96.0.7"]
+
+
+def test_a_stale_index_entry_costs_the_walk_never_a_wrong_answer() -> None:
+    table = web_and_api()
+    key = b"\x03api\x07default\x03svc\x07cluster\x05local\x00"
+    old = table._service_names[key]
+    table.model.apply(
+        Kind.SERVICES,
+        "MODIFIED",
+        msgspec.convert(service("api", cluster_ip="10.96.0.9"), api.Service),
+    )
+    table._service_names[key] = old  # as if the change had not reached the index yet
+    assert addresses(express_answer(table, "api" + S)) == ["10.96.0.9"]
+
+
+@pytest.mark.parametrize(
+    ("what", "edit"),
+    [
+        ("class CH", lambda w: w[:-2] + b"\x00\x03"),
+        ("a response", lambda w: w[:2] + bytes((w[2] | 0x80,)) + w[3:]),
+        ("another opcode", lambda w: w[:2] + bytes((w[2] | 0x10,)) + w[3:]),
+        ("two questions", lambda w: w[:4] + b"\x00\x02" + w[6:]),
+        ("bytes after the question", lambda w: w + b"\x00"),
+        ("a name cut short", lambda w: w[:-5]),
+    ],
+)
+def test_an_indexed_name_in_an_unusual_query_is_left_alone(what: str, edit: Any) -> None:
+    """The index finds the name; the rest of the datagram is checked as read_plain()
+    checks it, and anything unusual goes to the general path (parse_query)."""
+    table = web_and_api()
+    wire = make_query("api" + S, "A").to_wire()
+    assert table.express(wire, False, 1232) is not None
+    assert table.express(edit(wire), False, 1232) is None, what
 
 
 def test_answers_follow_the_model_at_once() -> None:

@@ -65,7 +65,7 @@ from clusterdns.wire.names import (
     prefixed,
     with_suffix_case,
 )
-from clusterdns.wire.query import read_plain
+from clusterdns.wire.query import read_plain, read_plain_at
 from clusterdns.wire.render import limit_for
 
 NOERROR: Final = 0
@@ -302,11 +302,23 @@ class AnswerTable:
                     if zone.reverse and not zone.multicluster and wire.endswith(b"\x04arpa\x00")
                 )
 
+        # Every ClusterIP Service's name in the quick zones, lower-case wire form, to its
+        # Service: express() finds the Service of an A/AAAA question with one lookup of
+        # the question's name, no label walk. Only a shortcut: an entry is used when the
+        # model still holds that very Service, so one a change has not reached yet costs
+        # the walk, never a wrong answer.
+        self._service_names: dict[bytes, Service] = {}
+        self._service_suffixes = tuple(b"\x03svc" + wire for wire in self._quick_zones)
+
     # --- updates ---------------------------------------------------------------------------
 
     def rebuild(self) -> None:
         """Start over from the model (start, and a Change with ``full``)."""
         self._build_apex()
+        self._service_names.clear()
+        if self._service_suffixes:
+            for svc in self.model.services():
+                self._index_service(svc)
         self._changed()
 
     def apply(self, change: Change) -> None:
@@ -318,7 +330,36 @@ class AnswerTable:
             return
         if DNS_SERVICE in change.services or DNS_SERVICE[0] in change.namespaces:
             self._build_apex()
+        if self._service_suffixes:
+            for namespace, name in change.services:
+                svc = self.model.service(namespace, name)
+                if svc is not None:
+                    self._index_service(svc)
+                else:
+                    for key in self._service_keys(namespace, name):
+                        self._service_names.pop(key, None)
         self._changed()
+
+    def _service_keys(self, namespace: str, name: str) -> list[bytes]:
+        """The wire names quick() finds this Service by (none for a name it cannot find:
+        not lower-case ASCII, over 63 bytes, holding a zero byte)."""
+        if not (
+            name.isascii() and namespace.isascii() and name.islower() and namespace.islower()
+            and 0 < len(name) <= 63 and 0 < len(namespace) <= 63
+            and "\x00" not in name and "\x00" not in namespace
+        ):  # fmt: skip
+            return []
+        head = bytes((len(name),)) + name.encode() + bytes((len(namespace),)) + namespace.encode()
+        return [head + suffix for suffix in self._service_suffixes]
+
+    def _index_service(self, svc: Service) -> None:
+        keys = self._service_keys(svc.namespace, svc.name)
+        if svc.cluster_ips and not svc.headless and svc.type != "ExternalName":
+            for key in keys:
+                self._service_names[key] = svc
+        else:
+            for key in keys:
+                self._service_names.pop(key, None)
 
     def _changed(self) -> None:
         self.generation += 1
@@ -842,13 +883,21 @@ class AnswerTable:
         (core/fast.py). A negative answer is kept for ``serial_slack`` seconds."""
         if self.deferring:
             return None
+        # The name up to the first zero byte: the question's whole name whenever it is
+        # one of _service_names (those hold no zero byte but their root label).
+        end = data.find(0, 12) + 1
+        lower = data[12:end].lower()
+        svc = self._service_names.get(lower)
+        if svc is not None and self.model.service(svc.namespace, svc.name) is svc:
+            return self._express_service(data, end, lower, svc, tcp, max_udp)
         plain = read_plain(data)
         if plain is None:
             return None
         msg_id, flags, name_end, offsets, qtype, question_end, payload, do = plain
         if qtype in _XFR_TYPES:
             return None  # refused by the chain (handler.py), never answered here
-        lower = data[12:name_end].lower()
+        if name_end != end:
+            lower = data[12:name_end].lower()
         found = self.zone_of(lower, offsets)
         if found is None:
             return None
@@ -863,6 +912,30 @@ class AnswerTable:
         wire, depends, carries_soa = quick
         until = monotonic() + self.serial_slack if carries_soa else INFINITE
         return wire, until, depends, lower, qtype, do
+
+    def _express_service(
+        self, data: bytes, name_end: int, lower: bytes, svc: Service, tcp: bool, max_udp: int
+    ) -> ExpressReply | None:
+        """express() of a question whose name is one of _service_names (so a valid name,
+        ending at ``name_end``) for ``svc``, the model's Service of that name: A/AAAA of
+        the Service, as _quick() writes it."""
+        plain = read_plain_at(data, name_end)
+        if plain is None:
+            return None
+        msg_id, flags, qtype, question_end, payload, do = plain
+        if qtype == TYPE_A:
+            v6 = False
+        elif qtype == TYPE_AAAA:
+            v6 = True
+        else:
+            return None
+        quick = self._service_address(
+            svc, v6, qtype, msg_id, flags, data[12:question_end],
+            None if payload is None else do, limit_for(tcp, payload, max_udp), max_udp,
+        )  # fmt: skip
+        if quick is None:
+            return None
+        return quick[0], INFINITE, quick[1], lower, qtype, do
 
     def _quick(
         self,
@@ -929,6 +1002,26 @@ class AnswerTable:
             v6 = True
         else:
             return None
+        quick = self._service_address(
+            svc, v6, qtype, msg_id, flags, question, edns_do, limit, payload
+        )
+        return None if quick is None else (quick[0], quick[1], False)
+
+    def _service_address(
+        self,
+        svc: Service,
+        v6: bool,
+        qtype: int,
+        msg_id: int,
+        flags: int,
+        question: bytes,
+        edns_do: bool | None,
+        limit: int,
+        payload: int,
+    ) -> tuple[bytes, Depends] | None:
+        """The A (AAAA with ``v6``) answer of a Service with a ClusterIP, owned by the
+        question; None for the general path (no address of that family: NODATA; the
+        namespace gone; truncation)."""
         ips = svc.cluster_ips
         if len(ips) == 1:  # the usual single-stack Service
             if (":" in ips[0]) != v6:
@@ -939,12 +1032,13 @@ class AnswerTable:
             rdatas = [inet_pton(family, ip) for ip in ips if (":" in ip) == v6]
             if not rdatas:
                 return None
-        if not model.namespace_exists(namespace):
+        namespace = svc.namespace
+        if not self.model.namespace_exists(namespace):
             return None
         wire = owned_by_question(
             msg_id, flags, question, edns_do, qtype, self.ttl, rdatas, limit, payload
         )
-        return None if wire is None else (wire, frozenset(((namespace, name),)), False)
+        return None if wire is None else (wire, frozenset(((namespace, svc.name),)))
 
     def _quick_srv(
         self,
