@@ -34,7 +34,7 @@ import threading
 import time
 import weakref
 from array import array
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Hashable, Iterable
 from typing import Final, cast
 
@@ -44,9 +44,12 @@ DEFAULT_SIZE: Final = 100_000
 # First sights remembered once the memo is full (4 MiB, allocated then): pairs of slots.
 _SEEN_SLOTS: Final = 1 << 19
 _SEEN_MASK: Final = _SEEN_SLOTS - 2  # an even index: the first slot of a pair
+# A dependency group's list: the group's own key, then the memo keys in it.
+Group = list[Hashable]
 # What the receive loop reads: (reply after the ID, valid until (monotonic), tally),
-# and the dependency groups' lists the entry is in (dropping any of them drops it).
-Entry = tuple[bytes, float, list[int], tuple[list[Hashable], ...]]
+# and the dependency groups the entry is in (dropping any of them drops it): the one
+# group's list itself, nearly always, else a tuple of them.
+Entry = tuple[bytes, float, list[int], Group | tuple[Group, ...]]
 
 
 class Tally:
@@ -65,9 +68,14 @@ class ReplyMemo:
 
     def __init__(self, limit: int = DEFAULT_SIZE, stats: MemoStats | None = None) -> None:
         self.limit = limit
-        # Insertion-ordered with O(1) removal of the oldest (a plain dict's next(iter())
-        # walks over the holes earlier removals left: quadratic as a queue).
-        self.entries: OrderedDict[bytes, Entry] = OrderedDict()
+        # The entries, and their keys in the order they were kept: the oldest is evicted
+        # first. (A plain dict's next(iter()) walks over the holes earlier removals left,
+        # quadratic as a queue; an OrderedDict costs ~50 bytes and a second lookup per
+        # entry.) ``_order`` may hold keys that are gone or were kept again later: those
+        # are skipped, or evict a re-kept entry early, and the queue is rebuilt from the
+        # entries when such keys make up half of it.
+        self.entries: dict[bytes, Entry] = {}
+        self._order: deque[bytes] = deque()
         self.tallies: dict[Hashable, Tally] = {}
         # The tally of a first-sight answer by its label row (block, zone, transport,
         # family, type, rcode, step, sizes): found with one lookup (core/dispatch.py).
@@ -81,7 +89,7 @@ class ReplyMemo:
         # is a dependency token, whichever plugin named it: tokens two plugins share
         # (kubernetes and k8s_external both name Services) drop each other's entries too,
         # which only ever drops more than needed.
-        self._groups: dict[Hashable, list[Hashable]] = {}
+        self._groups: dict[Hashable, Group] = {}
         # Time spent answering memo hits, and how many: metrics share it out per hit.
         self.hit_seconds = 0.0
         self.hits = 0
@@ -159,6 +167,7 @@ class ReplyMemo:
 
     def clear(self) -> None:
         self.entries.clear()
+        self._order.clear()
         self._groups.clear()
         self.row_tallies.clear()  # its keys hold the configuration's blocks
 
@@ -170,7 +179,7 @@ class ReplyMemo:
         for member in members[1:]:
             key = cast(bytes, member)  # after the group's own key, memo keys
             entry = entries.pop(key, None)
-            if entry is not None and len(entry[3]) > 1:
+            if entry is not None and isinstance(entry[3], tuple):  # in other groups too
                 self._ungroup(key, entry[3], but=members)
 
     def put(
@@ -235,35 +244,40 @@ class ReplyMemo:
         previous = entries.get(key)
         if previous is not None:
             kept = previous[3]
-            if len(kept) == 1 and kept[0] is self._only_group(owner, depends):
+            if kept is self._only_group(owner, depends):
                 # Kept again in the group it is in (a negative answer rebuilt after its
                 # slack): the group stays as it is. Taking the key out of the group's list
                 # and back in costs O(group), and one namespace's misses are one group.
                 entries[key] = (tail, until, tally.count, kept)
                 return
             self._ungroup(key, kept)
-        elif len(entries) >= self.limit:
-            if self.limit <= 0:
-                return
-            # The oldest entry makes room, one per new one: no bulk pause, and a scan of
-            # many names cycles through the memo instead of emptying it.
-            old, entry = entries.popitem(last=False)
-            self._ungroup(old, entry[3])
+        else:
+            if len(entries) >= self.limit:
+                if self.limit <= 0:
+                    return
+                # The oldest entry makes room, one per new one: no bulk pause, and a scan
+                # of many names cycles through the memo instead of emptying it.
+                self._evict_oldest()
+            order = self._order
+            order.append(key)
+            if len(order) > 2 * self.limit + 1024:
+                self._order = deque(entries)  # keys gone or kept again: start over
+                self._order.append(key)
         all_groups = self._groups
-        groups: tuple[list[Hashable], ...]
+        groups: Group | tuple[Group, ...]
         if depends is None or owner is None:
             members = all_groups.get(None)
             if members is None:
                 members = all_groups[None] = [None]
             members.append(key)
-            groups = (members,)
+            groups = members
         elif len(depends) == 1:  # nearly always: one Service, or one namespace's misses
-            for token in depends:
-                found = all_groups.get(token)
-                if found is None:
-                    found = all_groups[token] = [token]
-                found.append(key)
-                groups = (found,)
+            (token,) = depends
+            members = all_groups.get(token)
+            if members is None:
+                members = all_groups[token] = [token]
+            members.append(key)
+            groups = members
         else:
             joined = []
             for token in depends:
@@ -275,7 +289,17 @@ class ReplyMemo:
             groups = tuple(joined)
         entries[key] = (tail, until, tally.count, groups)
 
-    def _only_group(self, owner: object, depends: Depends) -> list[Hashable] | None:
+    def _evict_oldest(self) -> None:
+        entries = self.entries
+        order = self._order
+        while order:
+            old = order.popleft()
+            entry = entries.pop(old, None)
+            if entry is not None:
+                self._ungroup(old, entry[3])
+                return
+
+    def _only_group(self, owner: object, depends: Depends) -> Group | None:
         """The list of the one existing group an entry with these dependencies joins, or
         None (several groups, or none yet)."""
         if depends is None or owner is None:
@@ -289,12 +313,12 @@ class ReplyMemo:
     def _ungroup(
         self,
         key: bytes,
-        groups: tuple[list[Hashable], ...],
-        but: list[Hashable] | None = None,
+        groups: Group | tuple[Group, ...],
+        but: Group | None = None,
     ) -> None:
         """Take ``key`` out of its groups' lists (but ``but``, being dropped whole); a
         list left with no key goes."""
-        for members in groups:
+        for members in (groups,) if isinstance(groups, list) else groups:
             if members is but:
                 continue
             try:

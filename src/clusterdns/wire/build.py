@@ -239,6 +239,9 @@ def build_reply(
 
 _ID_FLAGS: Final = struct.Struct("!HH")
 _COUNTS: Final = struct.Struct("!HHHH")
+# QDCOUNT..ARCOUNT of a reply with one question and one answer, without and with OPT.
+_ONE_ANSWER: Final = _COUNTS.pack(1, 1, 0, 0)
+_ONE_ANSWER_OPT: Final = _COUNTS.pack(1, 1, 0, 1)
 
 
 _OPTS: dict[tuple[int, int, bool], bytes] = {}
@@ -276,12 +279,20 @@ def owned_by_question(
     build_reply() gives those records."""
     fixed = _QUESTION_POINTER + _RR_FIXED.pack(rtype, CLASS_IN, ttl, len(rdatas[0]))
     count = len(rdatas)
+    head = _ID_FLAGS.pack(msg_id, AUTHORITATIVE | (flags & (FLAG_RD | FLAG_CD)))
+    if count == 1:  # nearly always: the counts are one of two constants
+        if edns_do is None:
+            wire = b"".join((head, _ONE_ANSWER, question, fixed, rdatas[0]))
+        else:
+            opt = _opt(payload, 0, edns_do)
+            wire = b"".join((head, _ONE_ANSWER_OPT, question, fixed, rdatas[0], opt))
+        return wire if len(wire) <= limit else None
     wire = b"".join(
         (
-            _ID_FLAGS.pack(msg_id, AUTHORITATIVE | (flags & (FLAG_RD | FLAG_CD))),
+            head,
             _COUNTS.pack(1, count, 0, 0 if edns_do is None else 1),
             question,
-            fixed + rdatas[0] if count == 1 else b"".join([fixed + r for r in rdatas]),
+            b"".join([fixed + r for r in rdatas]),
             b"" if edns_do is None else _opt(payload, 0, edns_do),
         )
     )

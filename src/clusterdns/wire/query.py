@@ -18,6 +18,8 @@ RR_FIXED: Final = struct.Struct("!HHIH")
 TYPE_CLASS: Final = struct.Struct("!HH")
 _OPT_FIXED: Final = struct.Struct("!xHHIH")  # root owner, type, class (payload), TTL, length
 _ROOT_OPT: Final = b"\x00\x00\x29"
+# A question's type and class followed by an OPT record: owner, type, payload, TTL, length.
+_TAIL_OPT: Final = struct.Struct("!HHBHHIH")
 # Option-less OPT records by (payload, TTL field): immutable once made, so shared.
 _PLAIN_EDNS: dict[tuple[int, int], Edns] = {}
 
@@ -305,16 +307,14 @@ def read_plain_at(data: bytes, name_end: int) -> PlainAt | None:
     if arcount == 0:
         if size != question_end:
             return None
-        payload: int | None = None
-        do = False
-    else:
-        if size != question_end + 11 or data[question_end : question_end + 3] != _ROOT_OPT:
+        qtype, qclass = TYPE_CLASS.unpack_from(data, name_end)
+        if qclass != 1:
             return None
-        _, payload, ttl, rdlength = _OPT_FIXED.unpack_from(data, question_end)
-        if rdlength or ttl & 0x00FF0000:
-            return None  # options, or an EDNS version other than 0 (BADVERS)
-        do = bool(ttl & EDNS_DO)
-    qtype, qclass = TYPE_CLASS.unpack_from(data, name_end)
-    if qclass != 1:
+        return (msg_id, flags, qtype, question_end, None, False)
+    if size != question_end + 11:
         return None
-    return (msg_id, flags, qtype, question_end, payload, do)
+    # The question's type and class, then the OPT record, in one call.
+    qtype, qclass, owner, rtype, payload, ttl, rdlength = _TAIL_OPT.unpack_from(data, name_end)
+    if qclass != 1 or owner or rtype != 41 or rdlength or ttl & 0x00FF0000:
+        return None  # not IN; not a root OPT; options, or an EDNS version other than 0
+    return (msg_id, flags, qtype, question_end, payload, bool(ttl & EDNS_DO))

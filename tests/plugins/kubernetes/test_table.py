@@ -14,7 +14,7 @@ from clusterdns.plugins.kubernetes.answers import AnswerTable
 from clusterdns.plugins.kubernetes.config import KubernetesConfig
 from clusterdns.sources.kube import objects as api
 from clusterdns.sources.model import ClusterModel, Kind, Service
-from clusterdns.wire import Query, name_to_text, parse_query
+from clusterdns.wire import Query, name_to_text, parse_query, text_to_wire
 from tests.helpers.dnsclient import make_query
 from tests.helpers.kubeapi import endpoint_slice, service
 
@@ -63,10 +63,11 @@ def test_nothing_is_stored_per_name() -> None:
     for name in ("web" + S, "10-0-0-1.web" + S, "api" + S, "nope" + S):
         assert decide(table, name) is not None
     # Only the apex names of each zone: replies are decided from the model every time.
-    # (The Service-name index points at the model's own Service objects: no replies.)
+    # (The express index maps names to the model's own Service objects, reverse names to
+    # IPs: no replies.)
     assert all(not name_to_text(name).endswith(S) for name in table.names)
     assert not hasattr(table, "templates") and not hasattr(table, "memo")
-    assert all(isinstance(svc, Service) for svc in table._service_names.values())
+    assert all(isinstance(v, (Service, str)) for v in table._express_names.values())
 
 
 def express_answer(table: AnswerTable, name: str, qtype: str = "A") -> dns.message.Message | None:
@@ -80,15 +81,35 @@ def addresses(reply: dns.message.Message | None) -> list[str]:
     return [rdata.address for rrset in reply.answer for rdata in rrset]
 
 
-def test_the_service_name_index_follows_the_model() -> None:
-    """A Service's A question is found by its name in one lookup (no label walk); what is
-    answered is still the model's: a new ClusterIP at once, a deleted Service NXDOMAIN, a
-    Service turned headless left to the general path; a recreated one found again."""
+API_NAME = b"\x03api\x07default\x03svc\x07cluster\x05local\x00"
+API_SRV = b"\x05_http\x04_tcp" + API_NAME
+
+
+def reverse(ip: str) -> bytes:
+    return text_to_wire(ipaddress.ip_address(ip).reverse_pointer + ".")
+
+
+def ptr_targets(reply: dns.message.Message | None) -> list[str]:
+    assert reply is not None
+    return [rdata.target.to_text() for rrset in reply.answer for rdata in rrset]
+
+
+def test_the_express_names_follow_the_model() -> None:
+    """A Service's A, SRV and PTR questions are found by their whole name in one lookup
+    (no label walk); what is answered is still the model's: a new ClusterIP at once, a
+    deleted Service NXDOMAIN, a Service turned headless left to the general path, a
+    recreated one found again, and the old reverse name gone with its IP."""
     table = web_and_api()
-    key = b"\x03api\x07default\x03svc\x07cluster\x05local\x00"
-    assert table._service_names[key] is table.model.service("default", "api")
-    assert not any(k.startswith(b"\x03web") for k in table._service_names)  # headless
+    svc = table.model.service("default", "api")
+    assert table._express_names[API_NAME] is svc
+    assert API_SRV not in table._express_names  # found through API_NAME
+    assert table._express_names[reverse("10.96.0.5")] == "10.96.0.5"
+    assert not any(k.startswith(b"\x03web") for k in table._express_names)  # headless
     assert addresses(express_answer(table, "API" + S)) == ["10.96.0.5"]
+    srv = express_answer(table, "_http._TCP.api" + S, "SRV")
+    assert srv is not None and [r.port for rrset in srv.answer for r in rrset] == [80]
+    assert addresses(_additional(srv)) == ["10.96.0.5"]
+    assert ptr_targets(express_answer(table, "5.0.96.10.in-addr.arpa.", "PTR")) == ["api" + S]
 
     def put(event: str, cluster_ip: str) -> None:
         obj = msgspec.convert(service("api", cluster_ip=cluster_ip), api.Service)
@@ -96,27 +117,100 @@ def test_the_service_name_index_follows_the_model() -> None:
 
     put("MODIFIED", "10.96.0.6")
     assert addresses(express_answer(table, "api" + S)) == ["10.96.0.6"]
+    assert reverse("10.96.0.5") not in table._express_names
+    assert ptr_targets(express_answer(table, "6.0.96.10.in-addr.arpa.", "PTR")) == ["api" + S]
     put("DELETED", "10.96.0.6")
-    assert key not in table._service_names
+    assert not {API_NAME, API_SRV, reverse("10.96.0.6")} & set(table._express_names)
     gone = express_answer(table, "api" + S)
     assert gone is not None and gone.rcode() == NXDOMAIN
     put("ADDED", "None")
-    assert key not in table._service_names
+    assert API_NAME not in table._express_names
     assert express_answer(table, "api" + S) is None  # headless: decide() answers it
     put("MODIFIED", "10.96.0.7")
     assert addresses(express_answer(table, "api" + S)) == ["10.96.0.7"]
 
 
+def _additional(reply: dns.message.Message) -> dns.message.Message:
+    """A message whose answer section is ``reply``'s additional one."""
+    copy = dns.message.Message()
+    copy.answer = reply.additional
+    return copy
+
+
+@pytest.mark.parametrize(
+    ("ports", "asked", "express"),
+    [
+        ([("http", 80, "TCP")], "_http._tcp", True),
+        ([("http", 80, "TCP")], "_HTTP._Tcp", True),
+        ([("http", 80, "TCP"), ("http", 80, "UDP")], "_http._udp", True),
+        # Two ports of one name and protocol: two SRV records, written by decide().
+        ([("http", 80, "TCP"), ("HTTP", 81, "TCP")], "_http._tcp", False),
+        ([("http", 80, "TCP")], "_dns._udp", False),  # no such port: NXDOMAIN, by decide()
+        ([("http", 80, "TCP")], "_http", False),  # one label only
+        ([("http", 80, "TCP")], "_x._y._http._tcp", False),  # too many
+    ],
+)
+def test_srv_names_found_through_the_service_name(
+    ports: list[tuple[str, int, str]], asked: str, express: bool
+) -> None:
+    """express() answers ``_<port>._<proto>.<svc>`` SRV by looking up what follows the
+    two labels; the reply is quick()'s (which walks the labels)."""
+    table = table_with(
+        (Kind.SERVICES, service("api", cluster_ip="10.96.0.5", ports=ports), api.Service)
+    )
+    wire = make_query(f"{asked}.api{S}", "SRV").to_wire()
+    query = parse_query(wire)
+    found = table.zone_of(query.qname_lower, query.label_offsets)
+    assert found is not None
+    walked = table.quick(query, found, 1232, 1232)
+    got = table.express(wire, False, 1232)
+    assert (got is not None) is express
+    assert (None if walked is None else walked[0]) == (None if got is None else got[0])
+
+
+ALL = {API_NAME, reverse("10.96.0.5")}
+
+
+@pytest.mark.parametrize(
+    ("zones", "indexed"),
+    [
+        (("cluster.local.", "in-addr.arpa."), ALL),
+        ((".", "cluster.local.", "in-addr.arpa."), ALL),
+        # A zone inside cluster.local takes some of its names (zone_of() prefers it):
+        # quick() answers those differently, so nothing of cluster.local is indexed.
+        (("cluster.local.", "default.svc.cluster.local.", "in-addr.arpa."), {reverse("10.96.0.5")}),
+        (("cluster.local.", "in-addr.arpa.", "96.10.in-addr.arpa."), {API_NAME}),
+    ],
+)
+def test_no_index_for_a_zone_holding_another(zones: tuple[str, ...], indexed: set[bytes]) -> None:
+    model = web_and_api().model
+    table = AnswerTable(KubernetesConfig(zones=zones), model, own_addresses=("127.0.0.1",))
+    table.deferring = False
+    table.rebuild()
+    assert set(table._express_names) & ALL == indexed
+    for name, qtype in (
+        ("api" + S, "A"),
+        ("_http._tcp.api" + S, "SRV"),
+        ("5.0.96.10.in-addr.arpa.", "PTR"),
+    ):
+        wire = make_query(name, qtype).to_wire()
+        query = parse_query(wire)
+        found = table.zone_of(query.qname_lower, query.label_offsets)
+        walked = None if found is None else table.quick(query, found, 1232, 1232)
+        express = table.express(wire, False, 1232)
+        assert (None if walked is None else walked[0]) == (None if express is None else express[0])
+
+
 def test_a_stale_index_entry_costs_the_walk_never_a_wrong_answer() -> None:
     table = web_and_api()
-    key = b"\x03api\x07default\x03svc\x07cluster\x05local\x00"
-    old = table._service_names[key]
+    key = API_NAME
+    old = table._express_names[key]
     table.model.apply(
         Kind.SERVICES,
         "MODIFIED",
         msgspec.convert(service("api", cluster_ip="10.96.0.9"), api.Service),
     )
-    table._service_names[key] = old  # as if the change had not reached the index yet
+    table._express_names[key] = old  # as if the change had not reached the index yet
     assert addresses(express_answer(table, "api" + S)) == ["10.96.0.9"]
 
 

@@ -87,6 +87,7 @@ CNAME_DEPTH: Final = 8
 PLUGIN: Final = "kubernetes"
 _APEX_LABELS: Final = frozenset({b"dns", b"svc", b"pod", b"dns-version"})
 _XFR_TYPES: Final = frozenset({251, 252})  # IXFR, AXFR
+_IN_ADDR_ARPA: Final = text_to_wire("in-addr.arpa.")
 
 ServiceKey = tuple[str, str]
 
@@ -302,20 +303,33 @@ class AnswerTable:
                     if zone.reverse and not zone.multicluster and wire.endswith(b"\x04arpa\x00")
                 )
 
-        # Every ClusterIP Service's name in the quick zones, lower-case wire form, to its
-        # Service: express() finds the Service of an A/AAAA question with one lookup of
-        # the question's name, no label walk. Only a shortcut: an entry is used when the
-        # model still holds that very Service, so one a change has not reached yet costs
-        # the walk, never a wrong answer.
-        self._service_names: dict[bytes, Service] = {}
-        self._service_suffixes = tuple(b"\x03svc" + wire for wire in self._quick_zones)
+        # The names express() finds by one lookup of the question's whole name (lower-case
+        # wire form), with no label walk: each ClusterIP Service's name in the quick zones,
+        # to the Service (an SRV name, by what follows its first two labels); the reverse
+        # name of each IPv4 ClusterIP in the quick reverse zones, to the IP. Only a shortcut, never the
+        # answer: a Service is used only while the model holds that very Service, and a
+        # reverse name stands for its IP alone (the answer is read from the model), so an
+        # entry a change has not reached costs the walk, never a wrong answer.
+        # Not for a zone with another of the block's zones inside it: zone_of() would
+        # take the inner one for some of its names, and quick() would answer differently.
+        self._express_names: dict[bytes, Service | str] = {}
+        self._service_suffixes = tuple(
+            b"\x03svc" + wire for wire in self._quick_zones if not self._holds_a_zone(wire)
+        )
+        self._reverse_indexed = _IN_ADDR_ARPA in self._quick_reverse and not self._holds_a_zone(
+            _IN_ADDR_ARPA
+        )
+
+    def _holds_a_zone(self, wire: bytes) -> bool:
+        """Does another of the block's zones lie inside the zone ``wire``?"""
+        return any(other != wire and other.endswith(wire) for other in self._zones)
 
     # --- updates ---------------------------------------------------------------------------
 
     def rebuild(self) -> None:
         """Start over from the model (start, and a Change with ``full``)."""
         self._build_apex()
-        self._service_names.clear()
+        self._express_names.clear()
         if self._service_suffixes:
             for svc in self.model.services():
                 self._index_service(svc)
@@ -332,12 +346,17 @@ class AnswerTable:
             self._build_apex()
         if self._service_suffixes:
             for namespace, name in change.services:
+                keys = self._service_keys(namespace, name)
+                if not keys:
+                    continue
                 svc = self.model.service(namespace, name)
+                old = self._express_names.get(keys[0])
+                if old is svc:
+                    continue  # its endpoints changed: the same Service, the same names
+                if isinstance(old, Service):
+                    self._unindex_service(old)
                 if svc is not None:
                     self._index_service(svc)
-                else:
-                    for key in self._service_keys(namespace, name):
-                        self._service_names.pop(key, None)
         self._changed()
 
     def _service_keys(self, namespace: str, name: str) -> list[bytes]:
@@ -352,14 +371,30 @@ class AnswerTable:
         head = bytes((len(name),)) + name.encode() + bytes((len(namespace),)) + namespace.encode()
         return [head + suffix for suffix in self._service_suffixes]
 
+    def _express_keys(self, svc: Service) -> list[tuple[bytes, Service | str]]:
+        """What _express_names holds for ``svc``: nothing unless quick() would answer its
+        A/AAAA (a ClusterIP Service); then its names (its SRV names are found through
+        them: express() looks up what follows ``_<port>._<proto>``), and the reverse
+        names of its IPv4 ClusterIPs where PTR is answered on the wire."""
+        if not svc.cluster_ips or svc.headless or svc.type == "ExternalName":
+            return []
+        names = self._service_keys(svc.namespace, svc.name)
+        if not names:
+            return []
+        out: list[tuple[bytes, Service | str]] = [(name, svc) for name in names]
+        if self._reverse_indexed:
+            for ip in svc.cluster_ips:
+                if ":" not in ip:
+                    out.append((_reverse_v4(ip), ip))
+        return out
+
     def _index_service(self, svc: Service) -> None:
-        keys = self._service_keys(svc.namespace, svc.name)
-        if svc.cluster_ips and not svc.headless and svc.type != "ExternalName":
-            for key in keys:
-                self._service_names[key] = svc
-        else:
-            for key in keys:
-                self._service_names.pop(key, None)
+        for key, value in self._express_keys(svc):
+            self._express_names[key] = value
+
+    def _unindex_service(self, svc: Service) -> None:
+        for key, _ in self._express_keys(svc):
+            self._express_names.pop(key, None)
 
     def _changed(self) -> None:
         self.generation += 1
@@ -884,12 +919,19 @@ class AnswerTable:
         if self.deferring:
             return None
         # The name up to the first zero byte: the question's whole name whenever it is
-        # one of _service_names (those hold no zero byte but their root label).
+        # one of _express_names (those hold no zero byte but their root label).
         end = data.find(0, 12) + 1
         lower = data[12:end].lower()
-        svc = self._service_names.get(lower)
-        if svc is not None and self.model.service(svc.namespace, svc.name) is svc:
-            return self._express_service(data, end, lower, svc, tcp, max_udp)
+        indexed = self._express_names.get(lower)
+        if indexed is not None:
+            if isinstance(indexed, str):
+                return self._express_ptr(data, end, lower, indexed, tcp, max_udp)
+            if self.model.service(indexed.namespace, indexed.name) is indexed:
+                return self._express_address(data, end, lower, indexed, tcp, max_udp)
+        elif lower[1:2] == b"_":
+            got = self._express_srv(data, end, lower, tcp, max_udp)
+            if got is not None:
+                return got
         plain = read_plain(data)
         if plain is None:
             return None
@@ -913,25 +955,72 @@ class AnswerTable:
         until = monotonic() + self.serial_slack if carries_soa else INFINITE
         return wire, until, depends, lower, qtype, do
 
-    def _express_service(
+    def _express_address(
         self, data: bytes, name_end: int, lower: bytes, svc: Service, tcp: bool, max_udp: int
     ) -> ExpressReply | None:
-        """express() of a question whose name is one of _service_names (so a valid name,
-        ending at ``name_end``) for ``svc``, the model's Service of that name: A/AAAA of
-        the Service, as _quick() writes it."""
+        """express() of a question whose whole name (a valid one, ending at ``name_end``)
+        is ``svc``'s name in _express_names, ``svc`` being the model's Service of that
+        name: its A/AAAA, as _quick() writes it."""
         plain = read_plain_at(data, name_end)
         if plain is None:
             return None
         msg_id, flags, qtype, question_end, payload, do = plain
-        if qtype == TYPE_A:
-            v6 = False
-        elif qtype == TYPE_AAAA:
-            v6 = True
-        else:
+        if qtype != TYPE_A and qtype != TYPE_AAAA:
             return None
         quick = self._service_address(
-            svc, v6, qtype, msg_id, flags, data[12:question_end],
+            svc, qtype == TYPE_AAAA, qtype, msg_id, flags, data[12:question_end],
             None if payload is None else do, limit_for(tcp, payload, max_udp), max_udp,
+        )  # fmt: skip
+        if quick is None:
+            return None
+        return quick[0], INFINITE, quick[1], lower, qtype, do
+
+    def _express_srv(
+        self, data: bytes, name_end: int, lower: bytes, tcp: bool, max_udp: int
+    ) -> ExpressReply | None:
+        """express() of ``_<port>._<proto>.<Service name>``: two labels in front of a name
+        in _express_names (so, with them, a valid name ending at ``name_end``); the SRV
+        of the Service's port, as _quick() writes it. None for anything else."""
+        size = len(lower)
+        proto_at = 1 + lower[0]
+        if proto_at >= size or lower[0] > 63:
+            return None
+        service_at = proto_at + 1 + lower[proto_at]
+        if service_at >= size or lower[proto_at] > 63:
+            return None
+        svc = self._express_names.get(lower[service_at:])
+        if not isinstance(svc, Service) or self.model.service(svc.namespace, svc.name) is not svc:
+            return None
+        plain = read_plain_at(data, name_end)
+        if plain is None:
+            return None
+        msg_id, flags, qtype, question_end, payload, do = plain
+        if qtype != TYPE_SRV or not self.model.namespace_exists(svc.namespace):
+            return None
+        namespace_at = service_at + 1 + lower[service_at]
+        zone_at = namespace_at + 1 + lower[namespace_at] + 4  # past "\x03svc"
+        quick = self._quick_srv(
+            lower, proto_at, service_at, zone_at, svc, msg_id, flags, data[12:question_end],
+            None if payload is None else do, limit_for(tcp, payload, max_udp), max_udp,
+        )  # fmt: skip
+        if quick is None:
+            return None
+        return quick[0], INFINITE, quick[1], lower, qtype, do
+
+    def _express_ptr(
+        self, data: bytes, name_end: int, lower: bytes, ip: str, tcp: bool, max_udp: int
+    ) -> ExpressReply | None:
+        """express() of a question whose whole name (a valid one, ending at ``name_end``)
+        is the reverse name of ``ip`` in _express_names: its PTR, as _quick() writes it."""
+        plain = read_plain_at(data, name_end)
+        if plain is None:
+            return None
+        msg_id, flags, qtype, question_end, payload, do = plain
+        if qtype != TYPE_PTR:
+            return None
+        quick = self._ptr_reply(
+            ip, msg_id, flags, data[12:question_end], None if payload is None else do,
+            limit_for(tcp, payload, max_udp), max_udp,
         )  # fmt: skip
         if quick is None:
             return None
@@ -992,9 +1081,11 @@ class AnswerTable:
             return None
         if index != 3:
             if index == 5 and qtype == TYPE_SRV and model.namespace_exists(namespace):
-                return self._quick_srv(
-                    lower, offsets, index, svc, msg_id, flags, question, edns_do, limit, payload
-                )
+                srv = self._quick_srv(
+                    lower, offsets[1], offsets[2], offsets[index], svc, msg_id, flags,
+                    question, edns_do, limit, payload,
+                )  # fmt: skip
+                return None if srv is None else (srv[0], srv[1], False)
             return None
         if qtype == TYPE_A:
             v6 = False
@@ -1043,8 +1134,9 @@ class AnswerTable:
     def _quick_srv(
         self,
         lower: bytes,
-        offsets: Sequence[int],
-        index: int,
+        proto_at: int,
+        service_at: int,
+        zone_at: int,
         svc: Service,
         msg_id: int,
         flags: int,
@@ -1052,13 +1144,14 @@ class AnswerTable:
         edns_do: bool | None,
         limit: int,
         payload: int,
-    ) -> tuple[bytes, Depends, bool] | None:
+    ) -> tuple[bytes, Depends] | None:
         """_quick() of ``_<port>._<proto>.<svc>.<ns>.svc.<zone>`` SRV for a Service with
-        one ClusterIP and one port of that name: one SRV record and its target's address
-        (the general path's _srv(), with the question's letter case in the target's zone);
-        anything else goes to decide()."""
-        port_label = lower[offsets[0] + 1 : offsets[1]]
-        proto_label = lower[offsets[1] + 1 : offsets[2]]
+        one ClusterIP and one port of that name (the name's labels start at 0,
+        ``proto_at`` and ``service_at``, its zone at ``zone_at``): one SRV record and its
+        target's address (the general path's _srv(), with the question's letter case in
+        the target's zone); anything else goes to decide()."""
+        port_label = lower[1:proto_at]
+        proto_label = lower[proto_at + 1 : service_at]
         if port_label[:1] != b"_" or proto_label[:1] != b"_" or len(svc.cluster_ips) != 1:
             return None
         port_name = port_label[1:].decode("latin-1")
@@ -1070,14 +1163,13 @@ class AnswerTable:
             return None  # NXDOMAIN, or several records: decide() writes them
         ip = svc.cluster_ips[0]
         v6 = ":" in ip
-        zone_at = offsets[index]
-        target = lower[offsets[2] : zone_at] + question[zone_at : offsets[-1] + 1]
+        target = lower[service_at:zone_at] + question[zone_at : len(lower)]
         wire = srv_with_address(
             msg_id, flags, question, edns_do, self.ttl, matching[0].port, target,
-            12 + offsets[2], TYPE_AAAA if v6 else TYPE_A,
+            12 + service_at, TYPE_AAAA if v6 else TYPE_A,
             inet_pton(AF_INET6 if v6 else AF_INET, ip), limit, payload,
         )  # fmt: skip
-        return None if wire is None else (wire, frozenset(((svc.namespace, svc.name),)), False)
+        return None if wire is None else (wire, frozenset(((svc.namespace, svc.name),)))
 
     def _quick_ptr(
         self,
@@ -1096,13 +1188,27 @@ class AnswerTable:
         ip = ipv4_from_reverse(lower, offsets)
         if ip is None:
             return None
+        ptr = self._ptr_reply(ip, msg_id, flags, question, edns_do, limit, payload)
+        return None if ptr is None else (ptr[0], ptr[1], False)
+
+    def _ptr_reply(
+        self,
+        ip: str,
+        msg_id: int,
+        flags: int,
+        question: bytes,
+        edns_do: bool | None,
+        limit: int,
+        payload: int,
+    ) -> tuple[bytes, Depends] | None:
+        """The PTR answer for ``ip`` when it has one owner; None for decide()."""
         targets = self._ptr_targets(ip)
         if len(targets) != 1:
             return None
         wire = owned_by_question(
             msg_id, flags, question, edns_do, TYPE_PTR, self.ttl, targets, limit, payload
         )
-        return None if wire is None else (wire, frozenset((ptr_key(ip),)), False)
+        return None if wire is None else (wire, frozenset((ptr_key(ip),)))
 
     def _soa_numbers(self) -> bytes:
         """The SOA's serial, refresh, retry, expire and minimum, encoded (kept per serial)."""
@@ -1245,6 +1351,12 @@ class AnswerTable:
         mname, rname = zone.soa_names
         rdata = soa_rdata(mname, rname, self.serial, *SOA_TIMERS, self.ttl)
         return (zone.wire, TYPE_SOA, min(self.ttl, 300), rdata)
+
+
+def _reverse_v4(ip: str) -> bytes:
+    """The reverse name (wire form, canonical octets) of an IPv4 address."""
+    octets = inet_pton(AF_INET, ip)
+    return b"".join(prefixed(str(octet), b"") for octet in reversed(octets)) + _IN_ADDR_ARPA
 
 
 def _under(base: bytes, cluster: str, label: str) -> bytes:
