@@ -280,6 +280,28 @@ def test_memo_is_bounded_and_evicts_oldest_first() -> None:
     assert not off.entries
 
 
+def test_churn_keeps_the_eviction_queue_bounded_and_in_order() -> None:
+    """Entries dropped by changes and kept again leave their old places in the eviction
+    queue behind: the queue stays within a bound, and a full memo still evicts an old
+    entry, never the one just kept, and never more than one per new entry."""
+    limit = 64
+    memo = ReplyMemo(limit)
+    plugin, config = Tracker(), object()
+    memo.check(config, [plugin])
+    for round_ in range(200):
+        for n in range(limit):
+            memo.put(b"svc-%d" % n, b"r%d" % round_, INFINITE, (), plugin, frozenset({n % 8}))
+        plugin.change({round_ % 8})  # one group of eight goes, as endpoint churn drops it
+        memo.check(config, [plugin])
+        assert len(memo._order) <= 2 * limit + 1024
+        assert len(memo.entries) == limit - limit // 8
+    for n in range(limit, limit + 10):
+        memo.put(b"new-%d" % n, b"r", INFINITE, (), plugin, frozenset({"new"}))
+        assert b"new-%d" % n in memo.entries
+        assert len(memo.entries) <= limit
+    assert sum(len(members) - 1 for members in memo._groups.values()) == len(memo.entries)
+
+
 def test_flush_hands_each_tally_its_new_hits_once() -> None:
     seen: list[tuple[int, float]] = []
     memo = ReplyMemo(10)
