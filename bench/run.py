@@ -199,6 +199,9 @@ class Context:
             "dnsmasq": cluster.write_dnsmasq(base / "dnsmasq"),
             "queries": cluster.write_queries(base / "queries.txt", 100_000),
         }
+        # The files just written (~100 MB at 100k) would otherwise be written back while
+        # the first server starts: kernel work on the same cores, in that server's round.
+        os.sync()
         print(f"  fixture {cluster.tag}: {time.perf_counter() - started:.1f}s", flush=True)
         self.fixtures[cluster.tag] = files
         return files

@@ -15,6 +15,7 @@ from clusterdns.plugins.kubernetes.config import KubernetesConfig
 from clusterdns.sources.kube import objects as api
 from clusterdns.sources.model import ClusterModel, Kind, Service
 from clusterdns.wire import Query, name_to_text, parse_query, text_to_wire
+from clusterdns.wire.names import ipv4_from_reverse, label_offsets
 from tests.helpers.dnsclient import make_query
 from tests.helpers.kubeapi import endpoint_slice, service
 
@@ -63,11 +64,10 @@ def test_nothing_is_stored_per_name() -> None:
     for name in ("web" + S, "10-0-0-1.web" + S, "api" + S, "nope" + S):
         assert decide(table, name) is not None
     # Only the apex names of each zone: replies are decided from the model every time.
-    # (The express index maps names to the model's own Service objects, reverse names to
-    # IPs: no replies.)
+    # (The express index maps names to the model's own Service objects: no replies.)
     assert all(not name_to_text(name).endswith(S) for name in table.names)
     assert not hasattr(table, "templates") and not hasattr(table, "memo")
-    assert all(isinstance(v, (Service, str)) for v in table._express_names.values())
+    assert all(isinstance(v, Service) for v in table._express_names.values())
 
 
 def express_answer(table: AnswerTable, name: str, qtype: str = "A") -> dns.message.Message | None:
@@ -85,10 +85,6 @@ API_NAME = b"\x03api\x07default\x03svc\x07cluster\x05local\x00"
 API_SRV = b"\x05_http\x04_tcp" + API_NAME
 
 
-def reverse(ip: str) -> bytes:
-    return text_to_wire(ipaddress.ip_address(ip).reverse_pointer + ".")
-
-
 def ptr_targets(reply: dns.message.Message | None) -> list[str]:
     assert reply is not None
     return [rdata.target.to_text() for rrset in reply.answer for rdata in rrset]
@@ -103,7 +99,6 @@ def test_the_express_names_follow_the_model() -> None:
     svc = table.model.service("default", "api")
     assert table._express_names[API_NAME] is svc
     assert API_SRV not in table._express_names  # found through API_NAME
-    assert table._express_names[reverse("10.96.0.5")] == "10.96.0.5"
     assert not any(k.startswith(b"\x03web") for k in table._express_names)  # headless
     assert addresses(express_answer(table, "API" + S)) == ["10.96.0.5"]
     srv = express_answer(table, "_http._TCP.api" + S, "SRV")
@@ -117,10 +112,10 @@ def test_the_express_names_follow_the_model() -> None:
 
     put("MODIFIED", "10.96.0.6")
     assert addresses(express_answer(table, "api" + S)) == ["10.96.0.6"]
-    assert reverse("10.96.0.5") not in table._express_names
+    assert express_answer(table, "5.0.96.10.in-addr.arpa.", "PTR") is None  # no owner now
     assert ptr_targets(express_answer(table, "6.0.96.10.in-addr.arpa.", "PTR")) == ["api" + S]
     put("DELETED", "10.96.0.6")
-    assert not {API_NAME, API_SRV, reverse("10.96.0.6")} & set(table._express_names)
+    assert API_NAME not in table._express_names
     gone = express_answer(table, "api" + S)
     assert gone is not None and gone.rcode() == NXDOMAIN
     put("ADDED", "None")
@@ -168,7 +163,7 @@ def test_srv_names_found_through_the_service_name(
     assert (None if walked is None else walked[0]) == (None if got is None else got[0])
 
 
-ALL = {API_NAME, reverse("10.96.0.5")}
+ALL = {API_NAME}
 
 
 @pytest.mark.parametrize(
@@ -178,7 +173,7 @@ ALL = {API_NAME, reverse("10.96.0.5")}
         ((".", "cluster.local.", "in-addr.arpa."), ALL),
         # A zone inside cluster.local takes some of its names (zone_of() prefers it):
         # quick() answers those differently, so nothing of cluster.local is indexed.
-        (("cluster.local.", "default.svc.cluster.local.", "in-addr.arpa."), {reverse("10.96.0.5")}),
+        (("cluster.local.", "default.svc.cluster.local.", "in-addr.arpa."), set()),
         (("cluster.local.", "in-addr.arpa.", "96.10.in-addr.arpa."), {API_NAME}),
     ],
 )
@@ -199,6 +194,34 @@ def test_no_index_for_a_zone_holding_another(zones: tuple[str, ...], indexed: se
         walked = None if found is None else table.quick(query, found, 1232, 1232)
         express = table.express(wire, False, 1232)
         assert (None if walked is None else walked[0]) == (None if express is None else express[0])
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "5.0.96.10.in-addr.arpa.",
+        "0.0.0.0.in-addr.arpa.",
+        "255.255.255.255.in-addr.arpa.",
+        "05.0.96.10.in-addr.arpa.",  # a leading zero: not canonical
+        "256.0.96.10.in-addr.arpa.",
+        "1000.0.96.10.in-addr.arpa.",
+        "0.96.10.in-addr.arpa.",  # three octets
+        "1.5.0.96.10.in-addr.arpa.",  # five
+        "a.0.96.10.in-addr.arpa.",
+        "5.0.96.10.in-addr.arpa.example.",
+    ],
+)
+def test_reverse_names_read_as_ipv4_from_reverse_reads_them(name: str) -> None:
+    """express() reads an IPv4 reverse name with one regular expression; it takes exactly
+    the names (and gives exactly the IPs) ipv4_from_reverse() does."""
+    wire = text_to_wire(name)
+    match = answers._V4_REVERSE.fullmatch(wire)
+    walked = ipv4_from_reverse(wire, label_offsets(wire))
+    if match is None:
+        assert walked is None
+    else:
+        octets = [group[1:].decode() for group in reversed(match.groups())]
+        assert ".".join(octets) == walked
 
 
 def test_a_stale_index_entry_costs_the_walk_never_a_wrong_answer() -> None:

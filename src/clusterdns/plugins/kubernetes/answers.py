@@ -17,6 +17,7 @@ is in, so a reply built during a change is dropped by the memo's next check.
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Hashable, Iterable, Sequence
@@ -88,6 +89,10 @@ PLUGIN: Final = "kubernetes"
 _APEX_LABELS: Final = frozenset({b"dns", b"svc", b"pod", b"dns-version"})
 _XFR_TYPES: Final = frozenset({251, 252})  # IXFR, AXFR
 _IN_ADDR_ARPA: Final = text_to_wire("in-addr.arpa.")
+# A whole IPv4 reverse name in wire form, canonical octets (no leading zeros, <= 255),
+# each label with its length byte: ipv4_from_reverse()'s names, read in one match.
+_OCTET: Final = rb"(\x01\d|\x02[1-9]\d|\x03(?:1\d\d|2[0-4]\d|25[0-5]))"
+_V4_REVERSE: Final = re.compile(_OCTET * 4 + re.escape(_IN_ADDR_ARPA))
 
 ServiceKey = tuple[str, str]
 
@@ -305,18 +310,19 @@ class AnswerTable:
 
         # The names express() finds by one lookup of the question's whole name (lower-case
         # wire form), with no label walk: each ClusterIP Service's name in the quick zones,
-        # to the Service (an SRV name, by what follows its first two labels); the reverse
-        # name of each IPv4 ClusterIP in the quick reverse zones, to the IP. Only a shortcut, never the
-        # answer: a Service is used only while the model holds that very Service, and a
-        # reverse name stands for its IP alone (the answer is read from the model), so an
-        # entry a change has not reached costs the walk, never a wrong answer.
-        # Not for a zone with another of the block's zones inside it: zone_of() would
-        # take the inner one for some of its names, and quick() would answer differently.
-        self._express_names: dict[bytes, Service | str] = {}
+        # to the Service (an SRV name, by what follows its first two labels). Only a
+        # shortcut, never the answer: a Service is used only while the model holds that
+        # very Service, so an entry a change has not reached costs the walk, never a wrong
+        # answer. Not for a zone with another of the block's zones inside it: zone_of()
+        # would take the inner one for some of its names, and quick() would answer
+        # differently. (An IPv4 reverse name is read by one regular expression instead:
+        # its labels are all the data a PTR question needs, and an index of them would
+        # cost ~11 MiB per 100k Services.)
+        self._express_names: dict[bytes, Service] = {}
         self._service_suffixes = tuple(
             b"\x03svc" + wire for wire in self._quick_zones if not self._holds_a_zone(wire)
         )
-        self._reverse_indexed = _IN_ADDR_ARPA in self._quick_reverse and not self._holds_a_zone(
+        self._reverse_express = _IN_ADDR_ARPA in self._quick_reverse and not self._holds_a_zone(
             _IN_ADDR_ARPA
         )
 
@@ -353,7 +359,7 @@ class AnswerTable:
                 old = self._express_names.get(keys[0])
                 if old is svc:
                     continue  # its endpoints changed: the same Service, the same names
-                if isinstance(old, Service):
+                if old is not None:
                     self._unindex_service(old)
                 if svc is not None:
                     self._index_service(svc)
@@ -371,29 +377,20 @@ class AnswerTable:
         head = bytes((len(name),)) + name.encode() + bytes((len(namespace),)) + namespace.encode()
         return [head + suffix for suffix in self._service_suffixes]
 
-    def _express_keys(self, svc: Service) -> list[tuple[bytes, Service | str]]:
-        """What _express_names holds for ``svc``: nothing unless quick() would answer its
+    def _express_keys(self, svc: Service) -> list[bytes]:
+        """Where _express_names holds ``svc``: nowhere unless quick() would answer its
         A/AAAA (a ClusterIP Service); then its names (its SRV names are found through
-        them: express() looks up what follows ``_<port>._<proto>``), and the reverse
-        names of its IPv4 ClusterIPs where PTR is answered on the wire."""
+        them: express() looks up what follows ``_<port>._<proto>``)."""
         if not svc.cluster_ips or svc.headless or svc.type == "ExternalName":
             return []
-        names = self._service_keys(svc.namespace, svc.name)
-        if not names:
-            return []
-        out: list[tuple[bytes, Service | str]] = [(name, svc) for name in names]
-        if self._reverse_indexed:
-            for ip in svc.cluster_ips:
-                if ":" not in ip:
-                    out.append((_reverse_v4(ip), ip))
-        return out
+        return self._service_keys(svc.namespace, svc.name)
 
     def _index_service(self, svc: Service) -> None:
-        for key, value in self._express_keys(svc):
-            self._express_names[key] = value
+        for key in self._express_keys(svc):
+            self._express_names[key] = svc
 
     def _unindex_service(self, svc: Service) -> None:
-        for key, _ in self._express_keys(svc):
+        for key in self._express_keys(svc):
             self._express_names.pop(key, None)
 
     def _changed(self) -> None:
@@ -924,14 +921,18 @@ class AnswerTable:
         lower = data[12:end].lower()
         indexed = self._express_names.get(lower)
         if indexed is not None:
-            if isinstance(indexed, str):
-                return self._express_ptr(data, end, lower, indexed, tcp, max_udp)
             if self.model.service(indexed.namespace, indexed.name) is indexed:
                 return self._express_address(data, end, lower, indexed, tcp, max_udp)
         elif lower[1:2] == b"_":
             got = self._express_srv(data, end, lower, tcp, max_udp)
             if got is not None:
                 return got
+        elif self._reverse_express and lower.endswith(_IN_ADDR_ARPA):
+            reverse = _V4_REVERSE.fullmatch(lower)
+            if reverse is not None:
+                last, third, second, first = reverse.groups()
+                ip = b".".join((first[1:], second[1:], third[1:], last[1:])).decode()
+                return self._express_ptr(data, end, lower, ip, tcp, max_udp)
         plain = read_plain(data)
         if plain is None:
             return None
@@ -989,7 +990,7 @@ class AnswerTable:
         if service_at >= size or lower[proto_at] > 63:
             return None
         svc = self._express_names.get(lower[service_at:])
-        if not isinstance(svc, Service) or self.model.service(svc.namespace, svc.name) is not svc:
+        if svc is None or self.model.service(svc.namespace, svc.name) is not svc:
             return None
         plain = read_plain_at(data, name_end)
         if plain is None:
@@ -1011,7 +1012,7 @@ class AnswerTable:
         self, data: bytes, name_end: int, lower: bytes, ip: str, tcp: bool, max_udp: int
     ) -> ExpressReply | None:
         """express() of a question whose whole name (a valid one, ending at ``name_end``)
-        is the reverse name of ``ip`` in _express_names: its PTR, as _quick() writes it."""
+        is the reverse name of ``ip``: its PTR, as _quick() writes it."""
         plain = read_plain_at(data, name_end)
         if plain is None:
             return None
@@ -1351,12 +1352,6 @@ class AnswerTable:
         mname, rname = zone.soa_names
         rdata = soa_rdata(mname, rname, self.serial, *SOA_TIMERS, self.ttl)
         return (zone.wire, TYPE_SOA, min(self.ttl, 300), rdata)
-
-
-def _reverse_v4(ip: str) -> bytes:
-    """The reverse name (wire form, canonical octets) of an IPv4 address."""
-    octets = inet_pton(AF_INET, ip)
-    return b"".join(prefixed(str(octet), b"") for octet in reversed(octets)) + _IN_ADDR_ARPA
 
 
 def _under(base: bytes, cluster: str, label: str) -> bytes:
