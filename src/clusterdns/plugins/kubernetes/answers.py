@@ -916,23 +916,24 @@ class AnswerTable:
         if self.deferring:
             return None
         # The name up to the first zero byte: the question's whole name whenever it is
-        # one of _express_names (those hold no zero byte but their root label).
+        # one of _express_names (those hold no zero byte but their root label), two labels
+        # and one of them (SRV), or an IPv4 reverse name.
         end = data.find(0, 12) + 1
         lower = data[12:end].lower()
+        named: Service | tuple[Service, int, int] | str | None = None
         indexed = self._express_names.get(lower)
         if indexed is not None:
             if self.model.service(indexed.namespace, indexed.name) is indexed:
-                return self._express_address(data, end, lower, indexed, tcp, max_udp)
+                named = indexed  # else changed since it was indexed: the walk below
         elif lower[1:2] == b"_":
-            got = self._express_srv(data, end, lower, tcp, max_udp)
-            if got is not None:
-                return got
+            named = self._srv_service(lower)
         elif self._reverse_express and lower.endswith(_IN_ADDR_ARPA):
             reverse = _V4_REVERSE.fullmatch(lower)
             if reverse is not None:
                 last, third, second, first = reverse.groups()
-                ip = b".".join((first[1:], second[1:], third[1:], last[1:])).decode()
-                return self._express_ptr(data, end, lower, ip, tcp, max_udp)
+                named = b".".join((first[1:], second[1:], third[1:], last[1:])).decode()
+        if named is not None:
+            return self._express_named(data, end, lower, named, tcp, max_udp)
         plain = read_plain(data)
         if plain is None:
             return None
@@ -956,32 +957,10 @@ class AnswerTable:
         until = monotonic() + self.serial_slack if carries_soa else INFINITE
         return wire, until, depends, lower, qtype, do
 
-    def _express_address(
-        self, data: bytes, name_end: int, lower: bytes, svc: Service, tcp: bool, max_udp: int
-    ) -> ExpressReply | None:
-        """express() of a question whose whole name (a valid one, ending at ``name_end``)
-        is ``svc``'s name in _express_names, ``svc`` being the model's Service of that
-        name: its A/AAAA, as _quick() writes it."""
-        plain = read_plain_at(data, name_end)
-        if plain is None:
-            return None
-        msg_id, flags, qtype, question_end, payload, do = plain
-        if qtype != TYPE_A and qtype != TYPE_AAAA:
-            return None
-        quick = self._service_address(
-            svc, qtype == TYPE_AAAA, qtype, msg_id, flags, data[12:question_end],
-            None if payload is None else do, limit_for(tcp, payload, max_udp), max_udp,
-        )  # fmt: skip
-        if quick is None:
-            return None
-        return quick[0], INFINITE, quick[1], lower, qtype, do
-
-    def _express_srv(
-        self, data: bytes, name_end: int, lower: bytes, tcp: bool, max_udp: int
-    ) -> ExpressReply | None:
-        """express() of ``_<port>._<proto>.<Service name>``: two labels in front of a name
-        in _express_names (so, with them, a valid name ending at ``name_end``); the SRV
-        of the Service's port, as _quick() writes it. None for anything else."""
+    def _srv_service(self, lower: bytes) -> tuple[Service, int, int] | None:
+        """For ``_<port>._<proto>.<Service name>``, two labels in front of a name in
+        _express_names (so a valid name with them): the model's Service, and where the
+        second label and the Service's name start; else None."""
         size = len(lower)
         proto_at = 1 + lower[0]
         if proto_at >= size or lower[0] > 63:
@@ -992,37 +971,47 @@ class AnswerTable:
         svc = self._express_names.get(lower[service_at:])
         if svc is None or self.model.service(svc.namespace, svc.name) is not svc:
             return None
-        plain = read_plain_at(data, name_end)
-        if plain is None:
-            return None
-        msg_id, flags, qtype, question_end, payload, do = plain
-        if qtype != TYPE_SRV or not self.model.namespace_exists(svc.namespace):
-            return None
-        namespace_at = service_at + 1 + lower[service_at]
-        zone_at = namespace_at + 1 + lower[namespace_at] + 4  # past "\x03svc"
-        quick = self._quick_srv(
-            lower, proto_at, service_at, zone_at, svc, msg_id, flags, data[12:question_end],
-            None if payload is None else do, limit_for(tcp, payload, max_udp), max_udp,
-        )  # fmt: skip
-        if quick is None:
-            return None
-        return quick[0], INFINITE, quick[1], lower, qtype, do
+        return svc, proto_at, service_at
 
-    def _express_ptr(
-        self, data: bytes, name_end: int, lower: bytes, ip: str, tcp: bool, max_udp: int
+    def _express_named(
+        self,
+        data: bytes,
+        name_end: int,
+        lower: bytes,
+        named: Service | tuple[Service, int, int] | str,
+        tcp: bool,
+        max_udp: int,
     ) -> ExpressReply | None:
         """express() of a question whose whole name (a valid one, ending at ``name_end``)
-        is the reverse name of ``ip``: its PTR, as _quick() writes it."""
+        was found without a walk: a Service's name (its A/AAAA), an SRV name of a Service
+        (the Service, where the labels start) or the reverse name of an IP (its PTR), as
+        _quick() writes them; None for any other type or query."""
         plain = read_plain_at(data, name_end)
         if plain is None:
             return None
         msg_id, flags, qtype, question_end, payload, do = plain
-        if qtype != TYPE_PTR:
-            return None
-        quick = self._ptr_reply(
-            ip, msg_id, flags, data[12:question_end], None if payload is None else do,
-            limit_for(tcp, payload, max_udp), max_udp,
-        )  # fmt: skip
+        question = data[12:question_end]
+        edns_do = None if payload is None else do
+        limit = limit_for(tcp, payload, max_udp)
+        quick: tuple[bytes, Depends] | None = None
+        if isinstance(named, Service):
+            if qtype in (TYPE_A, TYPE_AAAA):
+                quick = self._service_address(
+                    named, qtype == TYPE_AAAA, qtype, msg_id, flags, question, edns_do, limit,
+                    max_udp,
+                )  # fmt: skip
+        elif isinstance(named, str):
+            if qtype == TYPE_PTR:
+                quick = self._ptr_reply(named, msg_id, flags, question, edns_do, limit, max_udp)
+        elif qtype == TYPE_SRV:
+            svc, proto_at, service_at = named
+            if self.model.namespace_exists(svc.namespace):
+                namespace_at = service_at + 1 + lower[service_at]
+                zone_at = namespace_at + 1 + lower[namespace_at] + 4  # past "\x03svc"
+                quick = self._quick_srv(
+                    lower, proto_at, service_at, zone_at, svc, msg_id, flags, question,
+                    edns_do, limit, max_udp,
+                )  # fmt: skip
         if quick is None:
             return None
         return quick[0], INFINITE, quick[1], lower, qtype, do
