@@ -90,7 +90,17 @@ def ptr_targets(reply: dns.message.Message | None) -> list[str]:
     return [rdata.target.to_text() for rrset in reply.answer for rdata in rrset]
 
 
-def test_the_express_names_follow_the_model() -> None:
+def no_walk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the label walk (read_plain) fail: what express() still answers, it answered
+    from the name found whole."""
+
+    def walked(data: bytes) -> None:
+        raise AssertionError("the label walk ran")
+
+    monkeypatch.setattr(answers, "read_plain", walked)
+
+
+def test_the_express_names_follow_the_model(monkeypatch: pytest.MonkeyPatch) -> None:
     """A Service's A, SRV and PTR questions are found by their whole name in one lookup
     (no label walk); what is answered is still the model's: a new ClusterIP at once, a
     deleted Service NXDOMAIN, a Service turned headless left to the general path, a
@@ -100,11 +110,14 @@ def test_the_express_names_follow_the_model() -> None:
     assert table._express_names[API_NAME] is svc
     assert API_SRV not in table._express_names  # found through API_NAME
     assert not any(k.startswith(b"\x03web") for k in table._express_names)  # headless
-    assert addresses(express_answer(table, "API" + S)) == ["10.96.0.5"]
-    srv = express_answer(table, "_http._TCP.api" + S, "SRV")
-    assert srv is not None and [r.port for rrset in srv.answer for r in rrset] == [80]
-    assert addresses(_additional(srv)) == ["10.96.0.5"]
-    assert ptr_targets(express_answer(table, "5.0.96.10.in-addr.arpa.", "PTR")) == ["api" + S]
+    with monkeypatch.context() as patched:
+        no_walk(patched)
+        assert addresses(express_answer(table, "API" + S)) == ["10.96.0.5"]
+        srv = express_answer(table, "_http._TCP.api" + S, "SRV")
+        assert srv is not None and [r.port for rrset in srv.answer for r in rrset] == [80]
+        assert addresses(_additional(srv)) == ["10.96.0.5"]
+        ptr = express_answer(table, "5.0.96.10.in-addr.arpa.", "PTR")
+        assert ptr_targets(ptr) == ["api" + S]
 
     def put(event: str, cluster_ip: str) -> None:
         obj = msgspec.convert(service("api", cluster_ip=cluster_ip), api.Service)
@@ -146,7 +159,7 @@ def _additional(reply: dns.message.Message) -> dns.message.Message:
     ],
 )
 def test_srv_names_found_through_the_service_name(
-    ports: list[tuple[str, int, str]], asked: str, express: bool
+    ports: list[tuple[str, int, str]], asked: str, express: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """express() answers ``_<port>._<proto>.<svc>`` SRV by looking up what follows the
     two labels; the reply is quick()'s (which walks the labels)."""
@@ -158,6 +171,8 @@ def test_srv_names_found_through_the_service_name(
     found = table.zone_of(query.qname_lower, query.label_offsets)
     assert found is not None
     walked = table.quick(query, found, 1232, 1232)
+    if express:
+        no_walk(monkeypatch)  # answered through the Service's name, not by the walk
     got = table.express(wire, False, 1232)
     assert (got is not None) is express
     assert (None if walked is None else walked[0]) == (None if got is None else got[0])
