@@ -306,9 +306,8 @@ class ReplyMemo:
             return self._groups.get(None)
         if len(depends) != 1:
             return None
-        for token in depends:
-            return self._groups.get(token)
-        return None
+        (token,) = depends
+        return self._groups.get(token)
 
     def _ungroup(
         self,
